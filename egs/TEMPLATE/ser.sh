@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# ser.sh: the stages of every ser recipe, written once. A recipe's run.sh sets its corpus and calls this script.
+#
+#   0  data preparation: corpus -> data/all and data/fold<k>/{train,valid,test} (Kaldi data dirs), validated
+#   1  features: fbank of data/all in --nj jobs -> dump/fbank/; per-fold copies; global CMVN of each training fold
+#   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint)
+#   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}
+#   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md
+#
+# Each stage checks whether its outputs are up to date with its inputs; if so it does nothing and says so.
+# Options (defaults in brackets; --name value or --name=value):
+#   --stage 0 --stop-stage 4      stages to run
+#   --folds "1 3"                 only these folds (stages 2-4) [all]
+#   --seeds "0 1 2"               train/score each seed; scores aggregate over seeds [the config's seed]
+#   --nj 4                        parallel feature jobs
+#   --train-jobs N                folds trained at once by the local runner [2]
+#   --ngpu 0                      GPUs per training job (0 = CPU)
+#   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
+#   --train-args "--set max_epoch=5"  extra trainer options
+#   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
+#   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*" >&2; }
+
+# Set by the recipe's run.sh
+corpus=""
+corpus_dir=""
+class_set=""
+strict_counts=true
+# Stages and selection
+stage=0
+stop_stage=4
+folds=""
+seeds=""
+nj=4
+train_jobs=2
+ngpu=0
+train_config=conf/train.yaml
+fbank_conf=conf/fbank.conf
+tag=""
+train_args=""
+valid_fraction=0.1
+valid_mode=utt
+data_seed=0
+data_dir=data
+dump_dir=dump/fbank
+exp_root=exp
+
+command_line="$0 $*"
+. utils/parse_options.sh
+[ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
+[ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
+
+. ./path.sh
+. ./cmd.sh
+
+[ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
+exp_dir=$exp_root/$tag
+stamp() { python -m ser.bin.stamp "$@"; }
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
+  prep_opts="--corpus $corpus --corpus-dir $corpus_dir --data-dir $data_dir --strict-counts $strict_counts \
+--valid-fraction $valid_fraction --valid-mode $valid_mode --seed $data_seed${class_set:+ --class-set $class_set}"
+  if [ -x local/data.sh ]; then
+    log "stage 0: local/data.sh $corpus_dir"
+    local/data.sh "$corpus_dir"
+  fi
+  [ -d "$corpus_dir" ] || { log "error: corpus directory $corpus_dir does not exist (set --corpus-dir)"; exit 1; }
+  if stamp check "$data_dir/.stage0.done" --extra "$prep_opts" "$corpus_dir"; then
+    log "stage 0: $data_dir is up to date with $corpus_dir; nothing to do"
+  else
+    log "stage 0: data preparation: $corpus_dir -> $data_dir"
+    rm -f "$data_dir/.stage0.done"
+    # shellcheck disable=SC2086
+    python -m ser.bin.prepare_data $prep_opts
+    stamp write "$data_dir/.stage0.done" --extra "$prep_opts" "$corpus_dir"
+  fi
+fi
+
+all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys.argv[1]))['folds'], key=int)))" \
+  "$data_dir/protocol.json" 2>/dev/null || true)
+[ -n "$folds" ] || folds=$all_folds
+[ -n "$seeds" ] || seeds=$(python -c "
+import sys
+from ser.config import load_config
+print(load_config(sys.argv[1])['seed'])" "$train_config" 2>/dev/null || echo 0)
+
+if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
+  [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
+  if stamp check "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"; then
+    log "stage 1: $dump_dir is up to date with $data_dir and $fbank_conf; nothing to do"
+  else
+    log "stage 1: fbank features of $data_dir/all ($nj jobs) -> $dump_dir"
+    rm -rf "$dump_dir"
+    mkdir -p "$dump_dir/all" "$dump_dir/log"
+    split_dirs=$(python -m ser.bin.datadir split "$data_dir/all" "$nj")
+    n_parts=$(echo "$split_dirs" | wc -w)
+    part_dir=$(dirname "$(echo "$split_dirs" | head -n 1)")
+    ark_dir=$(cd "$dump_dir" && pwd)
+    ${feats_cmd} JOB=1:"$n_parts" "$dump_dir/log/fbank.JOB.log" \
+      python -m ser.bin.compute_fbank --config "$fbank_conf" "$part_dir/JOB/wav.scp" \
+        "$ark_dir/raw_fbank.JOB.ark" "$dump_dir/feats.JOB.scp" "$dump_dir/utt2num_frames.JOB"
+    for f in wav.scp utt2spk spk2utt utt2emo spk2gender utt2dur classes.txt; do
+      [ ! -f "$data_dir/all/$f" ] || cp "$data_dir/all/$f" "$dump_dir/all/$f"
+    done
+    for n in $(seq "$n_parts"); do cat "$dump_dir/feats.$n.scp"; done | sort > "$dump_dir/all/feats.scp"
+    for n in $(seq "$n_parts"); do cat "$dump_dir/utt2num_frames.$n"; done | sort > "$dump_dir/all/utt2num_frames"
+    rm -f "$dump_dir"/feats.*.scp "$dump_dir"/utt2num_frames.*
+    python -m ser.bin.datadir validate --need-feats "$dump_dir/all"
+    for fold in $all_folds; do
+      for set in train valid test; do
+        python -m ser.bin.datadir subset --utt-list "$data_dir/fold$fold/$set/utt2spk" "$dump_dir/all" "$dump_dir/fold$fold/$set"
+        python -m ser.bin.datadir validate --need-feats "$dump_dir/fold$fold/$set"
+      done
+      # CMVN statistics from the training set of the fold only (never its validation or test speakers' data)
+      python -m ser.bin.compute_cmvn_stats "$dump_dir/fold$fold/train/feats.scp" "$dump_dir/fold$fold/train/cmvn.ark"
+    done
+    stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
+  fi
+fi
+
+# Jobs of stages 2-3 are numbered by fold; seeds run one after the other.
+if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+  [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; exit 1; }
+  mkdir -p "$exp_dir"
+  [ -f "$exp_dir/train_config.yaml" ] && ! cmp -s "$train_config" "$exp_dir/train_config.yaml" && \
+    log "note: $train_config differs from the config this experiment was started with; changed folds are retrained and the old runs moved aside"
+  cp "$train_config" "$exp_dir/train_config.yaml"
+  threads=$(( $(nproc) / train_jobs )); [ "$threads" -ge 1 ] || threads=1
+  for seed in $seeds; do
+    todo=""
+    for fold in $folds; do
+      run_dir=$exp_dir/seed$seed/fold$fold
+      if [ -f "$run_dir/selection.json" ] && stamp check "$run_dir/.stage2.done" --extra "$train_args" \
+          "$train_config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid"; then
+        log "stage 2: $run_dir is trained and up to date; nothing to do"
+      else
+        todo="$todo${todo:+,}$fold"
+      fi
+    done
+    [ -n "$todo" ] || continue
+    log "stage 2: training seed $seed, folds $todo -> $exp_dir/seed$seed/fold<k> (log: $exp_dir/seed$seed/log/train.<k>.log)"
+    # shellcheck disable=SC2086
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} ${train_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" \
+      JOB="$todo" "$exp_dir/seed$seed/log/train.JOB.log" \
+      python -m ser.bin.train --config "$train_config" --classes "$dump_dir/all/classes.txt" \
+        --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
+        --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
+        --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" $train_args
+    for fold in ${todo//,/ }; do
+      stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$train_args" \
+        "$train_config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid"
+    done
+  done
+fi
+
+if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+  for seed in $seeds; do
+    todo=""
+    for fold in $folds; do
+      run_dir=$exp_dir/seed$seed/fold$fold
+      [ -f "$run_dir/model.pth" ] || { log "error: $run_dir has no trained model; run stage 2 first"; exit 1; }
+      if stamp check "$run_dir/decode_test/.stage3.done" "$run_dir/model.pth" "$dump_dir/fold$fold/test"; then
+        log "stage 3: $run_dir/decode_test is up to date; nothing to do"
+      else
+        rm -f "$run_dir/decode_test/.stage3.done"
+        todo="$todo${todo:+,}$fold"
+      fi
+    done
+    [ -n "$todo" ] || continue
+    log "stage 3: inference on the test sets, seed $seed, folds $todo"
+    ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" "$exp_dir/seed$seed/log/decode.JOB.log" \
+      python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/test" \
+        --outdir "$exp_dir/seed$seed/foldJOB/decode_test" --ngpu "$ngpu"
+    for fold in ${todo//,/ }; do
+      run_dir=$exp_dir/seed$seed/fold$fold
+      stamp write "$run_dir/decode_test/.stage3.done" "$run_dir/model.pth" "$dump_dir/fold$fold/test"
+    done
+  done
+fi
+
+if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+  log "stage 4: scoring $exp_dir"
+  python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
+fi
+log "done: stages $stage-$stop_stage of $(basename "$(pwd)") (tag $tag)"

@@ -1,0 +1,113 @@
+"""Audio input for feature extraction.
+
+Samples are returned in the **int16 range** (a full-scale sine peaks at 32767), as Kaldi reads
+them, whatever the file's format (16/24/32-bit PCM, float, FLAC, ...). Kaldi's fbank is defined
+on that scale: feeding samples scaled to [-1, 1] instead lowers every log-mel value by
+2 * ln(32768) ~= 20.8, so features would no longer match Kaldi's.
+
+A wav.scp value is either a path or a shell command ending in ``|`` whose standard output is an
+audio file (e.g. ``sox in.flac -t wav - |``). Commands run under ``bash -o pipefail`` so a failing
+command anywhere in a pipeline is an error.
+"""
+from __future__ import annotations
+
+import io
+import math
+import os
+import subprocess
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+# soundfile returns PCM scaled to [-1, 1); this maps it back onto Kaldi's int16 scale.
+INT16_SCALE = 32768.0
+
+
+class AudioError(ValueError):
+    """Audio that cannot be used; the message names the file or command."""
+
+
+def read_audio(spec: str) -> tuple[np.ndarray, int]:
+    """Read a wav.scp value; return (float32 samples of shape (N, C) in the int16 range, rate).
+
+    soundfile decodes to float32 in [-1, 1) and the result is scaled by 32768, which is exact for
+    16- and 24-bit PCM; float files keep their values (times 32768), unclipped.
+    """
+    spec = spec.strip()
+    if spec.endswith("|"):
+        source = _run_command(spec[:-1].strip())
+        where = f"command '{spec}'"
+    else:
+        if not os.path.isfile(spec):
+            raise AudioError(f"audio file not found: {spec}")
+        source = spec
+        where = f"audio file {spec}"
+    try:
+        samples, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (soundfile.SoundFileError, RuntimeError) as err:
+        raise AudioError(f"cannot decode {where}: {err}") from err
+    if not np.all(np.isfinite(samples)):
+        raise AudioError(f"{where} contains NaN or infinite samples")
+    return samples * np.float32(INT16_SCALE), int(rate)
+
+
+def _run_command(command: str) -> io.BytesIO:
+    """Run a wav.scp command and return its standard output as an in-memory file."""
+    if not command:
+        raise AudioError("empty command in wav.scp value '|'")
+    result = subprocess.run(["bash", "-o", "pipefail", "-c", command], capture_output=True)
+    if result.returncode != 0:
+        stderr = result.stderr.decode(errors="replace").strip()
+        raise AudioError(
+            f"command '{command} |' failed with exit status {result.returncode}: {stderr[-500:]}"
+        )
+    if not result.stdout:
+        raise AudioError(f"command '{command} |' wrote nothing to standard output")
+    return io.BytesIO(result.stdout)
+
+
+def to_mono(samples: np.ndarray, channel: int | None) -> np.ndarray:
+    """Reduce (N, C) samples to (N,): average all channels (channel None) or pick one by index."""
+    if samples.ndim != 2:
+        raise AudioError(f"expected samples of shape (N, C), got {samples.shape}")
+    num_channels = samples.shape[1]
+    if channel is None:
+        return samples.mean(axis=1, dtype=np.float64).astype(np.float32)
+    if not 0 <= channel < num_channels:
+        raise AudioError(f"channel {channel} requested, but the audio has {num_channels} channel(s)")
+    return np.ascontiguousarray(samples[:, channel])
+
+
+def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling of 1-D samples from sr_in to sr_out Hz (float32 result)."""
+    if sr_in <= 0 or sr_out <= 0:
+        raise AudioError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
+    if sr_in == sr_out:
+        return samples.astype(np.float32, copy=False)
+    divisor = math.gcd(sr_in, sr_out)
+    resampled = resample_poly(samples, sr_out // divisor, sr_in // divisor)
+    return resampled.astype(np.float32, copy=False)
+
+
+def load_mono(
+    spec: str, sample_rate: int, channel: int | None = None, min_duration: float = 0.0
+) -> np.ndarray:
+    """Read a wav.scp value, reduce it to one channel and resample it to ``sample_rate``.
+
+    Raises AudioError (naming the file or command) for missing or undecodable audio, a failing
+    command, a bad channel, no samples, or a duration below ``min_duration`` seconds.
+    """
+    samples, rate = read_audio(spec)
+    if samples.shape[0] == 0:
+        raise AudioError(f"audio has no samples: {spec}")
+    try:
+        mono = resample(to_mono(samples, channel), rate, sample_rate)
+    except AudioError as err:
+        raise AudioError(f"{spec}: {err}") from err
+    duration = mono.shape[0] / sample_rate
+    if duration < min_duration:
+        raise AudioError(
+            f"audio is {duration:.3f} s long, shorter than min-duration {min_duration} s: {spec}"
+        )
+    return mono

@@ -1,0 +1,142 @@
+"""Compute Kaldi-compatible fbank features for every utterance of a wav.scp.
+
+Usage: python -m ser.bin.compute_fbank --config conf/fbank.conf WAV_SCP FEATS_ARK FEATS_SCP UTT2NUM_FRAMES
+
+Completion protocol: the ark is written under its final name (the scp must point at it), while
+FEATS_SCP and UTT2NUM_FRAMES are written as ``<name>.tmp`` and renamed only after every utterance
+succeeded, utt2num_frames first and feats.scp last. Outputs of an earlier run are deleted before
+anything else, so a failed or killed run never leaves a feats.scp behind: its presence means the
+job finished. On an error the partial ark and the temporary files are removed (a killed job may
+leave them, which is harmless: nothing refers to them).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import kaldiio
+
+from ser.audio import AudioError, load_mono
+from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
+
+# kaldiio/Kaldi compression method kTwoByteAuto: 2 bytes per value, error <= range / 65535.
+TWO_BYTE_COMPRESSION = 3
+
+
+def read_wav_scp(path: str) -> list[tuple[int, str, str]]:
+    """(line number, key, wav.scp value) for every line; format errors name the file and line."""
+    entries = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as scp:
+        for lineno, line in enumerate(scp, 1):
+            fields = line.split(maxsplit=1)
+            if len(fields) != 2:
+                raise ValueError(
+                    f"{path}:{lineno}: expected '<utterance-id> <path or command |>', got '{line.rstrip()}'"
+                )
+            key, spec = fields[0], fields[1].strip()
+            if key in seen:
+                raise ValueError(f"{path}:{lineno}: duplicate utterance id {key}")
+            seen.add(key)
+            entries.append((lineno, key, spec))
+    if not entries:
+        raise ValueError(f"{path}: no utterances")
+    return entries
+
+
+def _remove(*paths: str) -> None:
+    for path in paths:
+        if os.path.lexists(path):
+            os.remove(path)
+
+
+def write_fbank(
+    wav_scp: str,
+    feats_ark: str,
+    feats_scp: str,
+    utt2num_frames: str,
+    opts: dict,
+    compress: bool = True,
+    log_every: int = 1000,
+) -> tuple[int, int]:
+    """Compute features for ``wav_scp`` into ark/scp and utt2num_frames (see module docstring).
+    Returns (utterances, frames)."""
+    _remove(feats_scp, utt2num_frames, feats_ark)
+    if "," in feats_ark or "," in feats_scp:
+        raise ValueError(f"output paths must not contain ',': {feats_ark} {feats_scp}")
+    opts = check_fbank_options(opts)
+    channel = None if opts["channel"] == -1 else opts["channel"]
+    entries = read_wav_scp(wav_scp)
+    scp_tmp, frames_tmp = f"{feats_scp}.tmp", f"{utt2num_frames}.tmp"
+    for path in (feats_ark, feats_scp, utt2num_frames):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    total_frames = 0
+    try:
+        with kaldiio.WriteHelper(
+            f"ark,scp:{feats_ark},{scp_tmp}",
+            compression_method=TWO_BYTE_COMPRESSION if compress else None,
+        ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
+            for done, (lineno, key, spec) in enumerate(entries, 1):
+                try:
+                    samples = load_mono(spec, opts["sample-frequency"], channel, opts["min-duration"])
+                    feats = compute_fbank(samples, opts)
+                    if feats.shape[0] == 0:
+                        raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
+                except AudioError as err:
+                    raise AudioError(f"{wav_scp}:{lineno}: utterance {key}: {err}") from err
+                writer(key, feats)
+                frames_out.write(f"{key} {feats.shape[0]}\n")
+                total_frames += feats.shape[0]
+                if log_every > 0 and done % log_every == 0:
+                    print(f"compute_fbank: {done}/{len(entries)} utterances", file=sys.stderr)
+    except BaseException:
+        _remove(feats_ark, scp_tmp, frames_tmp)
+        raise
+    os.replace(frames_tmp, utt2num_frames)
+    os.replace(scp_tmp, feats_scp)
+    return len(entries), total_frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="compute_fbank.py",
+        description="Compute Kaldi-compatible log-mel fbank features (kaldi-native-fbank) for "
+        "every line of a wav.scp and write them as a Kaldi ark + scp, plus utt2num_frames. "
+        "feats.scp appears only when every utterance succeeded; any bad entry stops the job "
+        "with an error naming the wav.scp line.",
+    )
+    parser.add_argument(
+        "--config",
+        help="Kaldi-style fbank.conf ('--name=value' lines); options it omits keep ser's "
+        "defaults (80 bins, dither 0, 16 kHz, channel -1 = down-mix)",
+    )
+    parser.add_argument(
+        "--compress",
+        type=parse_bool,
+        default=True,
+        help="store the ark with Kaldi two-byte compression (kTwoByteAuto, method 3; "
+        "error <= value range / 65535) (default: true)",
+    )
+    parser.add_argument(
+        "--log-every", type=int, default=1000, help="progress line to stderr every N utterances (0: never)"
+    )
+    parser.add_argument("wav_scp", metavar="WAV_SCP", help="input wav.scp (or a split part of it)")
+    parser.add_argument("feats_ark", metavar="FEATS_ARK", help="output ark (its path is written into FEATS_SCP)")
+    parser.add_argument("feats_scp", metavar="FEATS_SCP", help="output scp")
+    parser.add_argument("utt2num_frames", metavar="UTT2NUM_FRAMES", help="output '<utt> <frames>' file")
+    args = parser.parse_args(argv)
+    try:
+        opts = read_fbank_conf(args.config) if args.config else dict(FBANK_DEFAULTS)
+        num_utts, frames = write_fbank(
+            args.wav_scp, args.feats_ark, args.feats_scp, args.utt2num_frames, opts, args.compress, args.log_every
+        )
+    except (ValueError, OSError) as err:
+        print(f"compute_fbank.py: error: {err}", file=sys.stderr)
+        return 1
+    print(f"compute_fbank.py: wrote {num_utts} utterances, {frames} frames to {args.feats_scp}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Small helpers shared by the command-line tools in ser.bin."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def setup_logging(log_file: str | None = None) -> None:
+    """Log to stderr (which job runners capture per job) and, when given, to a file too."""
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s: %(message)s")
+
+
+def read_classes(path: str) -> list[str]:
+    """classes.txt: one class per line, in the order of the model's outputs."""
+    with open(path, encoding="utf-8") as f:
+        classes = [line.strip() for line in f if line.strip()]
+    if not classes or len(set(classes)) != len(classes):
+        raise ValueError(f"{path}: expected one distinct class name per line")
+    return classes
+
+
+def select_device(ngpu: int) -> str:
+    import torch
+
+    if ngpu <= 0:
+        return "cpu"
+    if not torch.cuda.is_available():
+        raise SystemExit("error: --ngpu %d asked for a GPU but torch sees none (CUDA build? CUDA_VISIBLE_DEVICES?)" % ngpu)
+    return "cuda"
+
+
+def die(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(1)

@@ -1,0 +1,171 @@
+"""Experiment configs: ESPnet-style YAML, every key with a default, every key checked at load.
+
+A config names components (``encoder: flam``) and gives their options (``encoder_conf: {...}``). The defaults
+of each component live beside its code (ENCODER_DEFAULTS, AUGMENT_DEFAULTS, LOSS_DEFAULTS, FRONTEND_DEFAULTS);
+this module merges them, rejects unknown keys by name and writes the resolved config that a run is reproduced from.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names the file and key."""
+
+
+TRAINER_DEFAULTS = {
+    "frontend": "fbank",
+    "frontend_conf": {},
+    "encoder": "flam",
+    "encoder_conf": {},
+    "augment": "eam",
+    "augment_conf": {},
+    "loss_conf": {},
+    "optim": "adam",
+    "optim_conf": {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0},
+    "center_lr": 5.0e-3,
+    "scheduler": "exponential",
+    "scheduler_conf": {"gamma": 0.875},
+    "max_epoch": 20,
+    "batch_size": 16,
+    "crop_seconds": 6.0,  # training crops of at most this long; 0 = whole utterances; tests always use whole ones
+    "bucketing": True,  # batch utterances of similar length to limit padding
+    "model_selection": "valid_ua",  # valid_ua (best validation UA) | last (last epoch)
+    "grad_clip": 0.0,  # max gradient norm; 0 = off
+    "seed": 0,
+    "num_threads": 0,  # torch intra-op threads; 0 = torch's default
+    "log_interval": 20,  # batches between progress log lines
+}
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+OPTIM_KEYS = {"adam": {"lr", "betas", "eps", "weight_decay"}, "adamw": {"lr", "betas", "eps", "weight_decay"},
+              "sgd": {"lr", "momentum", "weight_decay", "nesterov"}}
+SCHEDULERS = {"exponential": {"gamma": 0.875}, "none": {}}
+MODEL_SELECTIONS = ("valid_ua", "last")
+
+
+def _component_defaults() -> dict[str, tuple[str, dict]]:
+    """(component key, conf key) -> {name: defaults}; imported lazily so the config module stays light."""
+    from ser.augment import AUGMENT_DEFAULTS
+    from ser.frontends import FRONTEND_DEFAULTS
+    from ser.models import ENCODER_DEFAULTS
+
+    return {"frontend": FRONTEND_DEFAULTS, "encoder": ENCODER_DEFAULTS, "augment": AUGMENT_DEFAULTS}
+
+
+def _check_keys(given: dict, allowed, where: str) -> None:
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}")
+
+
+def _check_type(value, default, where: str):
+    """Values must have the default's type (ints are accepted for floats); None defaults accept anything."""
+    if default is None or value is None and default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    elif isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+    elif isinstance(default, (list, tuple)):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return list(value)
+    elif isinstance(default, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+    return value
+
+
+def _merge(defaults: dict, given: dict, where: str) -> dict:
+    _check_keys(given, defaults, where)
+    merged = copy.deepcopy(defaults)
+    for key, value in given.items():
+        merged[key] = _check_type(value, defaults[key], f"{where}.{key}")
+    return merged
+
+
+def resolve_config(given: dict, source: str = "config") -> dict:
+    """Merge a user config with every default; raise ConfigError naming the bad key."""
+    from ser.losses import LOSS_DEFAULTS
+
+    if not isinstance(given, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
+    _check_keys(given, TRAINER_DEFAULTS, source)
+    config = copy.deepcopy(TRAINER_DEFAULTS)
+    for key, value in given.items():
+        if key.endswith("_conf"):
+            config[key] = _check_type(value if value is not None else {}, {}, f"{source}: {key}")
+        else:
+            config[key] = _check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
+
+    for component, table in _component_defaults().items():
+        name = config[component]
+        if name not in table:
+            raise ConfigError(f"{source}: {component}: unknown value {name!r}; choose one of {', '.join(table)}")
+        config[f"{component}_conf"] = _merge(table[name], config[f"{component}_conf"], f"{source}: {component}_conf")
+    config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], f"{source}: loss_conf")
+
+    if config["optim"] not in OPTIMIZERS:
+        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if config["optim"] != "adam" and given.get("optim_conf") is None:
+        config["optim_conf"] = {"lr": 1.0e-4}
+    _check_keys(config["optim_conf"], OPTIM_KEYS[config["optim"]], f"{source}: optim_conf")
+    if config["scheduler"] not in SCHEDULERS:
+        raise ConfigError(f"{source}: scheduler: unknown value {config['scheduler']!r}; choose one of {', '.join(SCHEDULERS)}")
+    config["scheduler_conf"] = _merge(SCHEDULERS[config["scheduler"]],
+                                      config["scheduler_conf"] if "scheduler_conf" in given else {},
+                                      f"{source}: scheduler_conf")
+    if config["model_selection"] not in MODEL_SELECTIONS:
+        raise ConfigError(f"{source}: model_selection: unknown value {config['model_selection']!r}; "
+                          f"choose one of {', '.join(MODEL_SELECTIONS)}")
+    for key in ("max_epoch", "batch_size"):
+        if config[key] < 1:
+            raise ConfigError(f"{source}: {key}: must be >= 1, got {config[key]}")
+    for key in ("crop_seconds", "grad_clip", "center_lr"):
+        if config[key] < 0:
+            raise ConfigError(f"{source}: {key}: must be >= 0, got {config[key]}")
+    if config["optim_conf"].get("lr", 1.0) <= 0:
+        raise ConfigError(f"{source}: optim_conf.lr: must be > 0")
+    return config
+
+
+def load_config(path: str, overrides: dict | None = None) -> dict:
+    """Read a YAML config, apply ``overrides`` (top-level keys), and resolve it."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path}: no such config file")
+    with open(path, encoding="utf-8") as f:
+        try:
+            given = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(given, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
+    given.update(overrides or {})
+    return resolve_config(given, source=path)
+
+
+def config_hash(config: dict) -> str:
+    """A short, stable hash of a resolved config (key order does not matter)."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def write_config(config: dict, path: str) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
+    os.replace(path + ".tmp", path)

@@ -1,0 +1,1 @@
+"""Corpus preparation: one module per corpus, each turning a released corpus into Utterance records."""

@@ -1,0 +1,333 @@
+"""What every corpus preparation produces: Utterance records, turned into Kaldi data dirs and folds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import soundfile
+
+from ser.audio import read_audio
+from ser.datadir import utt2spk_to_spk2utt, write_table
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One labelled utterance of a corpus.
+
+    utt_id must start with spk_id (Kaldi's speaker-prefix rule), e.g. ``Ses01M-Ses01F_impro04_M012``.
+    wav is what goes into wav.scp: a path, or a shell command ending in ``|``.
+    """
+
+    utt_id: str
+    spk_id: str
+    wav: str
+    emotion: str
+    gender: str  # "m" or "f"
+
+    def __post_init__(self):
+        if not self.utt_id.startswith(self.spk_id):
+            raise ValueError(f"utterance id {self.utt_id!r} does not start with its speaker id {self.spk_id!r}")
+        if self.gender not in ("m", "f"):
+            raise ValueError(f"utterance {self.utt_id}: gender must be 'm' or 'f', got {self.gender!r}")
+        for field_name in ("utt_id", "spk_id", "emotion"):
+            value = getattr(self, field_name)
+            if not value or any(c.isspace() for c in value):
+                raise ValueError(f"utterance {self.utt_id!r}: {field_name} {value!r} is empty or contains whitespace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared by every corpus module: label mapping, checks, folds, data-dir writing, train/valid split.
+
+log = logging.getLogger("ser.corpora")
+
+
+class CorpusError(ValueError):
+    """A corpus release that cannot be prepared; the message names the file (and line) at fault."""
+
+
+def class_list(class_map: dict[str, str]) -> list[str]:
+    """The classes of a {raw label: class} map, in the order they first appear (the fixed class order)."""
+    return list(dict.fromkeys(class_map.values()))
+
+
+def resolve_class_set(class_sets: dict[str, dict[str, str]], class_set: str, corpus: str) -> dict[str, str]:
+    if class_set not in class_sets:
+        raise CorpusError(f"{corpus}: unknown class set {class_set!r}; choose one of {sorted(class_sets)}")
+    return class_sets[class_set]
+
+
+def map_label(raw: str, class_map: dict[str, str], known_labels: Iterable[str], where: str) -> str | None:
+    """Class of a raw corpus label; None for a documented label outside the class set.
+
+    A label the corpus does not document is an error naming ``where`` (file:line or file).
+    """
+    if raw in class_map:
+        return class_map[raw]
+    if raw in known_labels:
+        return None
+    raise CorpusError(f"{where}: unknown label {raw!r} (known: {' '.join(sorted(known_labels))})")
+
+
+def report_missing_audio(missing: list[str], strict: bool, corpus: str) -> None:
+    """Labels whose audio file is absent: strict -> CorpusError listing them; lenient -> warning, skipped."""
+    if not missing:
+        return
+    listing = "\n  ".join(missing[:50]) + (f"\n  ... and {len(missing) - 50} more" if len(missing) > 50 else "")
+    message = f"{corpus}: {len(missing)} labelled utterance(s) have no audio file:\n  {listing}"
+    if strict:
+        raise CorpusError(message)
+    log.warning("%s\n(skipped: --strict-counts false)", message)
+
+
+def check_unique(utts: list[Utterance]) -> None:
+    """Every utterance id once; a duplicate is an error naming both audio sources."""
+    seen: dict[str, Utterance] = {}
+    for utt in utts:
+        if utt.utt_id in seen:
+            raise CorpusError(f"utterance id {utt.utt_id} occurs twice: {seen[utt.utt_id].wav} and {utt.wav}")
+        seen[utt.utt_id] = utt
+
+
+def count_classes(utts: Iterable[Utterance]) -> dict[str, int]:
+    return dict(sorted(Counter(utt.emotion for utt in utts).items()))
+
+
+def check_counts(utts: list[Utterance], expected: dict[str, int], strict: bool, corpus: str) -> None:
+    """Compare per-class counts with the published ones; strict -> CorpusError, lenient -> warning."""
+    found = count_classes(utts)
+    classes = list(expected) + sorted(set(found) - set(expected))
+    if all(found.get(c, 0) == expected.get(c, 0) for c in classes):
+        return
+    rows = [f"  {c:<12} found {found.get(c, 0):>6}  expected {expected.get(c, 0):>6}" for c in classes]
+    rows.append(f"  {'total':<12} found {sum(found.values()):>6}  expected {sum(expected.values()):>6}")
+    message = f"{corpus}: utterance counts differ from the published ones:\n" + "\n".join(rows)
+    if strict:
+        raise CorpusError(message + "\n(use --strict-counts false to go on with these counts)")
+    log.warning("%s", message)
+
+
+def folds_by_group(utts: list[Utterance], fold_of_speaker: Callable[[str], int], num_folds: int,
+                   corpus: str) -> dict[int, list[str]]:
+    """{fold (1..num_folds): sorted test speakers}, each speaker placed by fold_of_speaker.
+
+    Every fold must receive at least one speaker of the prepared utterances.
+    """
+    folds: dict[int, list[str]] = {k: [] for k in range(1, num_folds + 1)}
+    for spk in sorted({utt.spk_id for utt in utts}):
+        fold = fold_of_speaker(spk)
+        if fold not in folds:
+            raise CorpusError(f"{corpus}: speaker {spk} maps to fold {fold}, outside 1..{num_folds}")
+        folds[fold].append(spk)
+    empty = [k for k, speakers in folds.items() if not speakers]
+    if empty:
+        raise CorpusError(f"{corpus}: no utterances for the test speakers of fold(s) {empty}; "
+                          f"the {num_folds}-fold protocol needs every fold")
+    return folds
+
+
+def _check_wav_value(utt: Utterance) -> None:
+    if not utt.wav.endswith("|") and any(c.isspace() for c in utt.wav):
+        raise CorpusError(f"utterance {utt.utt_id}: audio path {utt.wav!r} contains whitespace, which a "
+                          "wav.scp entry cannot hold; link the corpus to a path without spaces")
+
+
+def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] | None = None) -> None:
+    """Write a Kaldi data dir: wav.scp utt2spk spk2utt utt2emo spk2gender (+ utt2dur)."""
+    check_unique(utts)
+    genders: dict[str, str] = {}
+    for utt in utts:
+        _check_wav_value(utt)
+        if genders.setdefault(utt.spk_id, utt.gender) != utt.gender:
+            raise CorpusError(f"speaker {utt.spk_id} has utterances of both genders (e.g. {utt.utt_id})")
+    utt2spk = {utt.utt_id: utt.spk_id for utt in utts}
+    os.makedirs(path, exist_ok=True)
+    write_table(os.path.join(path, "wav.scp"), {utt.utt_id: utt.wav for utt in utts})
+    write_table(os.path.join(path, "utt2spk"), utt2spk)
+    write_table(os.path.join(path, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
+    write_table(os.path.join(path, "utt2emo"), {utt.utt_id: utt.emotion for utt in utts})
+    write_table(os.path.join(path, "spk2gender"), genders)
+    if utt2dur is not None:
+        missing = [utt.utt_id for utt in utts if utt.utt_id not in utt2dur]
+        if missing:
+            raise CorpusError(f"{path}: no duration for utterance(s) {missing[:10]}")
+        write_table(os.path.join(path, "utt2dur"), {u.utt_id: f"{utt2dur[u.utt_id]:.6f}" for u in utts})
+
+
+def utterance_durations(utts: list[Utterance]) -> dict[str, float]:
+    """{utt_id: seconds}: soundfile's header for paths, the decoded output for ``cmd |`` entries."""
+    durations: dict[str, float] = {}
+    for utt in utts:
+        if utt.wav.endswith("|"):
+            try:
+                samples, rate = read_audio(utt.wav)
+            except ValueError as err:
+                raise CorpusError(f"utterance {utt.utt_id}: {err}") from err
+            frames = samples.shape[0]
+        else:
+            if not os.path.isfile(utt.wav):
+                raise CorpusError(f"utterance {utt.utt_id}: audio file not found: {utt.wav}")
+            try:
+                info = soundfile.info(utt.wav)
+            except (RuntimeError, soundfile.SoundFileError) as err:
+                raise CorpusError(f"utterance {utt.utt_id}: cannot read audio file {utt.wav}: {err}") from err
+            frames, rate = info.frames, info.samplerate
+        if frames <= 0:
+            raise CorpusError(f"utterance {utt.utt_id}: audio has no samples: {utt.wav}")
+        durations[utt.utt_id] = frames / rate
+    return durations
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, mode: str = "utt",
+                      seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
+    """Hold out validation data from the training-fold utterances given; returns (train, valid).
+
+    mode "utt": a random fraction of the utterances, stratified per (speaker, class) by largest
+    remainders, so every speaker and class is represented in proportion; at least one, never all.
+    mode "spk": whole speakers, round(fraction * speakers) of them, at least one and never all.
+    Deterministic for a given seed and set of utterances (whatever their input order).
+    """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must lie strictly between 0 and 1, got {valid_fraction}")
+    utts = sorted(train_utts, key=lambda u: u.utt_id)
+    rng = random.Random(seed)
+    if mode == "spk":
+        speakers = sorted({u.spk_id for u in utts})
+        if len(speakers) < 2:
+            raise ValueError(f"valid mode 'spk' needs at least 2 training speakers, found {speakers}")
+        num_valid = min(max(_round_half_up(valid_fraction * len(speakers)), 1), len(speakers) - 1)
+        valid_speakers = set(rng.sample(speakers, num_valid))
+        return ([u for u in utts if u.spk_id not in valid_speakers],
+                [u for u in utts if u.spk_id in valid_speakers])
+    if mode != "utt":
+        raise ValueError(f"valid mode must be 'utt' or 'spk', got {mode!r}")
+    if len(utts) < 2:
+        raise ValueError(f"cannot split {len(utts)} training utterance(s) into train and valid")
+    total = min(max(_round_half_up(valid_fraction * len(utts)), 1), len(utts) - 1)
+    groups: dict[tuple[str, str], list[Utterance]] = defaultdict(list)
+    for utt in utts:
+        groups[(utt.spk_id, utt.emotion)].append(utt)
+    keys = sorted(groups)
+    for key in keys:
+        rng.shuffle(groups[key])
+    # Quota of a group = total * size / N, in exact integers: floor first, the rest by largest remainder.
+    quota = {key: total * len(groups[key]) // len(utts) for key in keys}
+    tie_break = {key: rng.random() for key in keys}
+    by_remainder = sorted(keys, key=lambda k: (-(total * len(groups[k]) % len(utts)), tie_break[k]))
+    for key in by_remainder[: total - sum(quota.values())]:
+        quota[key] += 1
+    valid_ids = {u.utt_id for key in keys for u in groups[key][: quota[key]]}
+    return [u for u in utts if u.utt_id not in valid_ids], [u for u in utts if u.utt_id in valid_ids]
+
+
+def _check_folds(utts: list[Utterance], folds: dict[int, list[str]]) -> None:
+    speakers = {u.spk_id for u in utts}
+    fold_of: dict[str, int] = {}
+    for fold, test_speakers in folds.items():
+        if not test_speakers:
+            raise CorpusError(f"fold {fold} has no test speakers")
+        for spk in test_speakers:
+            if spk not in speakers:
+                raise CorpusError(f"fold {fold}: test speaker {spk} has no utterances")
+            if spk in fold_of:
+                raise CorpusError(f"speaker {spk} is a test speaker of folds {fold_of[spk]} and {fold}")
+            fold_of[spk] = fold
+    untested = sorted(speakers - set(fold_of))
+    if untested:
+        raise CorpusError(f"speaker(s) {untested} are in no fold's test set")
+
+
+def _validate(path: str, classes: list[str]) -> None:
+    from ser.datadir import validate_data_dir
+
+    validate_data_dir(path, classes=classes, need_feats=False)
+
+
+def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
+                        class_set: str, classes: list[str], fold_scheme: str, valid_fraction: float = 0.1,
+                        valid_mode: str = "utt", seed: int = 0, command: str = "") -> None:
+    """Write data_dir/all and data_dir/fold<k>/{train,valid,test}, classes.txt and protocol.json.
+
+    Validation utterances come from each fold's training speakers only. Every dir is validated.
+    ``data_dir/.done`` (holding ``command``) is removed first and written last, so an interrupted run
+    never looks complete; the new dirs are built in a temporary dir and moved into place.
+    """
+    os.makedirs(data_dir, exist_ok=True)
+    done_marker = os.path.join(data_dir, ".done")
+    if os.path.exists(done_marker):
+        os.remove(done_marker)
+    if not utts:
+        raise CorpusError(f"{corpus}: no utterances to prepare")
+    check_unique(utts)
+    unknown = sorted({u.emotion for u in utts} - set(classes))
+    if unknown:
+        raise CorpusError(f"{corpus}: labels {unknown} are not among the classes {classes}")
+    _check_folds(utts, folds)
+    durations = utterance_durations(utts)
+
+    staging = tempfile.mkdtemp(dir=data_dir, prefix=".tmp-prepare-")
+    try:
+        protocol_folds = {}
+        write_data_dir(os.path.join(staging, "all"), utts, durations)
+        with open(os.path.join(staging, "all", "classes.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(c + "\n" for c in classes))
+        subdirs = ["all"]
+        for fold in sorted(folds):
+            test_speakers = set(folds[fold])
+            test = [u for u in utts if u.spk_id in test_speakers]
+            train, valid = split_train_valid([u for u in utts if u.spk_id not in test_speakers],
+                                             valid_fraction, valid_mode, seed)
+            splits = {"train": train, "valid": valid, "test": test}
+            for name, split_utts in splits.items():
+                write_data_dir(os.path.join(staging, f"fold{fold}", name), split_utts, durations)
+                subdirs.append(f"fold{fold}/{name}")
+            protocol_folds[str(fold)] = {
+                "test_speakers": sorted(test_speakers),
+                "valid_speakers": sorted({u.spk_id for u in valid}),
+                "counts": {name: count_classes(s) for name, s in splits.items()},
+            }
+        for subdir in subdirs:
+            _validate(os.path.join(staging, subdir), classes)
+
+        # Move into place: replace all/ and every fold<k>/ (stale folds of an earlier run included).
+        for name in os.listdir(data_dir):
+            if name == "all" or (name.startswith("fold") and name[4:].isdigit()):
+                shutil.rmtree(os.path.join(data_dir, name))
+        for name in os.listdir(staging):
+            os.replace(os.path.join(staging, name), os.path.join(data_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    protocol = {
+        "corpus": corpus,
+        "class_set": class_set,
+        "classes": classes,
+        "fold_scheme": fold_scheme,
+        "num_folds": len(folds),
+        "folds": protocol_folds,
+        "valid_source": "training-fold speakers",
+        "valid_mode": valid_mode,
+        "valid_fraction": valid_fraction,
+        "valid_seed": seed,
+        "counts": count_classes(utts),
+        "num_utterances": len(utts),
+        "num_speakers": len({u.spk_id for u in utts}),
+    }
+    with open(os.path.join(data_dir, "protocol.json.tmp"), "w", encoding="utf-8") as f:
+        json.dump(protocol, f, indent=2)
+        f.write("\n")
+    os.replace(os.path.join(data_dir, "protocol.json.tmp"), os.path.join(data_dir, "protocol.json"))
+    with open(done_marker, "w", encoding="utf-8") as f:
+        f.write(command + "\n")

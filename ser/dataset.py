@@ -1,0 +1,178 @@
+"""Training and evaluation data: labelled utterances of a data dir, length-bucketed batches, crops, mixup, CMVN.
+
+Every random choice of an epoch (batch order, crops, mixup partners and segments) is drawn from generators
+seeded by (seed, epoch[, utterance index]), so an epoch's data is the same whether the run was interrupted or not.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import kaldiio
+import numpy as np
+import torch
+
+from ser.augment import soft_label
+from ser.datadir import DataDirError, read_table
+
+
+@dataclass
+class LabelledSet:
+    """The utterances of a data dir with their class indices and raw (pre-CMVN) features."""
+
+    keys: list[str]
+    labels: np.ndarray  # (N,) class indices
+    feats: list[np.ndarray]  # each (T, D) float32, before CMVN
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([f.shape[0] for f in self.feats], dtype=np.int64)
+
+    @property
+    def feat_dim(self) -> int:
+        return int(self.feats[0].shape[1])
+
+
+def read_labels(data_dir: str, classes: list[str]) -> dict[str, int]:
+    """utt2emo -> {utt: class index}; a label outside ``classes`` is an error naming utt2emo's line."""
+    path = os.path.join(data_dir, "utt2emo")
+    table = read_table(path, min_fields=2, max_fields=2)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = {}
+    for lineno, (utt, emo) in enumerate(table.items(), 1):
+        if emo not in index:
+            raise DataDirError(f"{path}:{lineno}: label {emo!r} of {utt} is not in the class set {' '.join(classes)}")
+        labels[utt] = index[emo]
+    return labels
+
+
+def load_labelled_set(data_dir: str, classes: list[str]) -> LabelledSet:
+    """Read feats.scp and utt2emo of a data dir (features are loaded into memory)."""
+    labels = read_labels(data_dir, classes)
+    scp = os.path.join(data_dir, "feats.scp")
+    entries = read_table(scp, min_fields=2, max_fields=2)
+    missing = sorted(set(entries) ^ set(labels))
+    if missing:
+        raise DataDirError(f"{data_dir}: feats.scp and utt2emo hold different utterances (e.g. {missing[0]}); "
+                           f"run utils/fix_data_dir.sh {data_dir}")
+    if not entries:
+        raise DataDirError(f"{scp}: no utterances")
+    keys, feats = [], []
+    for lineno, (utt, spec) in enumerate(entries.items(), 1):
+        try:
+            mat = kaldiio.load_mat(spec)
+        except Exception as e:  # kaldiio raises many types for unreadable archives
+            raise DataDirError(f"{scp}:{lineno}: cannot read features of {utt} from {spec}: {e}") from None
+        if mat.ndim != 2 or mat.shape[0] == 0:
+            raise DataDirError(f"{scp}:{lineno}: features of {utt} have shape {mat.shape}")
+        keys.append(utt)
+        feats.append(np.ascontiguousarray(mat, dtype=np.float32))
+    if len({f.shape[1] for f in feats}) != 1:
+        raise DataDirError(f"{scp}: utterances have different feature dimensions")
+    return LabelledSet(keys, np.array([labels[k] for k in keys], dtype=np.int64), feats)
+
+
+def make_batches(lengths: np.ndarray, batch_size: int, bucketing: bool, rng: np.random.Generator) -> list[np.ndarray]:
+    """Split utterance indices into batches in a random order.
+
+    With bucketing, utterances are sorted by a randomly jittered length (+-10%), so a batch holds similar lengths
+    (little padding) while its composition still changes from epoch to epoch.
+    """
+    n = len(lengths)
+    if bucketing:
+        order = np.argsort(lengths * rng.uniform(0.9, 1.1, size=n), kind="stable")
+    else:
+        order = rng.permutation(n)
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def padding_fraction(batches: list[np.ndarray], lengths: np.ndarray) -> float:
+    """Share of the frames of padded batches that are padding."""
+    padded = sum(len(b) * lengths[b].max() for b in batches)
+    return float(1.0 - sum(lengths[b].sum() for b in batches) / padded)
+
+
+def pad_batch(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (T_i, D) arrays into a zero-padded (B, T_max, D) tensor and their lengths."""
+    lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
+    out = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+    for i, f in enumerate(feats):
+        out[i, : f.shape[0]] = torch.from_numpy(f)
+    return out, lengths
+
+
+class Normaliser:
+    """Global CMVN from Kaldi stats (row 0: sums and count, row 1: sums of squares)."""
+
+    def __init__(self, stats: np.ndarray, norm_vars: bool):
+        count = stats[0, -1]
+        self.mean = (stats[0, :-1] / count).astype(np.float32)
+        var = np.maximum(stats[1, :-1] / count - self.mean.astype(np.float64) ** 2, 1e-10)
+        self.inv_std = (1.0 / np.sqrt(var)).astype(np.float32) if norm_vars else np.ones_like(self.mean)
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        return (feats - self.mean) * self.inv_std
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """One item per batch of an epoch: cropped, mixed, normalised features and soft labels.
+
+    Call set_epoch(e) before iterating an epoch. Items are pure functions of (seed, epoch, batch), so a DataLoader
+    with worker processes gives the same batches as the main process.
+    """
+
+    def __init__(self, data: LabelledSet, num_classes: int, normaliser: Normaliser, batch_size: int,
+                 max_frames: int, bucketing: bool, mixup, seed: int):
+        self.data, self.num_classes, self.normaliser = data, num_classes, normaliser
+        self.batch_size, self.max_frames, self.bucketing = batch_size, max_frames, bucketing
+        self.mixup, self.seed = mixup, seed
+        self.set_epoch(1)
+
+    def cropped_lengths(self) -> np.ndarray:
+        lengths = self.data.lengths
+        return np.minimum(lengths, self.max_frames) if self.max_frames > 0 else lengths
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        rng = np.random.default_rng([self.seed, epoch, 0])
+        self.batches = make_batches(self.cropped_lengths(), self.batch_size, self.bucketing, rng)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def _crop(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.max_frames <= 0 or feats.shape[0] <= self.max_frames:
+            return feats
+        start = int(rng.integers(0, feats.shape[0] - self.max_frames + 1))
+        return feats[start:start + self.max_frames]
+
+    def example(self, index: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(normalised features, soft label, mixing weight) of one training utterance this epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, 1, int(index)])
+        feats = self._crop(self.data.feats[index], rng)
+        label = self.data.labels[index]
+        partner_label, lam = label, 0.0
+        if self.mixup is not None:
+            partner = int(rng.integers(0, len(self.data.keys)))  # uniform over the training fold
+            partner_label = self.data.labels[partner]
+            feats, lam = self.mixup(feats, self.data.feats[partner], rng)
+        target = soft_label(int(label), int(partner_label), lam, self.num_classes)
+        return self.normaliser(feats), target.astype(np.float32), lam
+
+    def __getitem__(self, batch_index: int) -> dict:
+        indices = self.batches[batch_index]
+        examples = [self.example(i) for i in indices]
+        feats, lengths = pad_batch([e[0] for e in examples])
+        return {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
+                "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
+
+
+def eval_batches(data: LabelledSet, normaliser: Normaliser, batch_size: int):
+    """Whole utterances in batches of similar length (sorted), for validation and inference."""
+    order = np.argsort(data.lengths, kind="stable")
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        feats, lengths = pad_batch([normaliser(data.feats[i]) for i in indices])
+        yield indices, feats, lengths

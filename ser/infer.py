@@ -1,0 +1,76 @@
+"""Using a trained model: load an exp dir, classify data dirs or single wav files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import yaml
+
+from ser.config import resolve_config
+from ser.dataset import LabelledSet, Normaliser, load_labelled_set
+from ser.features import read_cmvn_stats
+from ser.models import build_model
+from ser.train import predict
+
+
+@dataclass
+class TrainedModel:
+    model: torch.nn.Module
+    config: dict
+    classes: list[str]
+    normaliser: Normaliser
+    model_dir: str
+
+
+def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth") -> TrainedModel:
+    """Rebuild the model of a finished training run from its resolved config and chosen weights."""
+    import json
+
+    for name in ("config.yaml", "run.json", weights, "cmvn.ark"):
+        if not os.path.isfile(os.path.join(model_dir, name)):
+            raise FileNotFoundError(f"{model_dir}: no {name}; is training of this fold finished?")
+    with open(os.path.join(model_dir, "config.yaml")) as f:
+        config = resolve_config(yaml.safe_load(f), source=os.path.join(model_dir, "config.yaml"))
+    with open(os.path.join(model_dir, "run.json")) as f:
+        classes = json.load(f)["identity"]["classes"]
+    state = torch.load(os.path.join(model_dir, weights), map_location=device, weights_only=True)
+    stats = read_cmvn_stats(os.path.join(model_dir, "cmvn.ark"))
+    model = build_model(config["encoder"], config["encoder_conf"], stats.shape[1] - 1, len(classes))
+    model.load_state_dict(state)
+    model.to(device).eval()
+    normaliser = Normaliser(stats, config["frontend_conf"]["norm_vars"])
+    return TrainedModel(model, config, classes, normaliser, model_dir)
+
+
+def classify_data_dir(trained: TrainedModel, data_dir: str, device: str = "cpu") -> tuple[LabelledSet, np.ndarray]:
+    data = load_labelled_set(data_dir, trained.classes)
+    return data, predict(trained.model, data, trained.normaliser, device)
+
+
+def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, classes: list[str]) -> None:
+    """posteriors: ``utt p_1 ... p_C`` (class order of classes.txt); predictions: ``utt class``. Written atomically."""
+    from ser.datadir import write_table
+
+    os.makedirs(outdir, exist_ok=True)
+    write_table(os.path.join(outdir, "posteriors"),
+                {k: " ".join(f"{p:.6f}" for p in row) for k, row in zip(keys, posteriors)})
+    with open(os.path.join(outdir, "classes.txt"), "w") as f:
+        f.write("".join(c + "\n" for c in classes))
+    write_table(os.path.join(outdir, "predictions"), {k: classes[int(i)] for k, i in zip(keys, posteriors.argmax(1))})
+
+
+def fbank_of_wav(model_dir: str, wav: str) -> np.ndarray:
+    """Features of one audio file computed exactly as stage 1 did for the model's training data."""
+    from ser.audio import load_mono
+    from ser.features import compute_fbank, read_fbank_conf
+
+    conf_path = os.path.join(model_dir, "fbank.conf")
+    if not os.path.isfile(conf_path):
+        raise FileNotFoundError(f"{model_dir}: no fbank.conf (the model was trained without --fbank-conf)")
+    opts = read_fbank_conf(conf_path)
+    channel = opts.get("channel", -1)
+    samples = load_mono(wav, int(opts["sample-frequency"]), None if channel < 0 else channel, min_duration=0.1)
+    return compute_fbank(samples, opts)

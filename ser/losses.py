@@ -1,0 +1,204 @@
+"""Loss terms of the multi-loss objective (METHOD.md section 4) and their weighted sum.
+
+Targets are soft labels (rows summing to 1, one-hot when no mixup happened); every loss is a
+mean over the batch.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LOSS_DEFAULTS = {"ce": 0.0, "kl": 1.0, "focal": 1.0, "focal_gamma": 2.0, "center": 0.002, "supcon": 0.1,
+                 "temperature": 0.07, "scale_by_running_magnitude": False, "running_momentum": 0.99}
+TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed
+# floor of the running magnitude a term is divided by
+MAGNITUDE_FLOOR = 1e-8
+
+
+class LossConfigError(ValueError):
+    """A loss_conf key or value is invalid; the message names the key."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term is NaN or infinite; ``term`` names it."""
+
+    def __init__(self, term: str, value: float):
+        super().__init__(f"loss term '{term}' is not finite ({value})")
+        self.term = term
+        self.value = value
+
+
+def _check_logits_target(logits: Tensor, target: Tensor) -> None:
+    if logits.dim() != 2 or logits.shape != target.shape:
+        raise ValueError(f"logits and target must both be (batch, classes), got "
+                         f"{tuple(logits.shape)} and {tuple(target.shape)}")
+
+
+def soft_cross_entropy(logits: Tensor, target: Tensor) -> Tensor:
+    """-sum_k y_k log p_k, mean over the batch (plain cross entropy for one-hot targets)."""
+    _check_logits_target(logits, target)
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def kl_divergence(logits: Tensor, target: Tensor) -> Tensor:
+    """KL(y || softmax(z)) = sum_k y_k (log y_k - log p_k) with 0 log 0 = 0, mean over the batch."""
+    _check_logits_target(logits, target)
+    return (torch.xlogy(target, target) - target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def focal_loss(logits: Tensor, target: Tensor, gamma: float) -> Tensor:
+    """Focal loss for soft targets: -sum_k y_k (1 - p_k)^gamma log p_k, mean over the batch."""
+    _check_logits_target(logits, target)
+    if gamma < 0:
+        raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+    log_p = F.log_softmax(logits, dim=1)
+    one_minus_p = -torch.expm1(log_p)  # 1 - p_k, accurate when p_k is near 1
+    return -(target * one_minus_p.pow(gamma) * log_p).sum(dim=1).mean()
+
+
+class CenterLoss(nn.Module):
+    """Center loss (Wen et al., ECCV 2016): 0.5 * mean_i ||e_i - c_{y_i}||^2.
+
+    Normalised by the batch size (the paper sums over the batch). The centers are a Parameter
+    trained by gradient descent through their own optimizer, rather than by the paper's
+    count-averaged update rule.
+    """
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.centers = nn.Parameter(torch.empty(num_classes, dim))
+        nn.init.xavier_uniform_(self.centers)
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
+        if embeddings.dim() != 2 or embeddings.shape[1] != self.centers.shape[1]:
+            raise ValueError(f"center loss needs embeddings (batch, {self.centers.shape[1]}), "
+                             f"got {tuple(embeddings.shape)}")
+        return 0.5 * (embeddings - self.centers[labels]).pow(2).sum(dim=1).mean()
+
+
+def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: float) -> Tensor:
+    """Supervised contrastive loss L_out (Khosla et al., NeurIPS 2020) on L2-normalised embeddings.
+
+    For anchor i with positives P(i) (same label, not i) and A(i) = all samples but i:
+    l_i = -1/|P(i)| sum_{p in P(i)} log(exp(z_i.z_p / t) / sum_{a in A(i)} exp(z_i.z_a / t)).
+    The loss is the mean of l_i over anchors that have a positive; anchors without one are left
+    out, and a batch without any positive pair gives a zero that stays connected to the graph.
+    """
+    if embeddings.dim() != 2 or labels.shape != embeddings.shape[:1]:
+        raise ValueError(f"supcon needs embeddings (batch, dim) and labels (batch,), got "
+                         f"{tuple(embeddings.shape)} and {tuple(labels.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"supcon temperature must be > 0, got {temperature}")
+    batch = embeddings.shape[0]
+    not_self = ~torch.eye(batch, dtype=torch.bool, device=embeddings.device)
+    positive = (labels[:, None] == labels[None, :]) & not_self
+    anchors = positive.any(dim=1)
+    if not anchors.any():
+        return embeddings.sum() * 0.0
+    z = F.normalize(embeddings, dim=1)
+    similarity = z[anchors] @ z.T / temperature
+    log_denominator = torch.logsumexp(similarity.masked_fill(~not_self[anchors], -math.inf),
+                                      dim=1, keepdim=True)
+    log_prob = similarity - log_denominator
+    positive = positive[anchors]
+    per_anchor = -(log_prob * positive).sum(dim=1) / positive.sum(dim=1)
+    return per_anchor.mean()
+
+
+def _check_conf(conf: dict) -> dict:
+    unknown = sorted(set(conf) - set(LOSS_DEFAULTS))
+    if unknown:
+        raise LossConfigError(f"unknown loss_conf key(s) {unknown}, expected {sorted(LOSS_DEFAULTS)}")
+    conf = {**LOSS_DEFAULTS, **conf}
+    for key, value in conf.items():
+        if key == "scale_by_running_magnitude":
+            if not isinstance(value, bool):
+                raise LossConfigError(f"loss_conf key '{key}' must be true or false, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise LossConfigError(f"loss_conf key '{key}' must be a finite number, got {value!r}")
+        if key == "temperature" and not value > 0:
+            raise LossConfigError(f"loss_conf key '{key}' must be > 0, got {value}")
+        if key == "running_momentum" and not 0 <= value < 1:
+            raise LossConfigError(f"loss_conf key '{key}' must be in [0, 1), got {value}")
+        if value < 0:
+            raise LossConfigError(f"loss_conf key '{key}' must be >= 0, got {value}")
+    if not any(conf[term] > 0 for term in TERMS):
+        raise LossConfigError(f"every loss weight ({', '.join(TERMS)}) is 0: nothing to train")
+    return conf
+
+
+class MultiLoss(nn.Module):
+    """Weighted sum of CE, KL, focal, center and supervised contrastive losses.
+
+    A term with weight 0 is off and not computed. The class used by the center and contrastive
+    losses is argmax of the soft target. With ``scale_by_running_magnitude`` each term is divided
+    by a bias-corrected exponential moving average of its detached value (updated in training
+    mode only) so that every term is about 1 before weighting; the averages are buffers, so they
+    are saved in the state_dict.
+    """
+
+    def __init__(self, conf: dict, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.conf = _check_conf(dict(conf))
+        self.active = [term for term in TERMS if self.conf[term] > 0]
+        self.center = CenterLoss(num_classes, embed_dim) if self.conf["center"] > 0 else None
+        self.register_buffer("running_magnitude", torch.zeros(len(TERMS), dtype=torch.float64))
+        self.register_buffer("running_steps", torch.zeros((), dtype=torch.long))
+
+    def center_parameters(self) -> list[nn.Parameter]:
+        """The center loss's centers (empty when it is off), for their own optimizer."""
+        return [] if self.center is None else list(self.center.parameters())
+
+    def _term(self, term: str, logits, embedding, contrastive_embedding, soft_target, labels) -> Tensor:
+        if term == "ce":
+            return soft_cross_entropy(logits, soft_target)
+        if term == "kl":
+            return kl_divergence(logits, soft_target)
+        if term == "focal":
+            return focal_loss(logits, soft_target, self.conf["focal_gamma"])
+        if term == "center":
+            if embedding is None:
+                raise ValueError("the center loss is on but no embedding was given")
+            return self.center(embedding, labels)
+        if contrastive_embedding is None:
+            raise ValueError("the supcon loss is on but no contrastive_embedding was given")
+        return supervised_contrastive(contrastive_embedding, labels, self.conf["temperature"])
+
+    def _magnitudes(self, values: dict[str, float]) -> dict[str, float]:
+        """Update (in training mode) and return the bias-corrected running magnitude per term."""
+        momentum = self.conf["running_momentum"]
+        if self.training:
+            self.running_steps += 1
+            for term, value in values.items():
+                index = TERMS.index(term)
+                self.running_magnitude[index] = (momentum * self.running_magnitude[index]
+                                                 + (1.0 - momentum) * value)
+        steps = int(self.running_steps)
+        if steps == 0:
+            return {term: 1.0 for term in values}
+        correction = 1.0 - momentum ** steps
+        return {term: max(float(self.running_magnitude[TERMS.index(term)]) / correction, MAGNITUDE_FLOOR)
+                for term in values}
+
+    def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
+                soft_target: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """(weighted total, {term: unweighted value, ..., "total": weighted total})."""
+        labels = soft_target.argmax(dim=1)
+        losses, values = {}, {}
+        for term in self.active:
+            loss = self._term(term, logits, embedding, contrastive_embedding, soft_target, labels)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(term, value)
+            losses[term], values[term] = loss, value
+        divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
+                    else dict.fromkeys(values, 1.0))
+        total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
+        values["total"] = float(total.detach())
+        return total, values

@@ -1,0 +1,28 @@
+"""Ablation baseline: the FLAM model's conv subsampling and head, with no self-attention and
+mean pooling over valid frames. Its contrastive embedding is its embedding (no context broadcasting).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ser.models import ModelOutput
+from ser.models.flam import EmbeddingClassifier, masked_mean
+from ser.models.subsampling import Conv2dSubsampling, valid_mask
+
+
+class BaselineModel(nn.Module):
+    def __init__(self, input_dim: int, num_classes: int, d_model: int, conv_channels: int,
+                 embed_dim: int, dropout: float):
+        super().__init__()
+        self.subsampling = Conv2dSubsampling(input_dim, d_model, conv_channels)
+        self.frame_dropout = nn.Dropout(dropout)
+        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> ModelOutput:
+        frames, frame_lengths = self.subsampling(feats, lengths)
+        pooled = masked_mean(self.frame_dropout(frames), valid_mask(frame_lengths, frames.size(1)))
+        embedding = self.head.embed(pooled)
+        return ModelOutput(logits=self.head.classify(embedding), embedding=embedding,
+                           contrastive_embedding=embedding, attention=None,
+                           frame_lengths=frame_lengths)

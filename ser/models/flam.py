@@ -1,0 +1,125 @@
+"""FLAM encoder (METHOD.md section 3): conv subsampling, residual multi-head self-attention,
+frame pooling (flam attention, mean or max), 64-dim embedding, classifier; plus the context
+broadcasting branch that feeds the supervised contrastive loss.
+
+Choices the paper leaves open:
+- pre-norm: H = F + Dropout(MHSA(LayerNorm(F))), with a key padding mask; no positional encoding
+  (the paper names none; the convolutional front gives each frame its local context).
+- flam pooling: a_t = softmax over valid frames of w . tanh(H_t), u = sum_t a_t H_t, with one
+  learnable vector w.
+- head: e = Linear(u) is the embedding (no activation, so the contrastive loss can use the whole
+  sphere); logits = Linear(Dropout(ReLU(e))).
+- context broadcasting: H_cb = H + mean over valid frames of H, added to the valid frames; H_cb is
+  pooled by the same pooling module (for flam the same w, its weights recomputed on H_cb) and mapped
+  by the same embedding Linear to the contrastive embedding.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ser.models import ModelOutput
+from ser.models.subsampling import Conv2dSubsampling, valid_mask
+
+POOLING_NAMES = ("flam", "mean", "max")
+
+
+def masked_mean(frames: Tensor, mask: Tensor) -> Tensor:
+    """Mean of frames (B, T, E) over the frames where mask (B, T) is True -> (B, E)."""
+    weights = mask.to(frames.dtype)
+    return (frames * weights.unsqueeze(-1)).sum(1) / weights.sum(1, keepdim=True)
+
+
+def masked_max(frames: Tensor, mask: Tensor) -> Tensor:
+    """Per-dimension max of frames (B, T, E) over the frames where mask (B, T) is True -> (B, E)."""
+    return frames.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(1)
+
+
+def context_broadcast(frames: Tensor, mask: Tensor) -> Tensor:
+    """Add the mean over valid frames to every valid frame (padding stays as it is)."""
+    return frames + masked_mean(frames, mask).unsqueeze(1) * mask.unsqueeze(-1).to(frames.dtype)
+
+
+class AttentionPooling(nn.Module):
+    """u = sum_t a_t H_t, a = softmax over valid frames of w . tanh(H_t)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(dim) * dim ** -0.5)
+
+    def forward(self, frames: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (pooled (B, E), weights (B, T), exactly zero on padding)."""
+        scores = torch.tanh(frames) @ self.w
+        weights = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=1)
+        return torch.einsum("bt,bte->be", weights, frames), weights
+
+
+class StatisticPooling(nn.Module):
+    """Mean or max over valid frames; returns no attention weights."""
+
+    def __init__(self, statistic: str):
+        super().__init__()
+        self.statistic = statistic
+        self.reduce = {"mean": masked_mean, "max": masked_max}[statistic]
+
+    def forward(self, frames: Tensor, mask: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        return self.reduce(frames, mask), None
+
+    def extra_repr(self) -> str:
+        return self.statistic
+
+
+def build_pooling(name: str, dim: int) -> nn.Module:
+    return AttentionPooling(dim) if name == "flam" else StatisticPooling(name)
+
+
+class EmbeddingClassifier(nn.Module):
+    """u -> e = Linear(u) (embedding) ; logits = Linear(Dropout(ReLU(e)))."""
+
+    def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float):
+        super().__init__()
+        self.embed = nn.Linear(input_dim, embed_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(embed_dim, num_classes)
+
+    def classify(self, embedding: Tensor) -> Tensor:
+        return self.classifier(self.dropout(torch.relu(embedding)))
+
+
+class FLAMModel(nn.Module):
+    def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
+                 conv_channels: int, embed_dim: int, dropout: float, pooling: str,
+                 context_broadcasting: bool):
+        super().__init__()
+        self.subsampling = Conv2dSubsampling(input_dim, d_model, conv_channels)
+        self.norm = nn.LayerNorm(d_model)
+        self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout,
+                                                    batch_first=True)
+        self.residual_dropout = nn.Dropout(dropout)
+        self.pooling = build_pooling(pooling, d_model)
+        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout)
+        self.context_broadcasting = context_broadcasting
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> ModelOutput:
+        frames, frame_lengths = self.subsampling(feats, lengths)
+        mask = valid_mask(frame_lengths, frames.size(1))
+        # Every utterance keeps >= 1 valid frame (the subsampling needs >= 1 input frame), so no
+        # attention row is fully masked and the softmaxes stay finite.
+        normed = self.norm(frames)
+        attended, _ = self.self_attention(normed, normed, normed, key_padding_mask=~mask,
+                                          need_weights=False)
+        hidden = (frames + self.residual_dropout(attended)) * mask.unsqueeze(-1).to(frames.dtype)
+
+        pooled, attention = self.pooling(hidden, mask)
+        embedding = self.head.embed(pooled)
+        if self.context_broadcasting:
+            contrastive_pooled, _ = self.pooling(context_broadcast(hidden, mask), mask)
+            contrastive_embedding = self.head.embed(contrastive_pooled)
+        else:
+            contrastive_embedding = embedding
+        return ModelOutput(logits=self.head.classify(embedding), embedding=embedding,
+                           contrastive_embedding=contrastive_embedding, attention=attention,
+                           frame_lengths=frame_lengths)

@@ -1,0 +1,99 @@
+"""Two-layer convolutional subsampling (time and frequency / 4) with exact padding.
+
+Each Conv2d has kernel 3, stride 2 and zero padding 1, so a layer maps L frames to
+(L - 1) // 2 + 1 = ceil(L / 2) frames and any utterance of at least one frame survives:
+T input frames give ceil(ceil(T / 2) / 2) = ceil(T / 4) output frames.
+Output frame t' has its receptive field centred on input frame 4 t' (input frames 4t'-3 .. 4t'+3).
+
+Exact padding: the input frames beyond each utterance's length and every layer's outputs beyond
+that layer's valid length are set to zero. A zeroed padding frame then looks exactly like the
+convolution's own zero padding, so an utterance gives the same output alone as inside a padded batch.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import Tensor, nn
+
+KERNEL_SIZE = 3
+STRIDE = 2
+PADDING = 1
+NUM_LAYERS = 2
+SUBSAMPLING_FACTOR = STRIDE ** NUM_LAYERS
+
+IntOrTensor = Union[int, Tensor]
+
+
+def subsampled_length(num_frames: IntOrTensor) -> IntOrTensor:
+    """Number of output frames for `num_frames` input frames (a Python int or an integer tensor)."""
+    length = num_frames
+    for _ in range(NUM_LAYERS):
+        length = _conv_output_length(length)
+    return length
+
+
+def receptive_field_center(subsampled_frame: int) -> int:
+    """Input frame on which the receptive field of output frame `subsampled_frame` is centred."""
+    # Each layer maps its output i to the centre of its kernel window, input 2 i + (k - 1) / 2 - p = 2 i.
+    center = subsampled_frame
+    for _ in range(NUM_LAYERS):
+        center = center * STRIDE + (KERNEL_SIZE - 1) // 2 - PADDING
+    return center
+
+
+def _conv_output_length(length: IntOrTensor) -> IntOrTensor:
+    return (length + 2 * PADDING - KERNEL_SIZE) // STRIDE + 1
+
+
+def valid_mask(lengths: Tensor, max_length: int) -> Tensor:
+    """(B, max_length) bool, True on the first lengths[b] frames of row b."""
+    positions = torch.arange(max_length, device=lengths.device)
+    return positions.unsqueeze(0) < lengths.unsqueeze(1)
+
+
+class Conv2dSubsampling(nn.Module):
+    """(B, T, input_dim) features -> (B, ceil(T/4), d_model) frames, zero beyond each valid length."""
+
+    def __init__(self, input_dim: int, d_model: int, conv_channels: int):
+        super().__init__()
+        self.input_dim = input_dim
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels, conv_channels, KERNEL_SIZE, stride=STRIDE, padding=PADDING)
+            for in_channels in (1, conv_channels)
+        )
+        self.projection = nn.Linear(conv_channels * subsampled_length(input_dim), d_model)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (frames (B, T', d_model), frame_lengths (B,))."""
+        self._check_inputs(feats, lengths)
+        x = _zero_padding(feats, lengths).unsqueeze(1)  # (B, 1, T, D)
+        for conv in self.convs:
+            x = torch.relu(conv(x))  # (B, C, T_l, D_l)
+            lengths = _conv_output_length(lengths)
+            x = x * valid_mask(lengths, x.size(2))[:, None, :, None]
+        batch, channels, frames, freqs = x.shape
+        x = x.transpose(1, 2).reshape(batch, frames, channels * freqs)
+        return _zero_padding(self.projection(x), lengths), lengths
+
+    def _check_inputs(self, feats: Tensor, lengths: Tensor) -> None:
+        if feats.dim() != 3 or feats.size(2) != self.input_dim:
+            raise ValueError(f"feats must have shape (batch, frames, {self.input_dim}), "
+                             f"got {tuple(feats.shape)}")
+        if lengths.shape != (feats.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"lengths must be an integer tensor of shape ({feats.size(0)},), "
+                             f"got {lengths.dtype} {tuple(lengths.shape)}")
+        if feats.size(0) == 0:
+            raise ValueError("empty batch")
+        shortest, longest = int(lengths.min()), int(lengths.max())
+        if shortest < 1:
+            raise ValueError(f"an utterance has {shortest} frames; the subsampling needs at least 1")
+        if longest > feats.size(1):
+            raise ValueError(f"a length ({longest}) exceeds the padded number of frames "
+                             f"({feats.size(1)})")
+
+
+def _zero_padding(frames: Tensor, lengths: Tensor) -> Tensor:
+    """Zero the frames (B, T, ...) beyond each row's length."""
+    return frames * valid_mask(lengths, frames.size(1))[:, :, None]

@@ -1,0 +1,168 @@
+"""Scoring an experiment: per-fold UA/WA/macro-F1/confusion, fold mean +- std, results.json and RESULTS.md.
+
+An experiment is ``exp/<tag>/seed<s>/fold<k>/`` with test predictions in ``decode_test/predictions``. Every
+number is stored with its protocol (corpus, class set, folds, validation source, selection rule, config hash,
+git revision), so tables across recipes and papers compare like with like.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+
+import numpy as np
+import yaml
+
+from ser.datadir import read_table
+from ser.metrics import classification_scores, mean_std
+
+METRICS = ("ua", "wa", "macro_f1")
+
+
+def _numbered(pattern: str, prefix: str) -> dict[int, str]:
+    found = {}
+    for path in glob.glob(pattern):
+        m = re.fullmatch(prefix + r"(\d+)", os.path.basename(path))
+        if m and os.path.isdir(path):
+            found[int(m.group(1))] = path
+    return dict(sorted(found.items()))
+
+
+def score_fold(fold_dir: str, test_dir: str, classes: list[str]) -> dict:
+    """Scores of one fold's test predictions against the test data dir; writes scores.json and the confusion."""
+    decode = os.path.join(fold_dir, "decode_test")
+    pred_path = os.path.join(decode, "predictions")
+    predictions = read_table(pred_path, 2, 2)
+    reference = read_table(os.path.join(test_dir, "utt2emo"), 2, 2)
+    if set(predictions) != set(reference):
+        missing = sorted(set(reference) - set(predictions))
+        extra = sorted(set(predictions) - set(reference))
+        raise ValueError(f"{pred_path}: predictions do not cover the test set {test_dir} "
+                         f"({len(missing)} missing, e.g. {missing[:1]}; {len(extra)} unexpected, e.g. {extra[:1]})")
+    index = {c: i for i, c in enumerate(classes)}
+    keys = sorted(reference)
+    for key in keys:
+        for source, table in (("reference", reference), ("prediction", predictions)):
+            if table[key] not in index:
+                raise ValueError(f"{key}: {source} label {table[key]!r} is not in the class set {classes}")
+    y_true = [index[reference[k]] for k in keys]
+    y_pred = [index[predictions[k]] for k in keys]
+    scores = classification_scores(y_true, y_pred, len(classes))
+    utt2spk = read_table(os.path.join(test_dir, "utt2spk"), 2, 2)
+    per_speaker = {}
+    for spk in sorted(set(utt2spk[k] for k in keys)):
+        idx = [i for i, k in enumerate(keys) if utt2spk[k] == spk]
+        per_speaker[spk] = classification_scores([y_true[i] for i in idx], [y_pred[i] for i in idx], len(classes))["ua"]
+    scores["per_speaker_ua"] = per_speaker
+    selection_path = os.path.join(fold_dir, "selection.json")
+    if os.path.isfile(selection_path):
+        with open(selection_path) as f:
+            scores["selection"] = json.load(f)
+    with open(os.path.join(decode, "scores.json"), "w") as f:
+        json.dump(scores, f, indent=1)
+    width = max(len(c) for c in classes) + 1
+    lines = ["ref\\hyp".ljust(width) + "".join(c.rjust(width) for c in classes)]
+    for c, row in zip(classes, scores["confusion"]):
+        lines.append(c.ljust(width) + "".join(str(v).rjust(width) for v in row))
+    with open(os.path.join(decode, "confusion.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    from ser.plot import plot_confusion
+
+    plot_confusion(np.array(scores["confusion"]), classes, os.path.join(decode, "confusion.png"),
+                   f"{fold_dir}: UA {scores['ua']:.2f} WA {scores['wa']:.2f}")
+    return scores
+
+
+def summarize(per_seed: dict[int, dict[int, dict]]) -> dict:
+    """Mean +- std over folds per seed; over all runs; and the spread of the per-seed fold means."""
+    summary = {}
+    for metric in METRICS:
+        all_runs = [s[metric] for folds in per_seed.values() for s in folds.values()]
+        seed_means = [mean_std(s[metric] for s in folds.values())[0] for folds in per_seed.values()]
+        mean, std = mean_std(all_runs)
+        summary[metric] = {"mean": mean, "std_over_runs": std,
+                           "std_over_folds": float(np.mean([mean_std(s[metric] for s in f.values())[1]
+                                                            for f in per_seed.values()])),
+                           "seed_means": seed_means, "seed_std": mean_std(seed_means)[1],
+                           "seed_range": float(max(seed_means) - min(seed_means))}
+    speaker_uas = [ua for folds in per_seed.values() for s in folds.values() for ua in s["per_speaker_ua"].values()]
+    summary["speaker_averaged_ua"] = float(np.mean(speaker_uas)) if speaker_uas else None
+    return summary
+
+
+def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
+    """Score every seed and fold of exp_dir against data_dir/fold<k>/test; write results.json and RESULTS.md."""
+    with open(os.path.join(data_dir, "protocol.json")) as f:
+        protocol = json.load(f)
+    classes = protocol["classes"]
+    seeds = _numbered(os.path.join(exp_dir, "seed*"), "seed")
+    if not seeds:
+        raise ValueError(f"{exp_dir}: no seed<s>/fold<k> runs to score")
+    per_seed: dict[int, dict[int, dict]] = {}
+    expected_folds = sorted(int(k) for k in protocol["folds"])
+    run_dirs = []
+    for seed, seed_dir in seeds.items():
+        folds = _numbered(os.path.join(seed_dir, "fold*"), "fold")
+        if not folds:
+            raise ValueError(f"{seed_dir}: no fold<k> runs to score")
+        per_seed[seed] = {k: score_fold(folds[k], os.path.join(data_dir, f"fold{k}", "test"), classes)
+                          for k in folds}
+        run_dirs += folds.values()
+    folds_scored = sorted({k for f in per_seed.values() for k in f})
+    first_run = run_dirs[0]
+    with open(os.path.join(first_run, "config.yaml")) as f:
+        config = yaml.safe_load(f)
+    with open(os.path.join(first_run, "run.json")) as f:
+        run = json.load(f)
+    results = {
+        "experiment": os.path.basename(os.path.normpath(exp_dir)),
+        "exp_dir": os.path.abspath(exp_dir),
+        "protocol": {**protocol, "folds_scored": folds_scored, "complete": folds_scored == expected_folds,
+                     "seeds": sorted(per_seed), "selection": config["model_selection"],
+                     "validation": "held out from training-fold speakers only"},
+        "config_hash": run["identity"]["config_hash"],
+        "git_revision": run.get("git_revision", "unknown"),
+        "config": config,
+        "command": command,
+        "summary": summarize(per_seed),
+        "runs": {str(s): {str(k): {m: v[m] for m in (*METRICS, "num_utts", "per_class_recall", "confusion",
+                                                        "per_speaker_ua", "selection") if m in v}
+                          for k, v in folds.items()} for s, folds in per_seed.items()},
+    }
+    tmp = os.path.join(exp_dir, "results.json.tmp")
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(tmp, os.path.join(exp_dir, "results.json"))
+    with open(os.path.join(exp_dir, "RESULTS.md"), "w") as f:
+        f.write(results_markdown(results))
+    return results
+
+
+def results_markdown(results: dict) -> str:
+    p = results["protocol"]
+    s = results["summary"]
+    lines = [f"# {results['experiment']}: {p.get('corpus', '?')}", "",
+             f"- classes ({len(p['classes'])}): {' '.join(p['classes'])}" + (f" (class set `{p['class_set']}`)" if p.get('class_set') else ""),
+             f"- folds: {len(p['folds'])} ({p.get('fold_scheme', 'speaker-independent')}); scored: {p['folds_scored']}"
+             + ("" if p["complete"] else " **(incomplete)**"),
+             f"- validation: {p['validation']} ({p.get('valid_mode', '?')}, fraction {p.get('valid_fraction', '?')});"
+             f" model selection: {p['selection']}",
+             f"- seeds: {p['seeds']}; config hash `{results['config_hash']}`; git `{results['git_revision']}`",
+             f"- front-end `{results['config']['frontend']}`, encoder `{results['config']['encoder']}`"
+             f" ({results['config']['encoder_conf'].get('pooling', 'mean')} pooling), augment `{results['config']['augment']}`",
+             f"- command: `{results['command']}`" if results["command"] else "- command: (not recorded)", "",
+             "| seed | fold | UA | WA | macro-F1 | utts | selected epoch |", "|---|---|---|---|---|---|---|"]
+    for seed, folds in results["runs"].items():
+        for fold, r in folds.items():
+            epoch = r.get("selection", {}).get("epoch", "-")
+            lines.append(f"| {seed} | {fold} | {r['ua']:.2f} | {r['wa']:.2f} | {r['macro_f1']:.2f} | {r['num_utts']} | {epoch} |")
+    lines += ["", "| metric | mean | std over folds | seed spread (std of seed means) |", "|---|---|---|---|"]
+    for metric in METRICS:
+        m = s[metric]
+        lines.append(f"| {metric.upper() if metric != 'macro_f1' else 'macro-F1'} | {m['mean']:.2f} | "
+                     f"{m['std_over_folds']:.2f} | {m['seed_std']:.2f} |")
+    if s.get("speaker_averaged_ua") is not None:
+        lines += ["", f"Speaker-averaged UA: {s['speaker_averaged_ua']:.2f}"]
+    return "\n".join(lines) + "\n"

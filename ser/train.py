@@ -1,0 +1,287 @@
+"""The trainer: one fold, one seed, read top to bottom.
+
+exp dir layout (one per fold and seed):
+  config.yaml        the resolved config (re-run from it)      run.json     what identifies this run
+  checkpoint.pt      the last finished epoch: model, optimizers, schedulers, RNG states, history
+  best.pth last.pth  model weights by validation UA / of the last epoch
+  model.pth          the weights chosen by config.model_selection   selection.json  which epoch and why
+  history.json       per-epoch train loss terms and validation scores    train.log, tensorboard/
+A re-run resumes from checkpoint.pt when run.json matches; a run whose config or data changed is moved aside
+(``<dir>.bak<N>``), never overwritten. Epoch data depend only on (seed, epoch), so a resumed run reproduces an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import subprocess
+import time
+
+import numpy as np
+import torch
+
+from ser.augment import build_augment
+from ser.config import config_hash, write_config
+from ser.dataset import LabelledSet, Normaliser, TrainBatches, eval_batches, load_labelled_set
+from ser.features import read_cmvn_stats
+from ser.losses import MultiLoss, NonFiniteLossError
+from ser.metrics import classification_scores
+from ser.models import build_model
+
+log = logging.getLogger("ser.train")
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def git_revision() -> str:
+    """The git revision of the ser checkout (with -dirty when modified), or 'unknown'."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def file_digest(*paths: str) -> str:
+    digest = hashlib.sha1()
+    for path in paths:
+        with open(path, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:12]
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def build_optimizer(config: dict, params) -> torch.optim.Optimizer:
+    conf = dict(config["optim_conf"])
+    if "betas" in conf:
+        conf["betas"] = tuple(conf["betas"])
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[config["optim"]]
+    return cls(params, **conf)
+
+
+def build_scheduler(config: dict, optimizer):
+    if config["scheduler"] == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config["scheduler_conf"]["gamma"])
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+@torch.no_grad()
+def predict(model, data: LabelledSet, normaliser: Normaliser, device, batch_size: int = 16) -> np.ndarray:
+    """Posteriors (N, C) of whole utterances, in the order of data.keys."""
+    model.eval()
+    posteriors = None
+    for indices, feats, lengths in eval_batches(data, normaliser, batch_size):
+        out = model(feats.to(device), lengths.to(device))
+        probs = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+        if posteriors is None:
+            posteriors = np.zeros((len(data.keys), probs.shape[1]), dtype=np.float32)
+        posteriors[indices] = probs
+    return posteriors
+
+
+def _move_aside(outdir: str, reason: str) -> None:
+    n = 1
+    while os.path.exists(f"{outdir}.bak{n}"):
+        n += 1
+    log.warning("%s: %s; moving the old run to %s.bak%d", outdir, reason, outdir, n)
+    os.rename(outdir, f"{outdir}.bak{n}")
+
+
+def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn_path: str, outdir: str,
+          device: str = "cpu", extra_files: dict[str, str] | None = None) -> dict:
+    """Train one model; returns selection.json's content. ``extra_files`` are copied into outdir (e.g. fbank.conf)."""
+    identity = {
+        "config_hash": config_hash(config),
+        "classes": classes,
+        "train_data": file_digest(os.path.join(train_dir, "feats.scp"), os.path.join(train_dir, "utt2emo")),
+        "valid_data": file_digest(os.path.join(valid_dir, "feats.scp"), os.path.join(valid_dir, "utt2emo")),
+        "cmvn": file_digest(cmvn_path),
+    }
+    run_json = os.path.join(outdir, "run.json")
+    if os.path.isdir(outdir) and os.listdir(outdir):
+        previous = None
+        if os.path.isfile(run_json):
+            with open(run_json) as f:
+                previous = json.load(f).get("identity")
+        if previous != identity:
+            _move_aside(outdir, "it holds a run with another config, class set or data")
+    selection_path = os.path.join(outdir, "selection.json")
+    if os.path.isfile(selection_path):
+        log.info("%s: already trained; nothing to do", outdir)
+        with open(selection_path) as f:
+            return json.load(f)
+
+    os.makedirs(outdir, exist_ok=True)
+    write_config(config, os.path.join(outdir, "config.yaml"))
+    for name, src in (extra_files or {}).items():
+        shutil.copyfile(src, os.path.join(outdir, name))
+    with open(run_json + ".tmp", "w") as f:
+        json.dump({"identity": identity, "train_dir": train_dir, "valid_dir": valid_dir, "cmvn": cmvn_path,
+                   "device": device, "git_revision": git_revision()}, f, indent=2)
+    os.replace(run_json + ".tmp", run_json)
+    shutil.copyfile(cmvn_path, os.path.join(outdir, "cmvn.ark"))
+
+    if config["num_threads"] > 0:
+        torch.set_num_threads(config["num_threads"])
+    set_seed(config["seed"])
+    train_set = load_labelled_set(train_dir, classes)
+    valid_set = load_labelled_set(valid_dir, classes)
+    normaliser = Normaliser(read_cmvn_stats(cmvn_path), config["frontend_conf"]["norm_vars"])
+    num_classes = len(classes)
+    frame_rate = 100  # fbank frames per second (10 ms shift, stage 1)
+    mixup = build_augment(config["augment"], config["augment_conf"], domain="fbank")
+    batches = TrainBatches(train_set, num_classes, normaliser, config["batch_size"],
+                           int(round(config["crop_seconds"] * frame_rate)), config["bucketing"], mixup, config["seed"])
+
+    model = build_model(config["encoder"], config["encoder_conf"], train_set.feat_dim, num_classes).to(device)
+    criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
+    optimizer = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config, optimizer)
+    center_params = criterion.center_parameters()
+    center_optimizer = torch.optim.SGD(center_params, lr=config["center_lr"]) if center_params else None
+    center_scheduler = build_scheduler(config, center_optimizer) if center_optimizer else None
+    log.info("model %s: %.2fM parameters; %d train / %d valid utterances; device %s", config["encoder"],
+             sum(p.numel() for p in model.parameters()) / 1e6, len(train_set.keys), len(valid_set.keys), device)
+
+    history: list[dict] = []
+    start_epoch = 1
+    checkpoint_path = os.path.join(outdir, "checkpoint.pt")
+    if os.path.isfile(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        criterion.load_state_dict(state["criterion"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if center_optimizer:
+            center_optimizer.load_state_dict(state["center_optimizer"])
+            center_scheduler.load_state_dict(state["center_scheduler"])
+        restore_rng_state(state["rng"])
+        history = state["history"]
+        start_epoch = state["epoch"] + 1
+        log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(os.path.join(outdir, "tensorboard"), purge_step=start_epoch)
+    best_ua = max((h["valid"]["ua"] for h in history), default=-1.0)
+    for epoch in range(start_epoch, config["max_epoch"] + 1):
+        t0 = time.time()
+        model.train()
+        batches.set_epoch(epoch)
+        sums: dict[str, float] = {}
+        num_batches, correct, seen = 0, 0, 0
+        for step in range(len(batches)):
+            batch = batches[step]
+            feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
+            targets = batch["targets"].to(device)
+            out = model(feats, lengths)
+            try:
+                loss, terms = criterion(out.logits, out.embedding, out.contrastive_embedding, targets)
+            except NonFiniteLossError as e:
+                raise TrainingError(f"epoch {epoch}, batch {step + 1}: loss term {e.term!r} is not finite "
+                                    f"(utterances {[train_set.keys[i] for i in batch['indices']]})") from None
+            optimizer.zero_grad(set_to_none=True)
+            if center_optimizer:
+                center_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config["grad_clip"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config["grad_clip"])
+            optimizer.step()
+            if center_optimizer:
+                # Wen et al. update the centres at their own rate, independent of the loss weight.
+                for p in center_params:
+                    if p.grad is not None:
+                        p.grad.div_(config["loss_conf"]["center"])
+                center_optimizer.step()
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value
+            num_batches += 1
+            correct += int((out.logits.argmax(-1) == targets.argmax(-1)).sum())
+            seen += len(lengths)
+            if config["log_interval"] and (step + 1) % config["log_interval"] == 0:
+                log.info("epoch %d batch %d/%d: loss %.4f", epoch, step + 1, len(batches), sums["total"] / num_batches)
+        scheduler.step()
+        if center_scheduler:
+            center_scheduler.step()
+
+        train_terms = {k: v / num_batches for k, v in sums.items()}
+        posteriors = predict(model, valid_set, normaliser, device)
+        valid = classification_scores(valid_set.labels, posteriors.argmax(1), num_classes)
+        record = {"epoch": epoch, "train": train_terms, "train_acc": 100.0 * correct / seen,
+                  "valid": {k: valid[k] for k in ("ua", "wa", "macro_f1")}, "seconds": time.time() - t0,
+                  "lr": optimizer.param_groups[0]["lr"]}
+        history.append(record)
+        log.info("epoch %d: train loss %.4f acc %.2f | valid UA %.2f WA %.2f | %.1fs", epoch, train_terms["total"],
+                 record["train_acc"], valid["ua"], valid["wa"], record["seconds"])
+        for key, value in train_terms.items():
+            writer.add_scalar(f"train/{key}", value, epoch)
+        for key in ("ua", "wa", "macro_f1"):
+            writer.add_scalar(f"valid/{key}", valid[key], epoch)
+        writer.flush()
+
+        model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if valid["ua"] > best_ua:
+            best_ua = valid["ua"]
+            atomic_torch_save(model_state, os.path.join(outdir, "best.pth"))
+        atomic_torch_save(model_state, os.path.join(outdir, "last.pth"))
+        state = {"epoch": epoch, "model": model.state_dict(), "criterion": criterion.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                 "history": history}
+        if center_optimizer:
+            state["center_optimizer"] = center_optimizer.state_dict()
+            state["center_scheduler"] = center_scheduler.state_dict()
+        atomic_torch_save(state, checkpoint_path)
+        with open(os.path.join(outdir, "history.json"), "w") as f:
+            json.dump(history, f, indent=1)
+    writer.close()
+
+    if config["model_selection"] == "valid_ua":
+        chosen = max(history, key=lambda h: h["valid"]["ua"])  # the first epoch reaching the best UA
+        rule = "best validation UA (validation split of training-fold speakers; the test fold is never seen)"
+        source = "best.pth"
+    else:
+        chosen = history[-1]
+        rule = "last epoch"
+        source = "last.pth"
+    shutil.copyfile(os.path.join(outdir, source), os.path.join(outdir, "model.pth"))
+    selection = {"rule": config["model_selection"], "description": rule, "epoch": chosen["epoch"],
+                 "valid": chosen["valid"], "epochs_trained": len(history)}
+    with open(selection_path + ".tmp", "w") as f:
+        json.dump(selection, f, indent=2)
+    os.replace(selection_path + ".tmp", selection_path)
+    log.info("selected epoch %d (%s): valid UA %.2f", chosen["epoch"], config["model_selection"], chosen["valid"]["ua"])
+    return selection

@@ -1,0 +1,31 @@
+"""ser: speech emotion recognition recipes (Kaldi/ESPnet style) with the MLL method (EAM, FLAM, multi-loss)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ser",
+    version="0.1.0",
+    description="Speech emotion recognition recipes: Kaldi data dirs, fbank, EAM mixup, FLAM encoder, multi-loss",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["ser", "ser.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        # torch is installed first by tools/install.sh with an explicit version and build (CPU or CUDA);
+        # an unpinned `pip install torch` pulls a CUDA build of several GB.
+        "torch>=2.1",
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "kaldiio>=2.18",
+        "kaldi-native-fbank>=1.20",
+        "soundfile>=0.12",
+        "PyYAML>=6.0",
+        "tqdm>=4.60",
+        "matplotlib>=3.5",
+        "tensorboard>=2.10",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3"],
+        "wavlm": ["transformers>=4.40"],
+    },
+)

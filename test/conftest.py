@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny feature data dirs with class-dependent features (no audio needed)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import kaldiio
+import numpy as np
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_CORPORA = os.path.join(os.path.dirname(REPO), "shared", "corpora")
+CLASSES = ["ang", "hap", "neu", "sad"]
+
+
+def write_feature_dir(path: str, speakers: list[str], per_class: int, seed: int, dim: int = 20) -> None:
+    """A data dir whose fbank-like features carry the class in their mean over a few bins (learnable, noisy)."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(path, exist_ok=True)
+    feats, utt2emo, utt2spk = {}, {}, {}
+    for spk in speakers:
+        for c, emo in enumerate(CLASSES):
+            for n in range(per_class):
+                utt = f"{spk}-{emo}{n:03d}"
+                frames = int(rng.integers(30, 120))
+                x = rng.normal(0.0, 1.0, size=(frames, dim)).astype(np.float32) + 5.0
+                x[:, 2 * c:2 * c + 3] += 1.0  # class-dependent band
+                feats[utt], utt2emo[utt], utt2spk[utt] = x, emo, spk
+    keys = sorted(feats)
+    with kaldiio.WriteHelper(f"ark,scp:{path}/feats.ark,{path}/feats.scp") as w:
+        for k in keys:
+            w(k, feats[k])
+    for name, table in (("utt2emo", utt2emo), ("utt2spk", utt2spk)):
+        with open(os.path.join(path, name), "w") as f:
+            f.writelines(f"{k} {table[k]}\n" for k in keys)
+    with open(os.path.join(path, "utt2num_frames"), "w") as f:
+        f.writelines(f"{k} {feats[k].shape[0]}\n" for k in keys)
+
+
+@pytest.fixture(scope="session")
+def feature_dirs(tmp_path_factory):
+    """train/valid/test feature dirs, cmvn.ark of train and classes.txt."""
+    from ser.features import accumulate_cmvn, write_cmvn_stats
+
+    root = tmp_path_factory.mktemp("featdirs")
+    write_feature_dir(str(root / "train"), ["spk1", "spk2", "spk3"], per_class=8, seed=1)
+    write_feature_dir(str(root / "valid"), ["spk1", "spk2", "spk3"], per_class=2, seed=2)
+    write_feature_dir(str(root / "test"), ["spk4"], per_class=6, seed=3)
+    stats = accumulate_cmvn(m for _, m in kaldiio.load_scp_sequential(str(root / "train" / "feats.scp")))
+    write_cmvn_stats(str(root / "train" / "cmvn.ark"), stats)
+    with open(root / "classes.txt", "w") as f:
+        f.write("".join(c + "\n" for c in CLASSES))
+    return root
+
+
+def python_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+PYTHON = sys.executable

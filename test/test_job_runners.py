@@ -1,0 +1,339 @@
+"""The job runners: utils/run.py (local), utils/slurm.py (on a real Slurm, started
+by `.ci/slurm.sh start`; those tests skip when no Slurm answers) and ser/jobs.py."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ser import jobs
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = str(REPO / "utils" / "run.py")
+SLURM = str(REPO / "utils" / "slurm.py")
+
+def _load_script_module(path: Path):
+    spec = importlib.util.spec_from_file_location(f"_test_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+slurm = _load_script_module(REPO / "utils" / "slurm.py")
+
+
+def run_runner(runner: str, *args: str, cwd: Path, env: dict | None = None, timeout: float = 60):
+    return subprocess.run([sys.executable, runner, *args], cwd=cwd, capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def log_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def assert_log(path: Path, command: str, output: list[str], code: int) -> None:
+    """A job log: the command, the start time, the output, the exit code."""
+    lines = log_lines(path)
+    assert lines[0] == "# " + command
+    assert lines[1].startswith("# Started at ")
+    assert lines[2:-1] == output
+    assert lines[-1].startswith(f"# Ended (code {code}) at ")
+
+
+# ---- ser/jobs.py ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, ids", [
+    ("1:3", [1, 2, 3]), ("4", [4]), ("1,3,5", [1, 3, 5]), ("5,1", [1, 5]),
+    ("1:2,7,9:10", [1, 2, 7, 9, 10]),
+])
+def test_parse_job_ids(spec, ids):
+    assert jobs.parse_job_ids(spec) == ids
+
+
+@pytest.mark.parametrize("spec", ["", "0:2", "3:1", "1,,2", "a", "1:2:3", "1,2,2", "1:3,2", "-1"])
+def test_parse_job_ids_rejects(spec):
+    with pytest.raises(jobs.JobCommandError, match="bad job spec"):
+        jobs.parse_job_ids(spec)
+
+
+def test_parse_command_line_substitutes_every_occurrence():
+    request = jobs.parse_command_line(
+        ["--gpu", "1", "--mem=16G", "--sbatch-opts", "--qos=low --exclusive", "JOB=2,4",
+         "exp/JOB/log/train.JOB.log", "python", "-m", "x", "--fold", "JOB", "--out", "dJOB"],
+        prog="test")
+    assert request.options.gpu == 1 and request.options.mem == "16G"
+    assert request.options.sbatch_opts == ["--qos=low", "--exclusive"]
+    assert [(j.id, str(j.log), j.command, j.name) for j in request.jobs] == [
+        (2, "exp/2/log/train.2.log", "python -m x --fold 2 --out d2", "train.2"),
+        (4, "exp/4/log/train.4.log", "python -m x --fold 4 --out d4", "train.4"),
+    ]
+
+
+def test_parse_command_line_other_variable_name_and_no_spec():
+    (job,) = jobs.parse_command_line(["log/a.log", "echo JOB"], prog="test").jobs
+    assert (job.id, str(job.log), job.command) == (None, "log/a.log", "echo JOB")
+    request = jobs.parse_command_line(["N=1:2", "log/N.log", "echo N JOB"], prog="test")
+    assert [j.command for j in request.jobs] == ["echo 1 JOB", "echo 2 JOB"]
+
+
+def test_shell_command_quotes_words_with_spaces_only():
+    assert jobs.shell_command(["echo a | wc"]) == "echo a | wc"
+    assert jobs.shell_command(["echo", "a b", "|", "wc", "it's"]) == "echo 'a b' | wc 'it'\"'\"'s'"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus", "1", "log", "true"], "unknown option '--bogus'"),
+    (["--gpu", "x", "log", "true"], "bad value 'x' for --gpu"),
+    (["--mem", "lots", "log", "true"], "bad value 'lots' for --mem"),
+    (["--time", "1h", "log", "true"], "bad value '1h' for --time"),
+    (["--num-threads", "0", "log", "true"], "bad value '0' for --num-threads"),
+    (["--sbatch-opts", "'unbalanced", "log", "true"], "bad value"),
+    (["JOB=1:2", "log/a.log", "true"], "must contain JOB"),
+    (["JOB=1:2", "log/a.JOB.log"], "expected a log file and a command"),
+    (["--gpu"], "needs a value"),
+])
+def test_parse_command_line_errors(args, message):
+    with pytest.raises(jobs.JobCommandError, match=message):
+        jobs.parse_command_line(args, prog="test")
+
+
+# ---- utils/run.py ---------------------------------------------------------------------
+
+def test_local_jobs_run_in_parallel_with_their_own_logs(tmp_path):
+    # Each job waits (up to 30 s) until all three have started: it succeeds only if
+    # the three run at the same time.
+    barrier = ('touch started.JOB; for i in $(seq 300); do '
+               '[ "$(ls started.* | wc -l)" -ge 3 ] && break; sleep 0.1; done; '
+               '[ "$(ls started.* | wc -l)" -ge 3 ] && echo job JOB && echo to stderr >&2')
+    result = run_runner(RUN, "JOB=1:3", "exp/log/barrier.JOB.log", barrier, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    for i in (1, 2, 3):
+        assert_log(tmp_path / f"exp/log/barrier.{i}.log", barrier.replace("JOB", str(i)),
+                   [f"job {i}", "to stderr"], code=0)
+
+
+def test_local_explicit_job_list(tmp_path):
+    result = run_runner(RUN, "JOB=1,3", "log/echo.JOB.log", "echo", "id", "JOB", "a  b",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["echo.1.log", "echo.3.log"]
+    for i in (1, 3):
+        assert_log(tmp_path / f"log/echo.{i}.log", f"echo id {i} 'a  b'", [f"id {i} a  b"], 0)
+
+
+def test_local_single_job_shell_string_with_pipe(tmp_path):
+    command = "printf 'b\\na\\n' | sort | tr a-z A-Z; echo \"$((6 * 7))\""
+    result = run_runner(RUN, "one.log", command, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert_log(tmp_path / "one.log", command, ["A", "B", "42"], 0)
+
+
+def test_local_failing_jobs_fail_the_runner_and_are_named(tmp_path):
+    command = "echo JOB; [ JOB -ne 2 ] && [ JOB -ne 4 ] || exit 3"
+    result = run_runner(RUN, "JOB=1:4", "log/f.JOB.log", command, cwd=tmp_path)
+    assert result.returncode == 1
+    failed = [line for line in result.stderr.splitlines() if " failed (" in line]
+    assert failed == [f"utils/run.py: job {i} failed (exit code 3), log: log/f.{i}.log"
+                      for i in (2, 4)]
+    assert "2 of 4 job(s) failed" in result.stderr
+    for i in (1, 2, 3, 4):  # the other jobs ran to the end
+        assert_log(tmp_path / f"log/f.{i}.log", command.replace("JOB", str(i)), [str(i)],
+                   3 if i in (2, 4) else 0)
+
+
+def test_local_pipefail(tmp_path):
+    result = run_runner(RUN, "p.log", "false | cat", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "the job failed (exit code 1), log: p.log" in result.stderr
+
+
+def test_local_bad_command_line_exits_2(tmp_path):
+    result = run_runner(RUN, "JOB=1:2", "log/same.log", "true", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "must contain JOB" in result.stderr
+    assert not (tmp_path / "log").exists()
+
+
+def test_local_max_jobs_run_limits_concurrency(tmp_path):
+    # Each job counts the jobs running beside it; with --max-jobs-run 2 never above 2.
+    command = ("touch running.JOB; ls running.* | wc -l > count.JOB; sleep 0.3; "
+               "ls running.* | wc -l >> count.JOB; rm running.JOB")
+    result = run_runner(RUN, "--max-jobs-run", "2", "JOB=1:5", "log/m.JOB.log", command,
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    counts = [int(n) for i in range(1, 6) for n in (tmp_path / f"count.{i}").read_text().split()]
+    assert max(counts) <= 2
+
+
+def test_local_gpu_assignment_gives_each_job_its_own_gpus(tmp_path):
+    # Jobs log start and end events; replaying them, a GPU is never held twice.
+    command = ('echo "start JOB $CUDA_VISIBLE_DEVICES" >> events; sleep 0.2; '
+               'echo "end JOB $CUDA_VISIBLE_DEVICES" >> events')
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="4,7,9")
+    result = run_runner(RUN, "--gpu", "1", "JOB=1:6", "log/g.JOB.log", command, cwd=tmp_path,
+                        env=env)
+    assert result.returncode == 0, result.stderr
+    held: set[str] = set()
+    seen = {}
+    for event, job, gpus in (line.split() for line in (tmp_path / "events").read_text().splitlines()):
+        assert gpus in {"4", "7", "9"}
+        if event == "start":
+            assert gpus not in held
+            held.add(gpus)
+            seen[job] = gpus
+        else:
+            held.remove(gpus)
+    assert sorted(seen) == [str(i) for i in range(1, 7)]
+
+    too_many = run_runner(RUN, "--gpu", "4", "log/x.log", "true", cwd=tmp_path, env=env)
+    assert too_many.returncode == 2 and "only 3 GPU(s) visible" in too_many.stderr
+
+
+def test_local_gpu_two_per_job(tmp_path):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="0,1,2,3")
+    result = run_runner(RUN, "--gpu", "2", "JOB=1:2", "log/g.JOB.log", "echo $CUDA_VISIBLE_DEVICES",
+                        cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assigned = [log_lines(tmp_path / f"log/g.{i}.log")[2].split(",") for i in (1, 2)]
+    assert all(len(gpus) == 2 for gpus in assigned)
+    assert sorted(assigned[0] + assigned[1]) == ["0", "1", "2", "3"]
+
+
+def test_local_slurm_options_are_accepted(tmp_path):
+    result = run_runner(RUN, "--mem", "16G", "--num-threads", "4", "--time", "24:00:00",
+                        "--partition", "gpu", "--sbatch-opts", "--qos=high", "o.log", "echo ok",
+                        cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert log_lines(tmp_path / "o.log")[2] == "ok"
+
+
+def process_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_local_signal_kills_running_jobs(tmp_path, signum):
+    runner = subprocess.Popen(
+        [sys.executable, RUN, "JOB=1:2", "log/s.JOB.log", "sleep 300 & echo $! > pid.JOB; wait"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    pid_files = [tmp_path / "pid.1", tmp_path / "pid.2"]
+    for _ in range(300):
+        if all(p.exists() and p.read_text().strip() for p in pid_files):
+            break
+        time.sleep(0.1)
+    sleepers = [int(p.read_text()) for p in pid_files]
+    runner.send_signal(signum)
+    _, stderr = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signum
+    assert "stopped 2 running job(s)" in stderr
+    for _ in range(50):
+        if all(process_gone(pid) for pid in sleepers):
+            break
+        time.sleep(0.1)
+    assert all(process_gone(pid) for pid in sleepers)
+
+
+# ---- utils/slurm.py: the batch script, without Slurm ----------------------------------
+
+def test_batch_script_directives_and_exit_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    request = jobs.parse_command_line(
+        ["--gpu", "2", "--mem", "16G", "--num-threads", "4", "--time", "4:00:00",
+         "--partition", "gpu", "JOB=3", "exp/100%/train.JOB.log", "echo JOB; exit 5"], prog="t")
+    (job,) = request.jobs
+    directives = slurm.batch_directives(job, request.options)
+    assert directives == [
+        "#SBATCH --job-name=train.3",
+        f"#SBATCH --output={tmp_path}/exp/100%%/train.3.log",
+        "#SBATCH --open-mode=truncate",
+        f"#SBATCH --chdir={tmp_path}",
+        "#SBATCH --cpus-per-task=4",
+        "#SBATCH --mem=16G",
+        "#SBATCH --time=4:00:00",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gres=gpu:2",
+    ]
+    script, exit_file = slurm.SlurmBackend.script_paths(job)
+    assert (script, exit_file) == (tmp_path / "exp/100%/q/train.3.sh",
+                                   tmp_path / "exp/100%/q/train.3.exit")
+    # Run the script as Slurm would (stdout to the log): log and exit status file.
+    script.parent.mkdir(parents=True)
+    script.write_text(jobs.wrapper_script(job, exit_file, directives))
+    with open(job.log, "w") as log:
+        code = subprocess.run(["bash", str(script)], stdout=log, stderr=subprocess.STDOUT).returncode
+    assert code == 5
+    assert exit_file.read_text() == "5\n"
+    assert_log(job.log, "echo 3; exit 5", ["3"], 5)
+
+
+# ---- utils/slurm.py on a real Slurm ---------------------------------------------------
+
+def slurm_unavailable_reason() -> str | None:
+    if shutil.which("sbatch") is None:
+        return "sbatch not on PATH (start a test cluster with .ci/slurm.sh start)"
+    try:
+        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True,
+                                timeout=15)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return f"sinfo does not respond: {error}"
+    if answer.returncode != 0 or not answer.stdout.strip():
+        return f"sinfo does not respond: {answer.stderr.strip() or 'no partitions'}"
+    return None
+
+
+needs_slurm = pytest.mark.skipif(slurm_unavailable_reason() is not None,
+                                 reason=str(slurm_unavailable_reason()))
+
+
+@needs_slurm
+def test_slurm_two_jobs_succeed_with_logs(tmp_path):
+    command = "echo job JOB cpus $SLURM_CPUS_PER_TASK; sleep 1"
+    result = run_runner(SLURM, "--num-threads", "1", "--mem", "10M", "JOB=1:2",
+                        "exp/log/s.JOB.log", command, cwd=tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr
+    for i in (1, 2):
+        assert_log(tmp_path / f"exp/log/s.{i}.log", command.replace("JOB", str(i)),
+                   [f"job {i} cpus 1"], 0)
+        assert (tmp_path / f"exp/log/q/s.{i}.exit").read_text() == "0\n"
+        assert "#SBATCH --mem=10M" in (tmp_path / f"exp/log/q/s.{i}.sh").read_text()
+
+
+@needs_slurm
+def test_slurm_failing_job_fails_the_runner(tmp_path):
+    result = run_runner(SLURM, "JOB=1,2", "log/f.JOB.log", "echo JOB; exit $((JOB * 2 - 2))",
+                        cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "utils/slurm.py: job 2 failed (exit code 2), log: log/f.2.log" in result.stderr
+    assert "job 1 failed" not in result.stderr
+    assert_log(tmp_path / "log/f.2.log", "echo 2; exit $((2 * 2 - 2))", ["2"], 2)
+
+
+@needs_slurm
+def test_slurm_cancelled_job_fails_with_its_state(tmp_path):
+    # No JOB= spec, so $SLURM_JOB_ID is left as it is.
+    result = run_runner(SLURM, "c.log", "scancel $SLURM_JOB_ID; sleep 30", cwd=tmp_path,
+                        timeout=120)
+    assert result.returncode == 1
+    assert "the job failed (Slurm job" in result.stderr
+    assert "ended CANCELLED), log: c.log" in result.stderr
+    assert not (tmp_path / "q/c.exit").exists()
+
+
+@needs_slurm
+def test_slurm_rejected_submission_fails_the_runner(tmp_path):
+    result = run_runner(SLURM, "--partition", "no_such_partition", "r.log", "true",
+                        cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert "the job failed (sbatch" in result.stderr and "log: r.log" in result.stderr

@@ -1,0 +1,138 @@
+"""The trainer: it learns, resumes exactly after a kill, refuses to mix runs, and stops on non-finite losses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+
+from conftest import PYTHON, python_env
+
+FAST_CONFIG = {
+    "encoder": "flam",
+    "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16},
+    "augment": "eam",
+    "optim_conf": {"lr": 3.0e-3},
+    "max_epoch": 6,
+    "batch_size": 8,
+    "num_threads": 1,
+    "log_interval": 0,
+}
+
+
+def write_config(path, **overrides) -> str:
+    config = {**FAST_CONFIG, **overrides}
+    with open(path, "w") as f:
+        yaml.safe_dump(config, f)
+    return str(path)
+
+
+def train_command(feature_dirs, config, outdir):
+    return [PYTHON, "-m", "ser.bin.train", "--config", config, "--classes", str(feature_dirs / "classes.txt"),
+            "--train-dir", str(feature_dirs / "train"), "--valid-dir", str(feature_dirs / "valid"),
+            "--cmvn", str(feature_dirs / "train" / "cmvn.ark"), "--outdir", str(outdir)]
+
+
+def run_training(feature_dirs, config, outdir):
+    proc = subprocess.run(train_command(feature_dirs, config, outdir), env=python_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def load_history(outdir):
+    with open(os.path.join(outdir, "history.json")) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(feature_dirs, tmp_path_factory):
+    root = tmp_path_factory.mktemp("uninterrupted")
+    config = write_config(root / "train.yaml")
+    run_training(feature_dirs, config, root / "run")
+    return root, config
+
+
+def test_training_learns_and_selects_on_validation(uninterrupted):
+    root, _ = uninterrupted
+    history = load_history(root / "run")
+    assert len(history) == FAST_CONFIG["max_epoch"]
+    assert history[-1]["train"]["total"] < 0.7 * history[0]["train"]["total"]
+    assert max(h["valid"]["ua"] for h in history) > 50.0  # 4 classes: chance is 25
+    with open(root / "run" / "selection.json") as f:
+        selection = json.load(f)
+    best = max(history, key=lambda h: h["valid"]["ua"])
+    assert selection["epoch"] == best["epoch"] and selection["rule"] == "valid_ua"
+    chosen = torch.load(root / "run" / "model.pth")
+    best_weights = torch.load(root / "run" / "best.pth")
+    assert all(torch.equal(chosen[k], best_weights[k]) for k in chosen)
+    for name in ("config.yaml", "run.json", "checkpoint.pt", "last.pth", "tensorboard"):
+        assert (root / "run" / name).exists(), name
+
+
+def test_rerun_of_finished_training_does_nothing(uninterrupted, feature_dirs):
+    root, config = uninterrupted
+    before = os.path.getmtime(root / "run" / "model.pth")
+    proc = run_training(feature_dirs, config, root / "run")
+    assert "already trained" in proc.stderr
+    assert os.path.getmtime(root / "run" / "model.pth") == before
+
+
+@pytest.mark.parametrize("kill_after_checkpoints", [1, 3])
+def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs, tmp_path, kill_after_checkpoints):
+    root, config = uninterrupted
+    outdir = tmp_path / "run"
+    proc = subprocess.Popen(train_command(feature_dirs, config, outdir), env=python_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # Kill in the middle of the epoch that follows the n-th checkpoint.
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(outdir / "history.json") and len(load_history(outdir)) >= kill_after_checkpoints:
+            break
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert proc.poll() is None, "training finished before it could be killed; make the run longer"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (outdir / "selection.json").exists()
+    resumed = run_training(feature_dirs, config, outdir)
+    assert "resuming after epoch" in resumed.stderr
+    reference, history = load_history(root / "run"), load_history(outdir)
+    assert [h["train"] for h in history] == [h["train"] for h in reference]
+    assert [h["valid"] for h in history] == [h["valid"] for h in reference]
+    a, b = torch.load(outdir / "model.pth"), torch.load(root / "run" / "model.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_changed_config_moves_the_old_run_aside(feature_dirs, tmp_path):
+    config = write_config(tmp_path / "a.yaml", max_epoch=1)
+    run_training(feature_dirs, config, tmp_path / "run")
+    changed = write_config(tmp_path / "b.yaml", max_epoch=2)
+    proc = run_training(feature_dirs, changed, tmp_path / "run")
+    assert "moving the old run" in proc.stderr
+    assert len(load_history(tmp_path / "run.bak1")) == 1  # the first run is kept, untouched
+    assert len(load_history(tmp_path / "run")) == 2
+
+
+def test_bad_config_key_is_named(feature_dirs, tmp_path):
+    config = write_config(tmp_path / "bad.yaml", encoder_conf={"d_modell": 32})
+    proc = subprocess.run(train_command(feature_dirs, config, tmp_path / "run"), env=python_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "d_modell" in proc.stderr and "bad.yaml" in proc.stderr
+    assert not (tmp_path / "run" / "selection.json").exists()
+
+
+def test_non_finite_loss_names_term_and_batch(feature_dirs, tmp_path):
+    # An absurd learning rate makes the logits explode; the error must name the term and the batch.
+    config = write_config(tmp_path / "nan.yaml", optim_conf={"lr": 1.0e30}, augment="none", max_epoch=3)
+    proc = subprocess.run(train_command(feature_dirs, config, tmp_path / "run"), env=python_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "is not finite" in proc.stderr and "batch" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "run" / "selection.json").exists()
