@@ -44,9 +44,9 @@ install_packages() {
   say "installing slurmctld slurmd slurm-client munge (missing: ${missing[*]})"
   export DEBIAN_FRONTEND=noninteractive
   local packages=(slurmctld slurmd slurm-client munge)
-  if ! apt-get install -y -q "${packages[@]}"; then
+  if ! apt-get install -y -q --no-install-recommends "${packages[@]}"; then
     say "apt-get install failed; retrying after apt-get update"
-    apt-get update -q && apt-get install -y -q "${packages[@]}" || give_up "apt-get install failed"
+    apt-get update -q && apt-get install -y -q --no-install-recommends "${packages[@]}" || give_up "apt-get install failed"
   fi
 }
 

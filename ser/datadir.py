@@ -74,10 +74,11 @@ def parse_table_lines(text: str, name: str, min_fields: int = 2, max_fields: int
     Fields are separated by blanks (space, tab) as awk splits them; the value is the rest of the line
     after the key, so wav.scp commands keep their inner spaces. Neither order nor uniqueness is checked.
     """
+    raw_lines = text.split("\n")
+    if raw_lines[-1] == "":
+        raw_lines.pop()  # what follows the final newline
     lines = []
-    for lineno, line in enumerate(text.split("\n"), 1):
-        if lineno > 1 and line == "" and lineno == text.count("\n") + 1:
-            break  # the empty string after the final newline
+    for lineno, line in enumerate(raw_lines, 1):
         if "\r" in line:
             raise DataDirError(f"{name}:{lineno}: carriage return (DOS line ending)")
         if not line.strip():
@@ -98,16 +99,17 @@ def parse_table_lines(text: str, name: str, min_fields: int = 2, max_fields: int
     return lines
 
 
-def read_table_lines(path: str, min_fields: int = 2, max_fields: int | None = None,
-                     require_newline: bool = True) -> list[TableLine]:
-    """Read a table file's lines (format checked as by :func:`parse_table_lines`), in file order."""
+def read_table_lines(path: str, min_fields: int = 2, max_fields: int | None = None) -> list[TableLine]:
+    """Read a table file's lines (format checked as by :func:`parse_table_lines`, and the final newline),
+    in file order."""
     text = _read_text(path)
-    if require_newline and text and not text.endswith("\n"):
+    if text and not text.endswith("\n"):
         raise DataDirError(f"{path}:{text.count(chr(10)) + 1}: the last line does not end with a newline")
-    return parse_table_lines(text, path, min_fields, max_fields) if text else []
+    return parse_table_lines(text, path, min_fields, max_fields)
 
 
-def _unique(lines: list[TableLine], name: str) -> dict[str, str]:
+def table_from_lines(lines: list[TableLine], name: str) -> dict[str, str]:
+    """{key: value} of the lines; a repeated key is an error naming ``name`` and both lines."""
     table: dict[str, str] = {}
     first_line: dict[str, int] = {}
     for line in lines:
@@ -125,7 +127,7 @@ def read_table(path: str, min_fields: int = 2, max_fields: int | None = None) ->
     Raises DataDirError naming path:line for a missing file, a missing trailing newline, blank or
     malformed lines, too few/many fields and duplicate keys. Sorting is checked by the validator.
     """
-    return _unique(read_table_lines(path, min_fields, max_fields), path)
+    return table_from_lines(read_table_lines(path, min_fields, max_fields), path)
 
 
 def format_table(table: dict[str, str] | Iterable[tuple[str, str]], name: str = "table") -> str:
@@ -145,6 +147,12 @@ def format_table(table: dict[str, str] | Iterable[tuple[str, str]], name: str = 
     return "".join(out)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _write_text(path: str, text: str) -> None:
     """Write atomically: a temp file in the same directory, renamed over ``path``."""
     directory = os.path.dirname(os.path.abspath(path))
@@ -153,6 +161,7 @@ def _write_text(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -342,7 +351,7 @@ KNOWN_FILES: dict[str, FileSpec] = {spec.name: spec for spec in (
 def _checked_lines(path: str, spec: FileSpec) -> list[TableLine]:
     """A known file's lines: format, unique keys and values checked (order is not)."""
     lines = read_table_lines(path, spec.min_fields, spec.max_fields)
-    _unique(lines, path)
+    table_from_lines(lines, path)
     for line in lines:
         error = spec.check_value(line.value) if spec.check_value else None
         if error:
@@ -468,12 +477,12 @@ def validate_data_dir(path: str, classes: Sequence[str] | None = None, need_feat
         if not os.path.isfile(files[name]):
             continue
         try:
-            lines = read_table_lines(files[name], spec.min_fields, spec.max_fields, require_newline=False)
+            text = _read_text(files[name])
+            lines = parse_table_lines(text, files[name], spec.min_fields, spec.max_fields)
         except DataDirError as e:
             errors.append(str(e))
             continue
-        text_ends_well = _read_text(files[name]).endswith("\n") or not lines
-        if not text_ends_well:
+        if text and not text.endswith("\n"):
             errors.append(f"{files[name]}:{lines[-1].lineno}: the last line does not end with a newline")
         errors += _order_errors(files[name], lines)
         for line in lines:
@@ -483,7 +492,7 @@ def validate_data_dir(path: str, classes: Sequence[str] | None = None, need_feat
         tables[name] = lines
 
     required = ["utt2spk", "spk2utt", "utt2emo"] + ["wav.scp"] * need_wav + ["feats.scp"] * need_feats
-    if "segments" in tables or os.path.isfile(files["segments"]):
+    if os.path.isfile(files["segments"]):
         required.append("wav.scp")
     for name in dict.fromkeys(required):
         if not os.path.isfile(files[name]):
@@ -528,7 +537,7 @@ def validate_data_dir(path: str, classes: Sequence[str] | None = None, need_feat
 # ----------------------------------------------------------------------------------------------------------
 # Filtering, fixing, subsetting, combining, splitting
 
-Tables = dict  # {file name: {key: value}}
+Tables = dict[str, dict[str, str]]  # {file name: {key: value}}
 
 
 def _present_files(path: str) -> list[str]:
@@ -641,7 +650,8 @@ def fix_data_dir(path: str, backup: bool = True) -> dict:
         all_keys[RECO] |= {value.split()[0] for value in tables["segments"].values()}
 
     utt2spk = tables["utt2spk"]
-    kept = [u for u in allowed[UTT] if utt2spk[u] in allowed.get(SPK, {utt2spk[u]})
+    speakers_ok = allowed.get(SPK)  # None: no per-speaker file besides spk2utt
+    kept = [u for u in allowed[UTT] if (speakers_ok is None or utt2spk[u] in speakers_ok)
             and (not has_segments or tables["segments"][u].split()[0] in allowed[RECO])]
     if not kept:
         raise DataDirError(f"{path}: no utterance is present in every file; nothing would remain")
@@ -712,10 +722,11 @@ def combine_data_dirs(dst: str, srcs: Sequence[str]) -> None:
     for src in srcs:
         if _same_dir(src, dst):
             raise DataDirError(f"{dst}: the destination is also a source")
-    present = {src: set(_present_files(src)) for src in srcs}
     for src in srcs:
         if not os.path.isdir(src):
             raise DataDirError(f"{src}: no such directory")
+    present = {src: set(_present_files(src)) for src in srcs}
+    for src in srcs:
         if "utt2spk" not in present[src]:
             raise DataDirError(f"{os.path.join(src, 'utt2spk')}: no such file")
     names = [name for name in KNOWN_FILES if any(name in files for files in present.values())
@@ -736,7 +747,7 @@ def combine_data_dirs(dst: str, srcs: Sequence[str]) -> None:
         for src in srcs:
             file = os.path.join(src, name)
             lines = read_table_lines(file, spec.min_fields, spec.max_fields)
-            _unique(lines, file)
+            table_from_lines(lines, file)
             for line in lines:
                 if line.key in table and table[line.key] != line.value:
                     raise DataDirError(f"{file}:{line.lineno}: {line.key!r} has value {line.value!r} but "
@@ -814,6 +825,7 @@ def split_data_dir(src: str, nj: int, by_speaker: bool = False) -> list[str]:
         for i, utts in enumerate(part_utts, 1):
             _write_dir(os.path.join(tmp, str(i)), _restrict(tables, utts))
         _write_text(os.path.join(tmp, _STAMP), json.dumps(stamp, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
         if os.path.isdir(split_dir):
             shutil.rmtree(split_dir)
         try:

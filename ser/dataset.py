@@ -15,6 +15,7 @@ import torch
 
 from ser.augment import soft_label
 from ser.datadir import DataDirError, read_table
+from ser.features import CmvnNormaliser
 
 
 @dataclass
@@ -103,19 +104,6 @@ def pad_batch(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return out, lengths
 
 
-class Normaliser:
-    """Global CMVN from Kaldi stats (row 0: sums and count, row 1: sums of squares)."""
-
-    def __init__(self, stats: np.ndarray, norm_vars: bool):
-        count = stats[0, -1]
-        self.mean = (stats[0, :-1] / count).astype(np.float32)
-        var = np.maximum(stats[1, :-1] / count - self.mean.astype(np.float64) ** 2, 1e-10)
-        self.inv_std = (1.0 / np.sqrt(var)).astype(np.float32) if norm_vars else np.ones_like(self.mean)
-
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        return (feats - self.mean) * self.inv_std
-
-
 class TrainBatches(torch.utils.data.Dataset):
     """One item per batch of an epoch: cropped, mixed, normalised features and soft labels.
 
@@ -123,7 +111,7 @@ class TrainBatches(torch.utils.data.Dataset):
     with worker processes gives the same batches as the main process.
     """
 
-    def __init__(self, data: LabelledSet, num_classes: int, normaliser: Normaliser, batch_size: int,
+    def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser, batch_size: int,
                  max_frames: int, bucketing: bool, mixup, seed: int):
         self.data, self.num_classes, self.normaliser = data, num_classes, normaliser
         self.batch_size, self.max_frames, self.bucketing = batch_size, max_frames, bucketing
@@ -169,7 +157,7 @@ class TrainBatches(torch.utils.data.Dataset):
                 "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
 
 
-def eval_batches(data: LabelledSet, normaliser: Normaliser, batch_size: int):
+def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser, batch_size: int):
     """Whole utterances in batches of similar length (sorted), for validation and inference."""
     order = np.argsort(data.lengths, kind="stable")
     for start in range(0, len(order), batch_size):

@@ -261,20 +261,31 @@ def _check_cmvn_stats(stats: np.ndarray, where: str) -> None:
         raise ValueError(f"{where}: CMVN stats count {stats[0, -1]} is below 1")
 
 
+class CmvnNormaliser:
+    """Mean (and variance) normalisation by Kaldi CMVN stats, with the statistics resolved once."""
+
+    def __init__(self, stats: np.ndarray, norm_vars: bool = True):
+        stats = np.asarray(stats, dtype=np.float64)
+        _check_cmvn_stats(stats, "CMVN")
+        self.dim = stats.shape[1] - 1
+        count = stats[0, self.dim]
+        mean = stats[0, :self.dim] / count
+        self.mean = mean.astype(np.float32)
+        if norm_vars:
+            variance = np.maximum(stats[1, :self.dim] / count - np.square(mean), CMVN_VAR_FLOOR)
+            self.inv_std = (1.0 / np.sqrt(variance)).astype(np.float32)
+        else:
+            self.inv_std = np.ones(self.dim, dtype=np.float32)
+
+    def __call__(self, feats: np.ndarray) -> np.ndarray:
+        if feats.ndim != 2 or feats.shape[1] != self.dim:
+            raise ValueError(f"CMVN: features of shape {feats.shape} do not match {self.dim}-dim stats")
+        return ((feats - self.mean) * self.inv_std).astype(np.float32)
+
+
 def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = True) -> np.ndarray:
     """Subtract the mean (and divide by the standard deviation) given by Kaldi CMVN stats."""
-    stats = np.asarray(stats, dtype=np.float64)
-    _check_cmvn_stats(stats, "apply_cmvn")
-    dim = stats.shape[1] - 1
-    if feats.ndim != 2 or feats.shape[1] != dim:
-        raise ValueError(f"apply_cmvn: features of shape {feats.shape} do not match {dim}-dim stats")
-    count = stats[0, dim]
-    mean = stats[0, :dim] / count
-    normalised = feats - mean
-    if norm_vars:
-        variance = np.maximum(stats[1, :dim] / count - np.square(mean), CMVN_VAR_FLOOR)
-        normalised = normalised / np.sqrt(variance)
-    return normalised.astype(np.float32)
+    return CmvnNormaliser(stats, norm_vars)(feats)
 
 
 CMVN_ARK_KEY = "global"

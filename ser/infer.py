@@ -10,8 +10,8 @@ import torch
 import yaml
 
 from ser.config import resolve_config
-from ser.dataset import LabelledSet, Normaliser, load_labelled_set
-from ser.features import read_cmvn_stats
+from ser.dataset import LabelledSet, load_labelled_set
+from ser.features import CmvnNormaliser, read_cmvn_stats
 from ser.models import build_model
 from ser.train import predict
 
@@ -21,7 +21,7 @@ class TrainedModel:
     model: torch.nn.Module
     config: dict
     classes: list[str]
-    normaliser: Normaliser
+    normaliser: CmvnNormaliser
     model_dir: str
 
 
@@ -41,7 +41,7 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     model = build_model(config["encoder"], config["encoder_conf"], stats.shape[1] - 1, len(classes))
     model.load_state_dict(state)
     model.to(device).eval()
-    normaliser = Normaliser(stats, config["frontend_conf"]["norm_vars"])
+    normaliser = CmvnNormaliser(stats, config["frontend_conf"]["norm_vars"])
     return TrainedModel(model, config, classes, normaliser, model_dir)
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
-import os
 import re
 import shlex
 import signal
@@ -29,9 +28,10 @@ from typing import Callable, Iterable, Optional, Sequence
 USAGE = """\
 usage: {prog} [options] [JOB=1:N | JOB=1,3,5] LOG COMMAND...
 
-Runs COMMAND once per job id, replacing every JOB in LOG and COMMAND by the id.
-JOB=1:N is the ids 1..N, JOB=1,3,5 a list (items may be ranges: JOB=1:3,7); the
-name may be any shell-style variable name. A single COMMAND argument is a shell
+Runs COMMAND once per job id, replacing every JOB in LOG and COMMAND by the id,
+inside words too ($SLURM_JOB_ID included: give the variable another name, N=1:3,
+when the command needs such words). JOB=1:N is the ids 1..N, JOB=1,3,5 a list
+(items may be ranges: JOB=1:3,7). Without a JOB= spec there is one job. A single COMMAND argument is a shell
 string (pipes and quotes work); the command runs under `bash -o pipefail -c`.
 Exit status: 0 if every job succeeded, 1 if any failed (each failed job and its
 log are named on stderr), 2 for a bad command line, 128+N when stopped by signal N.
@@ -286,11 +286,11 @@ def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int],
         while pending or running:
             while pending and running < limit and backend.can_start(pending[0]):
                 job = pending.popleft()
-                job.log.parent.mkdir(parents=True, exist_ok=True)
                 try:
+                    job.log.parent.mkdir(parents=True, exist_ok=True)
                     backend.start(job)
                     running += 1
-                except JobStartError as error:
+                except (JobStartError, OSError) as error:
                     failures.append((job, str(error)))
             if running:
                 for job, failure in backend.wait_any():
@@ -298,6 +298,8 @@ def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int],
                     if failure is not None:
                         failures.append((job, failure))
     except Interrupted as interruption:
+        for signum in (signal.SIGINT, signal.SIGTERM):  # let the clean-up finish
+            signal.signal(signum, signal.SIG_IGN)
         stopped = backend.stop_all()
         print(
             f"{prog}: {interruption}: stopped {stopped} running job(s), "

@@ -27,8 +27,8 @@ import torch
 
 from ser.augment import build_augment
 from ser.config import config_hash, write_config
-from ser.dataset import LabelledSet, Normaliser, TrainBatches, eval_batches, load_labelled_set
-from ser.features import read_cmvn_stats
+from ser.dataset import LabelledSet, TrainBatches, eval_batches, load_labelled_set
+from ser.features import CmvnNormaliser, read_cmvn_stats
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import build_model
@@ -100,7 +100,7 @@ def build_scheduler(config: dict, optimizer):
 
 
 @torch.no_grad()
-def predict(model, data: LabelledSet, normaliser: Normaliser, device, batch_size: int = 16) -> np.ndarray:
+def predict(model, data: LabelledSet, normaliser: CmvnNormaliser, device, batch_size: int = 16) -> np.ndarray:
     """Posteriors (N, C) of whole utterances, in the order of data.keys."""
     model.eval()
     posteriors = None
@@ -160,7 +160,7 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
     set_seed(config["seed"])
     train_set = load_labelled_set(train_dir, classes)
     valid_set = load_labelled_set(valid_dir, classes)
-    normaliser = Normaliser(read_cmvn_stats(cmvn_path), config["frontend_conf"]["norm_vars"])
+    normaliser = CmvnNormaliser(read_cmvn_stats(cmvn_path), config["frontend_conf"]["norm_vars"])
     num_classes = len(classes)
     frame_rate = 100  # fbank frames per second (10 ms shift, stage 1)
     mixup = build_augment(config["augment"], config["augment_conf"], domain="fbank")

@@ -207,6 +207,26 @@ def test_local_gpu_two_per_job(tmp_path):
     assert sorted(assigned[0] + assigned[1]) == ["0", "1", "2", "3"]
 
 
+def test_local_gpus_from_nvidia_smi_or_none(tmp_path):
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env["PATH"] = f"{fake_bin}:/usr/bin:/bin"
+    command = "echo gpus=$CUDA_VISIBLE_DEVICES"
+    no_gpu = run_runner(RUN, "--gpu", "1", "n.log", command, cwd=tmp_path, env=env)
+    assert no_gpu.returncode == 0
+    assert "no GPU found" in no_gpu.stderr
+    assert log_lines(tmp_path / "n.log")[2] == "gpus="
+
+    nvidia_smi = fake_bin / "nvidia-smi"
+    nvidia_smi.write_text('#!/bin/sh\n[ "$*" = "--query-gpu=index --format=csv,noheader" ]'
+                          ' && printf "0\\n1\\n"\n')
+    nvidia_smi.chmod(0o755)
+    result = run_runner(RUN, "--gpu", "1", "JOB=1:2", "g.JOB.log", command, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert sorted(log_lines(tmp_path / f"g.{i}.log")[2] for i in (1, 2)) == ["gpus=0", "gpus=1"]
+
+
 def test_local_slurm_options_are_accepted(tmp_path):
     result = run_runner(RUN, "--mem", "16G", "--num-threads", "4", "--time", "24:00:00",
                         "--partition", "gpu", "--sbatch-opts", "--qos=high", "o.log", "echo ok",
@@ -278,6 +298,33 @@ def test_batch_script_directives_and_exit_file(tmp_path, monkeypatch):
     assert_log(job.log, "echo 3; exit 5", ["3"], 5)
 
 
+def test_slurm_end_detection_from_exit_files_and_queue_states(tmp_path, monkeypatch):
+    """How the Slurm runner decides that a job ended, with squeue's answers faked."""
+    backend = slurm.SlurmBackend(jobs.JobOptions(), prog="t")
+    names = ["ok", "bad", "cancelled", "gone"]
+    queued = {name: jobs.Job(None, tmp_path / f"{name}.log", "true") for name in names}
+    for i, name in enumerate(names):
+        backend.queued[queued[name]] = slurm._Submitted(str(100 + i), tmp_path / f"{name}.exit")
+    (tmp_path / "ok.exit").write_text("0\n")
+    (tmp_path / "bad.exit").write_text("7\n")
+    answers = iter([
+        {"102": "CANCELLED", "103": "RUNNING"},
+        {"103": "COMPLETED"},  # ended, its exit file may still be on its way
+        {},  # then gone from the queue
+    ])
+    monkeypatch.setattr(backend, "squeue_states", lambda: next(answers))
+    monkeypatch.setattr(slurm, "EXIT_FILE_GRACE_S", 0.2)
+    ended = {job.log.stem: failure for job, failure in backend._ended()}
+    assert ended == {"ok": None, "bad": "exit code 7",
+                     "cancelled": "Slurm job 102 ended CANCELLED"}
+    assert backend._ended() == []  # within the grace period
+    time.sleep(0.3)
+    ((job, failure),) = backend._ended()
+    assert job is queued["gone"]
+    assert failure == f"Slurm job 103 ended (COMPLETED) without writing {tmp_path}/gone.exit"
+    assert backend.queued == {}
+
+
 # ---- utils/slurm.py on a real Slurm ---------------------------------------------------
 
 def slurm_unavailable_reason() -> str | None:
@@ -293,8 +340,8 @@ def slurm_unavailable_reason() -> str | None:
     return None
 
 
-needs_slurm = pytest.mark.skipif(slurm_unavailable_reason() is not None,
-                                 reason=str(slurm_unavailable_reason()))
+SLURM_UNAVAILABLE = slurm_unavailable_reason()
+needs_slurm = pytest.mark.skipif(SLURM_UNAVAILABLE is not None, reason=str(SLURM_UNAVAILABLE))
 
 
 @needs_slurm
@@ -329,6 +376,30 @@ def test_slurm_cancelled_job_fails_with_its_state(tmp_path):
     assert "the job failed (Slurm job" in result.stderr
     assert "ended CANCELLED), log: c.log" in result.stderr
     assert not (tmp_path / "q/c.exit").exists()
+
+
+@needs_slurm
+def test_slurm_sigterm_cancels_the_jobs(tmp_path):
+    runner = subprocess.Popen(
+        [sys.executable, SLURM, "t.log", "echo $SLURM_JOB_ID > slurm_id; sleep 300"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    id_file = tmp_path / "slurm_id"
+    for _ in range(300):
+        if id_file.exists() and id_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    slurm_id = id_file.read_text().strip()
+    runner.send_signal(signal.SIGTERM)
+    _, stderr = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signal.SIGTERM
+    assert "stopped 1 running job(s)" in stderr
+    for _ in range(100):
+        state = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%T",
+                                f"--jobs={slurm_id}"], capture_output=True, text=True).stdout
+        if state.strip() not in ("RUNNING", "COMPLETING"):
+            break
+        time.sleep(0.1)
+    assert state.strip() == "CANCELLED"
 
 
 @needs_slurm

@@ -212,8 +212,8 @@ def _resonator_denominators(formants_hz: np.ndarray, bandwidths_hz: np.ndarray, 
 def _time_varying_all_pole(signal: np.ndarray, gains: np.ndarray, denominators: np.ndarray, block: int) -> np.ndarray:
     """y[n] = g_b x[n] - sum_k a_b[k] y[n-k], with (g_b, a_b) the coefficients of the block of n.
 
-    The recursion runs on the true output history across block boundaries (as an LPC synthesis
-    filter does), so coefficients that change from block to block give no discontinuity.
+    The recursion runs on the true output history across block boundaries, as an LPC synthesis
+    filter does: changing the coefficients never resets or rescales the filter's memory.
     """
     order = denominators.shape[1] - 1
     # lfilter's initial state that continues an all-pole recursion with output history h (h[0] newest):
@@ -361,7 +361,7 @@ def _synthesize_utterance(
     return audio * (0.95 / peak) if peak > 0.95 else audio
 
 
-def _readme_text(speakers: list[SpeakerVoice], num_speakers: int, utts_per_class: int, sample_rate: int, seed: int) -> str:
+def _readme_text(speakers: list[SpeakerVoice], utts_per_class: int, sample_rate: int, seed: int) -> str:
     style_names = [field.name for field in fields(EmotionStyle)]
     speaker_names = [field.name for field in fields(SpeakerVoice)]
     lines = [
@@ -373,7 +373,7 @@ def _readme_text(speakers: list[SpeakerVoice], num_speakers: int, utts_per_class
         "quality, drawn per utterance around the class means below, so the classes overlap.",
         "",
         f"generator_version {GENERATOR_VERSION}",
-        f"num_speakers {num_speakers}",
+        f"num_speakers {len(speakers)}",
         f"utts_per_class {utts_per_class}",
         f"sample_rate {sample_rate}",
         f"seed {seed}",
@@ -396,29 +396,11 @@ def _readme_text(speakers: list[SpeakerVoice], num_speakers: int, utts_per_class
     return "\n".join(lines) + "\n"
 
 
-def generate_synth_corpus(
-    out_dir: str, num_speakers: int = 8, utts_per_class: int = 12, sample_rate: int = 16000, seed: int = 0
-) -> None:
-    """Write the corpus to out_dir (which must not exist): wavs, labels.txt and README.txt.
-
-    Deterministic: the same arguments give the same bytes. Every utterance has its own random stream,
-    so one utterance does not depend on how many others are generated. The corpus is written into
-    out_dir + ".partial" and renamed at the end, so an interrupted run never leaves a complete-looking corpus.
-    """
-    if utts_per_class < 1:
-        raise ValueError(f"utts_per_class must be at least 1, got {utts_per_class}")
-    if sample_rate < 8000:
-        raise ValueError(f"sample_rate must be at least 8000 Hz, got {sample_rate}")
-    out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir):
-        raise FileExistsError(f"{out_dir} already exists; remove it to generate the corpus again")
-    speakers = _make_speakers(num_speakers, seed)
+def _write_corpus(corpus_dir: str, speakers: list[SpeakerVoice], utts_per_class: int, sample_rate: int, seed: int) -> None:
     consonant_filters = _consonant_filters(sample_rate)
-    partial_dir = out_dir + ".partial"
-    shutil.rmtree(partial_dir, ignore_errors=True)
     label_lines = []
     for speaker_index, voice in enumerate(speakers):
-        os.makedirs(os.path.join(partial_dir, voice.spk_id))
+        os.makedirs(os.path.join(corpus_dir, voice.spk_id))
         for class_index, emotion in enumerate(SYNTH_CLASSES):
             for number in range(utts_per_class):
                 rng = np.random.default_rng([seed, 1, speaker_index, class_index, number])
@@ -430,13 +412,40 @@ def generate_synth_corpus(
                 # Encoded in memory: soundfile fsyncs every file it closes on disk, slow for hundreds of files.
                 wav_bytes = io.BytesIO()
                 sf.write(wav_bytes, samples, sample_rate, subtype="PCM_16", format="WAV")
-                with open(os.path.join(partial_dir, relative_path), "wb") as wav_file:
+                with open(os.path.join(corpus_dir, relative_path), "wb") as wav_file:
                     wav_file.write(wav_bytes.getvalue())
                 label_lines.append(f"{relative_path} {emotion} {voice.spk_id} {voice.gender}\n")
-    with open(os.path.join(partial_dir, "labels.txt"), "w", encoding="utf-8") as labels:
+    with open(os.path.join(corpus_dir, "labels.txt"), "w", encoding="utf-8") as labels:
         labels.writelines(sorted(label_lines))
-    with open(os.path.join(partial_dir, "README.txt"), "w", encoding="utf-8") as readme:
-        readme.write(_readme_text(speakers, num_speakers, utts_per_class, sample_rate, seed))
+    with open(os.path.join(corpus_dir, "README.txt"), "w", encoding="utf-8") as readme:
+        readme.write(_readme_text(speakers, utts_per_class, sample_rate, seed))
+
+
+def generate_synth_corpus(
+    out_dir: str, num_speakers: int = 8, utts_per_class: int = 12, sample_rate: int = 16000, seed: int = 0
+) -> None:
+    """Write the corpus to out_dir (which must not exist): wavs, labels.txt and README.txt.
+
+    Deterministic: the same arguments give the same bytes. Every utterance has its own random stream,
+    so one utterance does not depend on how many others are generated. The corpus is written into
+    out_dir + ".partial" and renamed at the end, so an interrupted run never leaves a complete-looking
+    corpus (a killed run's .partial dir is removed by the next run).
+    """
+    if utts_per_class < 1:
+        raise ValueError(f"utts_per_class must be at least 1, got {utts_per_class}")
+    if sample_rate < 8000:
+        raise ValueError(f"sample_rate must be at least 8000 Hz, got {sample_rate}")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir):
+        raise FileExistsError(f"{out_dir} already exists; remove it to generate the corpus again")
+    speakers = _make_speakers(num_speakers, seed)
+    partial_dir = out_dir + ".partial"
+    shutil.rmtree(partial_dir, ignore_errors=True)
+    try:
+        _write_corpus(partial_dir, speakers, utts_per_class, sample_rate, seed)
+    except BaseException:
+        shutil.rmtree(partial_dir, ignore_errors=True)
+        raise
     os.rename(partial_dir, out_dir)
 
 

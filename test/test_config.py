@@ -1,0 +1,64 @@
+"""Configs: defaults fill every key, unknown keys and bad values are errors naming the key."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import pytest
+import yaml
+
+from conftest import REPO
+from ser.config import ConfigError, config_hash, load_config, resolve_config
+from ser.losses import LOSS_DEFAULTS
+from ser.models import ENCODER_DEFAULTS
+
+
+def test_defaults_are_the_method_defaults():
+    config = resolve_config({})
+    assert config["encoder"] == "flam" and config["augment"] == "eam"
+    assert config["encoder_conf"] == ENCODER_DEFAULTS["flam"]
+    assert config["loss_conf"] == LOSS_DEFAULTS
+    assert config["optim_conf"] == {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0}
+    assert config["center_lr"] == 5.0e-3 and config["scheduler_conf"]["gamma"] == 0.875
+    assert (config["max_epoch"], config["batch_size"], config["crop_seconds"]) == (20, 16, 6.0)
+
+
+@pytest.mark.parametrize("given, key", [
+    ({"max_epochs": 3}, "max_epochs"),
+    ({"encoder_conf": {"dmodel": 3}}, "dmodel"),
+    ({"loss_conf": {"focal_gama": 2}}, "focal_gama"),
+    ({"augment_conf": {"snr": [0, 1]}}, "snr"),
+    ({"optim_conf": {"momentum": 0.9}}, "momentum"),
+    ({"encoder": "lstm"}, "encoder"),
+    ({"augment": "specaug"}, "augment"),
+    ({"batch_size": "16"}, "batch_size"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"model_selection": "test_ua"}, "model_selection"),
+])
+def test_bad_keys_and_values_are_named(given, key):
+    with pytest.raises((ConfigError, ValueError), match=key):
+        resolve_config(given, source="my.yaml")
+
+
+def test_unknown_key_error_names_the_file(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text("max_epoch: 3\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"train.yaml.*learning_rate"):
+        load_config(str(path))
+
+
+def test_hash_ignores_key_order_and_tracks_values():
+    a = resolve_config({"max_epoch": 3, "seed": 1})
+    b = resolve_config({"seed": 1, "max_epoch": 3})
+    assert config_hash(a) == config_hash(b)
+    assert config_hash(a) != config_hash(resolve_config({"max_epoch": 4, "seed": 1}))
+
+
+def test_every_shipped_config_loads():
+    configs = glob.glob(os.path.join(REPO, "egs", "*", "conf", "**", "*.yaml"), recursive=True)
+    assert configs
+    for path in configs:
+        load_config(path)
+        with open(path) as f:
+            assert isinstance(yaml.safe_load(f), dict)
