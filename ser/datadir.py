@@ -58,7 +58,7 @@ class TableLine:
 
 
 def _read_text(path: str) -> str:
-    if not os.path.isfile(path):
+    if not os.path.exists(path) or os.path.isdir(path):  # pipes such as <(...) and /dev/stdin are fine
         raise DataDirError(f"{path}: no such file")
     with open(path, "rb") as f:
         raw = f.read()
@@ -237,12 +237,10 @@ UTT, SPK, RECO = "utterance", "speaker", "recording"
 
 def _positive_number(value: str) -> str | None:
     try:
-        number = float(value)
+        ok = math.isfinite(float(value)) and float(value) > 0
     except ValueError:
-        return f"{value!r} is not a number"
-    if not (math.isfinite(number) and number > 0):
-        return f"{value!r} is not a positive number"
-    return None
+        ok = False
+    return None if ok else f"{value!r} is not a positive number"
 
 
 def _positive_integer(value: str) -> str | None:
@@ -280,10 +278,8 @@ def _segment(value: str) -> str | None:
 
 def _channel(value: str) -> str | None:
     channel = value.split()[1]
-    if channel == "1":
-        log.warning("reco2file_and_channel: channel '1' should be 'A' or 'B'")  # Kaldi lets it pass too
-        return None
-    return None if channel in ("A", "B") else f"channel {channel!r} is not 'A' or 'B'"
+    # Kaldi also lets '1' pass (with a warning that it should be A or B).
+    return None if channel in ("A", "B", "1") else f"channel {channel!r} is not 'A' or 'B'"
 
 
 def _rxfilename(value: str) -> str | None:
@@ -468,6 +464,8 @@ def validate_data_dir(path: str, classes: Sequence[str] | None = None, need_feat
     checks that only when a ``text`` exists); entries of .scp files are valid Kaldi input names (a path,
     ``path:offset`` or a command ending in '|'); a spk2utt line names at least one utterance.
     """
+    if isinstance(classes, str):
+        raise TypeError("validate_data_dir: classes must be a sequence of class names, not one string")
     if not os.path.isdir(path):
         raise DataDirError(f"{path}: no such directory")
     errors: list[str] = []
@@ -654,7 +652,9 @@ def fix_data_dir(path: str, backup: bool = True) -> dict:
     kept = [u for u in allowed[UTT] if (speakers_ok is None or utt2spk[u] in speakers_ok)
             and (not has_segments or tables["segments"][u].split()[0] in allowed[RECO])]
     if not kept:
-        raise DataDirError(f"{path}: no utterance is present in every file; nothing would remain")
+        per_utt = [name for name in tables if _index_of(KNOWN_FILES[name], has_segments) == UTT]
+        raise DataDirError(f"{path}: no utterance is in all of {' '.join(per_utt)} (with its speaker and recording "
+                           "in the per-speaker and per-recording files); nothing would remain")
     fixed = _restrict(tables, kept)
 
     rewritten = [name for name, table in fixed.items() if format_table(table) != originals.get(name)]

@@ -330,13 +330,15 @@ def test_slurm_end_detection_from_exit_files_and_queue_states(tmp_path, monkeypa
 def slurm_unavailable_reason() -> str | None:
     if shutil.which("sbatch") is None:
         return "sbatch not on PATH (start a test cluster with .ci/slurm.sh start)"
-    try:
-        answer = subprocess.run(["sinfo", "--noheader"], capture_output=True, text=True,
-                                timeout=15)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        return f"sinfo does not respond: {error}"
-    if answer.returncode != 0 or not answer.stdout.strip():
-        return f"sinfo does not respond: {answer.stderr.strip() or 'no partitions'}"
+    # scontrol ping answers at once; sinfo waits seconds for a controller that is down.
+    for command in (["scontrol", "ping"], ["sinfo", "--noheader"]):
+        try:
+            answer = subprocess.run(command, capture_output=True, text=True, timeout=15)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"{command[0]} does not respond: {error}"
+        if answer.returncode != 0 or not answer.stdout.strip():
+            reason = (answer.stdout + answer.stderr).strip().split("\n")[0] or "no answer"
+            return f"Slurm does not respond to {' '.join(command)}: {reason}"
     return None
 
 

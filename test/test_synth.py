@@ -64,7 +64,10 @@ def _utterance_features(path):
     )
     band_edges = np.linspace(0, 4000, 9)
     bands = np.log(
-        [voiced_power[:, (freqs >= low) & (freqs < high)].sum(axis=1).mean() for low, high in zip(band_edges, band_edges[1:])]
+        [
+            voiced_power[:, (freqs >= low) & (freqs < high)].sum(axis=1).mean()
+            for low, high in zip(band_edges, band_edges[1:])
+        ]
     )
     slope = np.polyfit(np.linspace(0, 1, len(log_f0)), log_f0, 1)[0]
     energy = log_energy[voiced]
@@ -208,7 +211,9 @@ def test_time_varying_all_pole_matches_per_sample_recursion():
         a = denominators[n // block]
         expected[n] = gains[n // block] * signal[n] - sum(a[k] * expected[n - k] for k in range(1, order + 1) if n >= k)
     np.testing.assert_allclose(output, expected, rtol=1e-9, atol=1e-9)
-    constant = synth._time_varying_all_pole(signal, np.full(num_blocks, gains[0]), np.repeat(denominators[:1], num_blocks, 0), block)
+    constant = synth._time_varying_all_pole(
+        signal, np.full(num_blocks, gains[0]), np.repeat(denominators[:1], num_blocks, axis=0), block
+    )
     np.testing.assert_allclose(constant, lfilter([gains[0]], denominators[0], signal), rtol=1e-9, atol=1e-9)
 
 

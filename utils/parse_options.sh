@@ -21,7 +21,8 @@ _parse_options_help() {
   if [ -f "$0" ]; then
     local _po_names _po_name
     # Options: the variables the script assigns at the start of a line before it sources this file.
-    _po_names=$(awk '/parse_options\.sh/ { exit } match($0, /^[A-Za-z_][A-Za-z0-9_]*=/) { print substr($0, 1, RLENGTH - 1) }' "$0" | awk '!seen[$0]++')
+    _po_names=$(awk '/parse_options\.sh/ { exit } match($0, /^[A-Za-z_][A-Za-z0-9_]*=/) { print substr($0, 1, RLENGTH - 1) }' "$0" \
+      | awk '$0 != "help_message" && !seen[$0]++')
     if [ -n "$_po_names" ]; then
       echo
       echo "Options (current values):"

@@ -15,7 +15,7 @@ import shlex
 import sys
 
 from ser.cli import die, setup_logging
-from ser.corpora.common import Utterance, check_counts, class_list, prepare_recipe_data
+from ser.corpora.common import Utterance, check_counts, class_list, prepare_recipe_data, remove_done_marker
 
 CORPORA = ("iemocap", "msp_improv", "ravdess", "savee", "synth")
 SYNTH_CLASS_SET = "4class"
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     log = logging.getLogger("ser.bin.prepare_data")
     command = shlex.join(["python", "-m", "ser.bin.prepare_data", *argv])
     try:
+        remove_done_marker(args.data_dir)  # a failed run must not leave an earlier run's mark
         utts, folds, class_set, classes, fold_scheme = load_corpus(
             args.corpus, args.corpus_dir, args.class_set, args.strict_counts)
         prepare_recipe_data(utts, folds, args.data_dir, corpus=args.corpus, class_set=class_set, classes=classes,

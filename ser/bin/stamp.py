@@ -14,7 +14,7 @@ def main(argv=None) -> None:
     p.add_argument("stamp")
     p.add_argument("inputs", nargs="*")
     p.add_argument("--extra", default="", help="options of the stage that are not files")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     try:
         if args.action == "check":
             sys.exit(0 if is_up_to_date(args.stamp, args.inputs, args.extra) else 1)

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import soundfile
 
 from ser.audio import read_audio
-from ser.datadir import utt2spk_to_spk2utt, write_table
+from ser.datadir import utt2spk_to_spk2utt, validate_data_dir, write_table
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Utterance:
 # Shared by every corpus module: label mapping, checks, folds, data-dir writing, train/valid split.
 
 log = logging.getLogger("ser.corpora")
+STAGING_PREFIX = ".tmp-prepare-"  # prepare_recipe_data builds its dirs here, inside the data dir
 
 
 class CorpusError(ValueError):
@@ -249,10 +250,12 @@ def _check_folds(utts: list[Utterance], folds: dict[int, list[str]]) -> None:
         raise CorpusError(f"speaker(s) {untested} are in no fold's test set")
 
 
-def _validate(path: str, classes: list[str]) -> None:
-    from ser.datadir import validate_data_dir
-
-    validate_data_dir(path, classes=classes, need_feats=False)
+def remove_done_marker(data_dir: str) -> str:
+    """Delete data_dir/.done (the mark of a complete stage 0) before anything else; returns its path."""
+    done_marker = os.path.join(data_dir, ".done")
+    if os.path.lexists(done_marker):
+        os.remove(done_marker)
+    return done_marker
 
 
 def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
@@ -264,10 +267,7 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
     ``data_dir/.done`` (holding ``command``) is removed first and written last, so an interrupted run
     never looks complete; the new dirs are built in a temporary dir and moved into place.
     """
-    os.makedirs(data_dir, exist_ok=True)
-    done_marker = os.path.join(data_dir, ".done")
-    if os.path.exists(done_marker):
-        os.remove(done_marker)
+    done_marker = remove_done_marker(data_dir)
     if not utts:
         raise CorpusError(f"{corpus}: no utterances to prepare")
     check_unique(utts)
@@ -277,7 +277,11 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
     _check_folds(utts, folds)
     durations = utterance_durations(utts)
 
-    staging = tempfile.mkdtemp(dir=data_dir, prefix=".tmp-prepare-")
+    os.makedirs(data_dir, exist_ok=True)
+    for name in os.listdir(data_dir):  # left behind by a killed run
+        if name.startswith(STAGING_PREFIX):
+            shutil.rmtree(os.path.join(data_dir, name))
+    staging = tempfile.mkdtemp(dir=data_dir, prefix=STAGING_PREFIX)
     try:
         protocol_folds = {}
         write_data_dir(os.path.join(staging, "all"), utts, durations)
@@ -299,7 +303,7 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
                 "counts": {name: count_classes(s) for name, s in splits.items()},
             }
         for subdir in subdirs:
-            _validate(os.path.join(staging, subdir), classes)
+            validate_data_dir(os.path.join(staging, subdir), classes=classes, need_feats=False)
 
         # Move into place: replace all/ and every fold<k>/ (stale folds of an earlier run included).
         for name in os.listdir(data_dir):

@@ -396,7 +396,9 @@ def _readme_text(speakers: list[SpeakerVoice], utts_per_class: int, sample_rate:
     return "\n".join(lines) + "\n"
 
 
-def _write_corpus(corpus_dir: str, speakers: list[SpeakerVoice], utts_per_class: int, sample_rate: int, seed: int) -> None:
+def _write_corpus(
+    corpus_dir: str, speakers: list[SpeakerVoice], utts_per_class: int, sample_rate: int, seed: int
+) -> None:
     consonant_filters = _consonant_filters(sample_rate)
     label_lines = []
     for speaker_index, voice in enumerate(speakers):

@@ -1,0 +1,88 @@
+"""The embedded recipe end to end at a small scale, re-runs that do nothing, partial re-runs, bad options."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+RECIPE = os.path.join(REPO, "egs", "synth")
+
+
+def run_recipe(tmp, *args, check=True):
+    cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
+           "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
+           "--train-args", "--set max_epoch=3", *args]
+    # Use the environment running the tests (path.sh would otherwise activate tools/venv)
+    env = {**os.environ, "SER_PYTHON_ENV": "none",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check:
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def finished_recipe(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("synth")
+    proc = run_recipe(tmp)
+    return tmp, proc
+
+
+def test_all_stages_produce_scored_results(finished_recipe):
+    tmp, _ = finished_recipe
+    with open(tmp / "exp" / "train" / "results.json") as f:
+        results = json.load(f)
+    protocol = results["protocol"]
+    assert protocol["corpus"] == "synth" and protocol["classes"] == ["ang", "hap", "neu", "sad"]
+    assert protocol["folds_scored"] == [1, 2, 3, 4] and protocol["complete"]
+    assert results["summary"]["ua"]["mean"] > 40.0  # chance is 25; 3 epochs of the full MLL model
+    for fold in range(1, 5):
+        run = results["runs"]["0"][str(fold)]
+        assert run["num_utts"] == 96 and sum(map(sum, run["confusion"])) == 96
+        decode = tmp / "exp" / "train" / "seed0" / f"fold{fold}" / "decode_test"
+        assert (decode / "confusion.png").stat().st_size > 1000
+        posteriors = (decode / "posteriors").read_text().splitlines()
+        assert len(posteriors) == 96 and abs(sum(map(float, posteriors[0].split()[1:])) - 1.0) < 1e-3
+    assert "| UA |" in (tmp / "exp" / "train" / "RESULTS.md").read_text()
+
+
+def test_test_speakers_never_reach_training(finished_recipe):
+    tmp, _ = finished_recipe
+    for fold in range(1, 5):
+        spk = lambda part: {line.split()[1] for line in (tmp / "dump" / f"fold{fold}" / part / "utt2spk").open()}
+        assert not spk("test") & (spk("train") | spk("valid"))
+        assert spk("valid") <= spk("train")
+
+
+def test_rerun_does_nothing_and_says_so(finished_recipe):
+    tmp, _ = finished_recipe
+    model = tmp / "exp" / "train" / "seed0" / "fold1" / "model.pth"
+    feats = tmp / "dump" / "all" / "feats.scp"
+    before = (model.stat().st_mtime_ns, feats.stat().st_mtime_ns)
+    proc = run_recipe(tmp)
+    for stage in ("stage 0", "stage 1", "stage 2", "stage 3"):
+        assert f"{stage}: " in proc.stderr and "nothing to do" in proc.stderr
+    assert proc.stderr.count("nothing to do") == 1 + 1 + 4 + 4
+    assert (model.stat().st_mtime_ns, feats.stat().st_mtime_ns) == before
+
+
+def test_retraining_one_fold_keeps_the_others(finished_recipe):
+    tmp, _ = finished_recipe
+    fold1 = tmp / "exp" / "train" / "seed0" / "fold1" / "model.pth"
+    fold2 = tmp / "exp" / "train" / "seed0" / "fold2" / "model.pth"
+    (tmp / "exp" / "train" / "seed0" / "fold2" / "selection.json").unlink()  # as if fold 2 had been killed
+    before1 = fold1.stat().st_mtime_ns
+    proc = run_recipe(tmp, "--stage", "2", "--stop-stage", "2", "--folds", "1 2")
+    assert "folds 2 " in proc.stderr or "folds 2\n" in proc.stderr or "folds 2 ->" in proc.stderr
+    assert fold1.stat().st_mtime_ns == before1 and fold2.exists()
+
+
+def test_unknown_option_is_named(tmp_path):
+    proc = run_recipe(tmp_path, "--stgae", "2", check=False)
+    assert proc.returncode != 0 and "--stgae" in proc.stderr
