@@ -28,7 +28,7 @@ TRAINER_DEFAULTS = {
     "augment_conf": {},
     "loss_conf": {},
     "optim": "adam",
-    "optim_conf": {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0},
+    "optim_conf": {},  # merged onto OPTIM_DEFAULTS[optim]
     "center_lr": 5.0e-3,
     "scheduler": "exponential",
     "scheduler_conf": {"gamma": 0.875},
@@ -43,9 +43,9 @@ TRAINER_DEFAULTS = {
     "log_interval": 20,  # batches between progress log lines
 }
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-OPTIM_KEYS = {"adam": {"lr", "betas", "eps", "weight_decay"}, "adamw": {"lr", "betas", "eps", "weight_decay"},
-              "sgd": {"lr", "momentum", "weight_decay", "nesterov"}}
+ADAM_DEFAULTS = {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0}
+OPTIM_DEFAULTS = {"adam": ADAM_DEFAULTS, "adamw": ADAM_DEFAULTS,
+                  "sgd": {"lr": 1.0e-2, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}}
 SCHEDULERS = {"exponential": {"gamma": 0.875}, "none": {}}
 MODEL_SELECTIONS = ("valid_ua", "last")
 
@@ -121,11 +121,10 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         config[f"{component}_conf"] = _merge(table[name], config[f"{component}_conf"], f"{source}: {component}_conf")
     config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], f"{source}: loss_conf")
 
-    if config["optim"] not in OPTIMIZERS:
-        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; choose one of {', '.join(OPTIMIZERS)}")
-    if config["optim"] != "adam" and given.get("optim_conf") is None:
-        config["optim_conf"] = {"lr": 1.0e-4}
-    _check_keys(config["optim_conf"], OPTIM_KEYS[config["optim"]], f"{source}: optim_conf")
+    if config["optim"] not in OPTIM_DEFAULTS:
+        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; choose one of {', '.join(OPTIM_DEFAULTS)}")
+    optim_defaults = OPTIM_DEFAULTS[config["optim"]]
+    config["optim_conf"] = _merge(optim_defaults, given.get("optim_conf") or {}, f"{source}: optim_conf")
     if config["scheduler"] not in SCHEDULERS:
         raise ConfigError(f"{source}: scheduler: unknown value {config['scheduler']!r}; choose one of {', '.join(SCHEDULERS)}")
     config["scheduler_conf"] = _merge(SCHEDULERS[config["scheduler"]],

@@ -13,7 +13,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from ser.features import CmvnNormaliser, read_cmvn_stats
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import build_model
+from ser.stamps import inputs_digest
 
 log = logging.getLogger("ser.train")
 
@@ -51,12 +51,14 @@ def git_revision() -> str:
         return "unknown"
 
 
-def file_digest(*paths: str) -> str:
-    digest = hashlib.sha1()
-    for path in paths:
-        with open(path, "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()[:12]
+def data_digest(data_dir: str) -> str:
+    """Digest of a feature data dir's labels and features: its tables by content, the archives they point to by
+    size and modification time (recomputed features change it even when feats.scp reads the same)."""
+    from ser.datadir import read_table
+
+    scp = os.path.join(data_dir, "feats.scp")
+    arks = sorted({spec.rsplit(":", 1)[0] for spec in read_table(scp, 2, 2).values()})
+    return inputs_digest([scp, os.path.join(data_dir, "utt2emo"), *arks])[:12]
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -127,9 +129,9 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
     identity = {
         "config_hash": config_hash(config),
         "classes": classes,
-        "train_data": file_digest(os.path.join(train_dir, "feats.scp"), os.path.join(train_dir, "utt2emo")),
-        "valid_data": file_digest(os.path.join(valid_dir, "feats.scp"), os.path.join(valid_dir, "utt2emo")),
-        "cmvn": file_digest(cmvn_path),
+        "train_data": data_digest(train_dir),
+        "valid_data": data_digest(valid_dir),
+        "cmvn": inputs_digest([cmvn_path])[:12],
     }
     run_json = os.path.join(outdir, "run.json")
     if os.path.isdir(outdir) and os.listdir(outdir):
@@ -146,6 +148,19 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             return json.load(f)
 
     os.makedirs(outdir, exist_ok=True)
+    file_log = logging.FileHandler(os.path.join(outdir, "train.log"))
+    file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s: %(message)s"))
+    log.addHandler(file_log)
+    try:
+        return _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, device, extra_files, identity)
+    finally:
+        log.removeHandler(file_log)
+        file_log.close()
+
+
+def _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, device, extra_files, identity) -> dict:
+    run_json = os.path.join(outdir, "run.json")
+    selection_path = os.path.join(outdir, "selection.json")
     write_config(config, os.path.join(outdir, "config.yaml"))
     for name, src in (extra_files or {}).items():
         shutil.copyfile(src, os.path.join(outdir, name))

@@ -19,7 +19,7 @@ FAST_CONFIG = {
     "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16},
     "augment": "eam",
     "optim_conf": {"lr": 3.0e-3},
-    "max_epoch": 6,
+    "max_epoch": 10,
     "batch_size": 8,
     "num_threads": 1,
     "log_interval": 0,
@@ -83,25 +83,26 @@ def test_rerun_of_finished_training_does_nothing(uninterrupted, feature_dirs):
     assert os.path.getmtime(root / "run" / "model.pth") == before
 
 
-@pytest.mark.parametrize("kill_after_checkpoints", [1, 3])
+@pytest.mark.parametrize("kill_after_checkpoints", [0, 1, 5])
 def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs, tmp_path, kill_after_checkpoints):
     root, config = uninterrupted
     outdir = tmp_path / "run"
     proc = subprocess.Popen(train_command(feature_dirs, config, outdir), env=python_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    # Kill in the middle of the epoch that follows the n-th checkpoint.
+    # Kill during the epoch that follows the n-th checkpoint (n = 0: while the run is starting).
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
-        if os.path.exists(outdir / "history.json") and len(load_history(outdir)) >= kill_after_checkpoints:
+        started = os.path.exists(outdir / "run.json")
+        if started and (kill_after_checkpoints == 0 or (os.path.exists(outdir / "history.json")
+                                                        and len(load_history(outdir)) >= kill_after_checkpoints)):
             break
-        time.sleep(0.02)
-    time.sleep(0.3)
+        time.sleep(0.01)
     assert proc.poll() is None, "training finished before it could be killed; make the run longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (outdir / "selection.json").exists()
     resumed = run_training(feature_dirs, config, outdir)
-    assert "resuming after epoch" in resumed.stderr
+    assert kill_after_checkpoints == 0 or "resuming after epoch" in resumed.stderr
     reference, history = load_history(root / "run"), load_history(outdir)
     assert [h["train"] for h in history] == [h["train"] for h in reference]
     assert [h["valid"] for h in history] == [h["valid"] for h in reference]

@@ -182,7 +182,16 @@ if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
 fi
 
 if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  log "stage 4: scoring $exp_dir"
-  python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
+  predictions=$(ls "$exp_dir"/seed*/fold*/decode_test/predictions 2>/dev/null || true)
+  [ -n "$predictions" ] || { log "error: $exp_dir has no test predictions; run stage 3 first"; exit 1; }
+  # shellcheck disable=SC2086
+  if [ -f "$exp_dir/results.json" ] && stamp check "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions; then
+    log "stage 4: $exp_dir/results.json is up to date; nothing to do"
+  else
+    log "stage 4: scoring $exp_dir"
+    python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
+    # shellcheck disable=SC2086
+    stamp write "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions
+  fi
 fi
 log "done: stages $stage-$stop_stage of $(basename "$(pwd)") (tag $tag)"
