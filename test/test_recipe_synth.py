@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -86,3 +87,32 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr
+
+
+def test_classify_wav_and_attention_picture(finished_recipe, tmp_path):
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    tmp, _ = finished_recipe
+    model_dir = tmp / "exp" / "train" / "seed0" / "fold1"
+    wav = sorted((tmp / "corpus").glob("spk01/*.wav"))[0]
+    # The same utterance as a 48 kHz stereo file must give (almost) the same posteriors: it is resampled/down-mixed.
+    x, sr = sf.read(wav, dtype="float32")
+    stereo = tmp_path / "stereo48k.wav"
+    sf.write(stereo, np.stack([resample_poly(x, 3, 1)] * 2, axis=1), 3 * sr, subtype="PCM_16")
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.classify_wav", "--model-dir", str(model_dir), str(wav),
+                           str(stereo)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    header, line16, line48 = proc.stdout.splitlines()
+    assert header.split()[1:5] == ["ang", "hap", "neu", "sad"]
+    p16, p48 = (np.array(line.split()[1:5], dtype=float) for line in (line16, line48))
+    assert abs(p16.sum() - 1) < 1e-3 and np.abs(p16 - p48).max() < 0.1
+    png = tmp_path / "attention.png"
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.plot_attention", "--model-dir", str(model_dir), str(wav),
+                           str(png)], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert png.stat().st_size > 5000
+    missing = subprocess.run([sys.executable, "-m", "ser.bin.classify_wav", "--model-dir", str(model_dir),
+                              str(tmp_path / "nope.wav")], capture_output=True, text=True, env=env)
+    assert missing.returncode != 0 and "nope.wav" in missing.stderr

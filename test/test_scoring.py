@@ -1,0 +1,115 @@
+"""Scoring: per-fold metrics from prediction files, fold/seed aggregation, results.json, the cross-recipe table."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import balanced_accuracy_score, accuracy_score
+
+from conftest import REPO, python_env
+from ser.scoring import score_experiment
+
+CLASSES = ["ang", "hap", "neu", "sad"]
+
+
+def write(path, lines):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        f.writelines(line + "\n" for line in sorted(lines))
+
+
+def fake_experiment(root, seeds=(0, 1), folds=(1, 2, 3), missing_fold=None, rng_seed=0):
+    """Data dirs with test labels and an exp dir with random (better than chance) predictions."""
+    rng = np.random.default_rng(rng_seed)
+    data, exp = root / "data", root / "exp" / "mytag"
+    truth = {}
+    for fold in folds:
+        utts = [(f"spk{fold}{s}-u{n:03d}", f"spk{fold}{s}", CLASSES[rng.integers(4)]) for s in "ab" for n in range(25)]
+        truth[fold] = utts
+        write(str(data / f"fold{fold}" / "test" / "utt2emo"), [f"{u} {e}" for u, _, e in utts])
+        write(str(data / f"fold{fold}" / "test" / "utt2spk"), [f"{u} {s}" for u, s, _ in utts])
+    protocol = {"corpus": "fake", "class_set": "4class", "classes": CLASSES, "fold_scheme": "test",
+                "folds": {str(k): {"test_speakers": []} for k in folds}, "valid_mode": "utt", "valid_fraction": 0.1}
+    with open(data / "protocol.json", "w") as f:
+        json.dump(protocol, f)
+    predictions = {}
+    for seed in seeds:
+        for fold in folds:
+            if fold == missing_fold:
+                continue
+            run = exp / f"seed{seed}" / f"fold{fold}"
+            pred = [(u, e if rng.random() < 0.6 else CLASSES[rng.integers(4)]) for u, _, e in truth[fold]]
+            predictions[(seed, fold)] = pred
+            write(str(run / "decode_test" / "predictions"), [f"{u} {p}" for u, p in pred])
+            with open(run / "config.yaml", "w") as f:
+                yaml.safe_dump({"frontend": "fbank", "encoder": "flam", "encoder_conf": {"pooling": "flam"},
+                                "augment": "eam", "model_selection": "valid_ua"}, f)
+            with open(run / "run.json", "w") as f:
+                json.dump({"identity": {"config_hash": "abc", "classes": CLASSES}, "git_revision": "deadbeef"}, f)
+            with open(run / "selection.json", "w") as f:
+                json.dump({"rule": "valid_ua", "epoch": 3}, f)
+    return data, exp, truth, predictions
+
+
+def test_fold_and_seed_aggregation_against_sklearn(tmp_path):
+    data, exp, truth, predictions = fake_experiment(tmp_path)
+    results = score_experiment(str(exp), str(data), command="run.sh --stage 4")
+    per_run_ua = {}
+    for (seed, fold), pred in predictions.items():
+        y_true = [e for _, _, e in truth[fold]]
+        y_pred = [p for _, p in pred]
+        run = results["runs"][str(seed)][str(fold)]
+        assert run["ua"] == pytest.approx(100 * balanced_accuracy_score(y_true, y_pred))
+        assert run["wa"] == pytest.approx(100 * accuracy_score(y_true, y_pred))
+        per_run_ua[(seed, fold)] = run["ua"]
+    ua = results["summary"]["ua"]
+    assert ua["mean"] == pytest.approx(np.mean(list(per_run_ua.values())))
+    seed_means = [np.mean([per_run_ua[(s, f)] for f in (1, 2, 3)]) for s in (0, 1)]
+    assert ua["seed_means"] == pytest.approx(seed_means)
+    assert ua["seed_std"] == pytest.approx(np.std(seed_means, ddof=1))
+    assert ua["std_over_folds"] == pytest.approx(
+        np.mean([np.std([per_run_ua[(s, f)] for f in (1, 2, 3)], ddof=1) for s in (0, 1)]))
+    assert results["protocol"]["complete"] and results["protocol"]["seeds"] == [0, 1]
+    assert results["protocol"]["corpus"] == "fake" and results["config_hash"] == "abc"
+    assert results["command"] == "run.sh --stage 4"
+    with open(exp / "results.json") as f:
+        assert json.load(f)["summary"]["ua"]["mean"] == pytest.approx(ua["mean"])
+    assert (exp / "seed0" / "fold1" / "decode_test" / "confusion.png").stat().st_size > 1000
+    assert "ang" in (exp / "seed0" / "fold1" / "decode_test" / "confusion.txt").read_text()
+
+
+def test_incomplete_experiment_is_marked(tmp_path):
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,), missing_fold=2)
+    results = score_experiment(str(exp), str(data))
+    assert results["protocol"]["folds_scored"] == [1, 3] and not results["protocol"]["complete"]
+    assert "(incomplete)" in (exp / "RESULTS.md").read_text()
+
+
+def test_predictions_must_cover_the_test_set(tmp_path):
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,))
+    path = exp / "seed0" / "fold1" / "decode_test" / "predictions"
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[1:]))
+    with pytest.raises(ValueError, match="1 missing"):
+        score_experiment(str(exp), str(data))
+
+
+def test_compare_results_table(tmp_path):
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,))
+    score_experiment(str(exp), str(data))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "exp")],
+                          capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    header, _, row = proc.stdout.splitlines()
+    assert "UA" in header and "selection" in header
+    with open(exp / "results.json") as f:
+        ua = json.load(f)["summary"]["ua"]
+    assert f"{ua['mean']:.2f}" in row and "fake" in row and "valid_ua" in row and "`abc`" in row
+    empty = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "none")],
+                           capture_output=True, text=True)
+    assert empty.returncode != 0 and "no results.json" in empty.stderr
