@@ -38,6 +38,7 @@ TRAINER_DEFAULTS = {
     "bucketing": True,  # batch utterances of similar length to limit padding
     "model_selection": "valid_ua",  # valid_ua (best validation UA) | last (last epoch)
     "grad_clip": 0.0,  # max gradient norm; 0 = off
+    "amp": "none",  # automatic mixed precision: none | bf16 | fp16 (fp16 with loss scaling, GPU only)
     "seed": 0,
     "num_threads": 0,  # torch intra-op threads; 0 = torch's default
     "log_interval": 20,  # batches between progress log lines
@@ -48,6 +49,7 @@ OPTIM_DEFAULTS = {"adam": ADAM_DEFAULTS, "adamw": ADAM_DEFAULTS,
                   "sgd": {"lr": 1.0e-2, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}}
 SCHEDULERS = {"exponential": {"gamma": 0.875}, "none": {}}
 MODEL_SELECTIONS = ("valid_ua", "last")
+AMP_MODES = ("none", "bf16", "fp16")
 
 
 def _component_defaults() -> dict[str, tuple[str, dict]]:
@@ -118,8 +120,22 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         name = config[component]
         if name not in table:
             raise ConfigError(f"{source}: {component}: unknown value {name!r}; choose one of {', '.join(table)}")
-        config[f"{component}_conf"] = _merge(table[name], config[f"{component}_conf"], f"{source}: {component}_conf")
+        if component == "augment":
+            config["augment_conf"] = _merge(table[name], config["augment_conf"], f"{source}: augment_conf")
     config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], f"{source}: loss_conf")
+    # Each component checks its own values (one place for each rule); errors are reported against this file.
+    from ser.augment import build_augment
+    from ser.frontends import resolve_frontend_conf
+    from ser.losses import MultiLoss
+    from ser.models import resolve_encoder_conf
+
+    try:
+        config["frontend_conf"] = resolve_frontend_conf(config["frontend"], config["frontend_conf"])
+        config["encoder_conf"] = resolve_encoder_conf(config["encoder"], config["encoder_conf"])
+        build_augment(config["augment"], config["augment_conf"], domain="fbank")
+        MultiLoss(config["loss_conf"], num_classes=2, embed_dim=config["encoder_conf"]["embed_dim"])
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from None
 
     if config["optim"] not in OPTIM_DEFAULTS:
         raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; choose one of {', '.join(OPTIM_DEFAULTS)}")
@@ -133,6 +149,8 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     if config["model_selection"] not in MODEL_SELECTIONS:
         raise ConfigError(f"{source}: model_selection: unknown value {config['model_selection']!r}; "
                           f"choose one of {', '.join(MODEL_SELECTIONS)}")
+    if config["amp"] not in AMP_MODES:
+        raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
     for key in ("max_epoch", "batch_size"):
         if config[key] < 1:
             raise ConfigError(f"{source}: {key}: must be >= 1, got {config[key]}")

@@ -1,5 +1,8 @@
 """Training and evaluation data: labelled utterances of a data dir, length-bucketed batches, crops, mixup, CMVN.
 
+An utterance is either its fbank features (T, D) read from feats.scp, or its waveform (N,) read through wav.scp
+(for SSL front-ends), in the int16 range as Kaldi reads audio, resampled and down-mixed as in stage 1.
+
 Every random choice of an epoch (batch order, crops, mixup partners and segments) is drawn from generators
 seeded by (seed, epoch[, utterance index]), so an epoch's data is the same whether the run was interrupted or not.
 """
@@ -20,19 +23,20 @@ from ser.features import CmvnNormaliser
 
 @dataclass
 class LabelledSet:
-    """The utterances of a data dir with their class indices and raw (pre-CMVN) features."""
+    """The utterances of a data dir with their class indices and raw inputs (fbank before CMVN, or waveforms)."""
 
     keys: list[str]
     labels: np.ndarray  # (N,) class indices
-    feats: list[np.ndarray]  # each (T, D) float32, before CMVN
+    feats: list[np.ndarray]  # each (T, D) float32 fbank, or (N,) float32 samples
 
     @property
     def lengths(self) -> np.ndarray:
         return np.array([f.shape[0] for f in self.feats], dtype=np.int64)
 
     @property
-    def feat_dim(self) -> int:
-        return int(self.feats[0].shape[1])
+    def feat_dim(self) -> int | None:
+        """Feature dimension; None for waveforms."""
+        return int(self.feats[0].shape[1]) if self.feats[0].ndim == 2 else None
 
 
 def read_labels(data_dir: str, classes: list[str]) -> dict[str, int]:
@@ -74,6 +78,28 @@ def load_labelled_set(data_dir: str, classes: list[str]) -> LabelledSet:
     return LabelledSet(keys, np.array([labels[k] for k in keys], dtype=np.int64), feats)
 
 
+def load_wave_set(data_dir: str, classes: list[str], sample_rate: int, channel: int | None = None,
+                  min_duration: float = 0.1) -> LabelledSet:
+    """Read the waveforms of wav.scp (paths or ``cmd |`` entries) and utt2emo; audio errors name wav.scp's line."""
+    from ser.audio import AudioError, load_mono
+
+    labels = read_labels(data_dir, classes)
+    scp = os.path.join(data_dir, "wav.scp")
+    entries = read_table(scp, min_fields=2)
+    if set(entries) != set(labels):
+        odd = sorted(set(entries) ^ set(labels))
+        raise DataDirError(f"{data_dir}: wav.scp and utt2emo hold different utterances (e.g. {odd[0]}); "
+                           f"run utils/fix_data_dir.sh {data_dir}")
+    keys, waves = [], []
+    for lineno, (utt, spec) in enumerate(entries.items(), 1):
+        try:
+            waves.append(load_mono(spec, sample_rate, channel, min_duration))
+        except AudioError as e:
+            raise DataDirError(f"{scp}:{lineno}: {utt}: {e}") from None
+        keys.append(utt)
+    return LabelledSet(keys, np.array([labels[k] for k in keys], dtype=np.int64), waves)
+
+
 def make_batches(lengths: np.ndarray, batch_size: int, bucketing: bool, rng: np.random.Generator) -> list[np.ndarray]:
     """Split utterance indices into batches in a random order.
 
@@ -96,26 +122,27 @@ def padding_fraction(batches: list[np.ndarray], lengths: np.ndarray) -> float:
 
 
 def pad_batch(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (T_i, D) arrays into a zero-padded (B, T_max, D) tensor and their lengths."""
+    """Stack (T_i, D) arrays (or (N_i,) waveforms) into a zero-padded (B, T_max[, D]) tensor and their lengths."""
     lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.long)
-    out = torch.zeros(len(feats), int(lengths.max()), feats[0].shape[1])
+    out = torch.zeros(len(feats), int(lengths.max()), *feats[0].shape[1:])
     for i, f in enumerate(feats):
         out[i, : f.shape[0]] = torch.from_numpy(f)
     return out, lengths
 
 
 class TrainBatches(torch.utils.data.Dataset):
-    """One item per batch of an epoch: cropped, mixed, normalised features and soft labels.
+    """One item per batch of an epoch: cropped, mixed, normalised inputs and soft labels.
 
     Call set_epoch(e) before iterating an epoch. Items are pure functions of (seed, epoch, batch), so a DataLoader
     with worker processes gives the same batches as the main process.
     """
 
-    def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser, batch_size: int,
-                 max_frames: int, bucketing: bool, mixup, seed: int):
+    def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser | None, batch_size: int,
+                 max_frames: int, bucketing: bool, mixup, seed: int, shard: tuple[int, int] = (0, 1)):
         self.data, self.num_classes, self.normaliser = data, num_classes, normaliser
         self.batch_size, self.max_frames, self.bucketing = batch_size, max_frames, bucketing
         self.mixup, self.seed = mixup, seed
+        self.rank, self.world = shard
         self.set_epoch(1)
 
     def cropped_lengths(self) -> np.ndarray:
@@ -147,20 +174,36 @@ class TrainBatches(torch.utils.data.Dataset):
             partner_label = self.data.labels[partner]
             feats, lam = self.mixup(feats, self.data.feats[partner], rng)
         target = soft_label(int(label), int(partner_label), lam, self.num_classes)
-        return self.normaliser(feats), target.astype(np.float32), lam
+        return normalise(self.normaliser, feats), target.astype(np.float32), lam
 
-    def __getitem__(self, batch_index: int) -> dict:
+    def __getitem__(self, batch_index: int) -> dict | None:
+        """The batch, or with several ranks this rank's share of it (examples rank, rank + world, ...); None
+        for a remainder batch smaller than the number of ranks (every rank skips it)."""
         indices = self.batches[batch_index]
+        if len(indices) < self.world:
+            return None
+        indices = indices[self.rank::self.world]
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
         return {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
                 "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
 
 
-def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser, batch_size: int):
-    """Whole utterances in batches of similar length (sorted), for validation and inference."""
+def normalise(normaliser: CmvnNormaliser | None, x: np.ndarray) -> np.ndarray:
+    """CMVN for fbank; waveforms pass unchanged (SSL front-ends normalise each utterance themselves)."""
+    return x if normaliser is None else normaliser(x)
+
+
+def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser | None, batch_size: int, shard: tuple[int, int] = (0, 1)):
+    """Whole utterances in batches of similar length (sorted), for validation and inference.
+
+    shard (rank, world): this process's share of the batches when evaluation is split across processes.
+    """
     order = np.argsort(data.lengths, kind="stable")
-    for start in range(0, len(order), batch_size):
+    rank, world = shard
+    for number, start in enumerate(range(0, len(order), batch_size)):
+        if number % world != rank:
+            continue
         indices = order[start:start + batch_size]
-        feats, lengths = pad_batch([normaliser(data.feats[i]) for i in indices])
+        feats, lengths = pad_batch([normalise(normaliser, data.feats[i]) for i in indices])
         yield indices, feats, lengths

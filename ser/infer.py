@@ -10,10 +10,10 @@ import torch
 import yaml
 
 from ser.config import resolve_config
-from ser.dataset import LabelledSet, load_labelled_set
+from ser.dataset import LabelledSet
 from ser.features import CmvnNormaliser, read_cmvn_stats
 from ser.models import build_model
-from ser.train import predict
+from ser.train import load_inputs, predict
 
 
 @dataclass
@@ -21,7 +21,7 @@ class TrainedModel:
     model: torch.nn.Module
     config: dict
     classes: list[str]
-    normaliser: CmvnNormaliser
+    normaliser: CmvnNormaliser | None  # None for waveform front-ends
     model_dir: str
 
 
@@ -29,7 +29,7 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     """Rebuild the model of a finished training run from its resolved config and chosen weights."""
     import json
 
-    for name in ("config.yaml", "run.json", weights, "cmvn.ark"):
+    for name in ("config.yaml", "run.json", weights):
         if not os.path.isfile(os.path.join(model_dir, name)):
             raise FileNotFoundError(f"{model_dir}: no {name}; is training of this fold finished?")
     with open(os.path.join(model_dir, "config.yaml")) as f:
@@ -37,17 +37,21 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     with open(os.path.join(model_dir, "run.json")) as f:
         classes = json.load(f)["identity"]["classes"]
     state = torch.load(os.path.join(model_dir, weights), map_location=device, weights_only=True)
-    stats = read_cmvn_stats(os.path.join(model_dir, "cmvn.ark"))
-    model = build_model(config["encoder"], config["encoder_conf"], stats.shape[1] - 1, len(classes))
+    normaliser, input_dim = None, None
+    if config["frontend"] == "fbank":
+        stats = read_cmvn_stats(os.path.join(model_dir, "cmvn.ark"))
+        normaliser = CmvnNormaliser(stats, config["frontend_conf"]["norm_vars"])
+        input_dim = normaliser.dim
+    model = build_model(config["encoder"], config["encoder_conf"], input_dim, len(classes),
+                        frontend=config["frontend"], frontend_conf=config["frontend_conf"])
     model.load_state_dict(state)
     model.to(device).eval()
-    normaliser = CmvnNormaliser(stats, config["frontend_conf"]["norm_vars"])
     return TrainedModel(model, config, classes, normaliser, model_dir)
 
 
 def classify_data_dir(trained: TrainedModel, data_dir: str, device: str = "cpu") -> tuple[LabelledSet, np.ndarray]:
-    data = load_labelled_set(data_dir, trained.classes)
-    return data, predict(trained.model, data, trained.normaliser, device)
+    data = load_inputs(trained.config, data_dir, trained.classes)
+    return data, predict(trained.model, data, trained.normaliser, device, len(trained.classes))
 
 
 def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, classes: list[str]) -> None:
@@ -60,6 +64,16 @@ def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, clas
     with open(os.path.join(outdir, "classes.txt"), "w") as f:
         f.write("".join(c + "\n" for c in classes))
     write_table(os.path.join(outdir, "predictions"), {k: classes[int(i)] for k, i in zip(keys, posteriors.argmax(1))})
+
+
+def model_input_of_wav(trained: TrainedModel, wav: str) -> np.ndarray:
+    """What the model reads for one audio file: CMVN-normalised fbank as in stage 1, or the 16 kHz waveform."""
+    from ser.audio import load_mono
+    from ser.frontends import WAVE_SAMPLE_RATE
+
+    if trained.config["frontend"] == "fbank":
+        return trained.normaliser(fbank_of_wav(trained.model_dir, wav))
+    return load_mono(wav, WAVE_SAMPLE_RATE, None, min_duration=0.1)
 
 
 def fbank_of_wav(model_dir: str, wav: str) -> np.ndarray:

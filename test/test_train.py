@@ -137,3 +137,35 @@ def test_non_finite_loss_names_term_and_batch(feature_dirs, tmp_path):
     assert proc.returncode != 0
     assert "is not finite" in proc.stderr and "batch" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "run" / "selection.json").exists()
+
+
+def test_bf16_autocast_trains_and_fp16_needs_a_gpu(feature_dirs, tmp_path):
+    config = write_config(tmp_path / "bf16.yaml", amp="bf16", max_epoch=4)
+    run_training(feature_dirs, config, tmp_path / "bf16")
+    history = load_history(tmp_path / "bf16")
+    assert history[-1]["train"]["total"] < history[0]["train"]["total"]
+    if not torch.cuda.is_available():
+        config = write_config(tmp_path / "fp16.yaml", amp="fp16")
+        proc = subprocess.run(train_command(feature_dirs, config, tmp_path / "fp16"), env=python_env(),
+                              capture_output=True, text=True)
+        assert proc.returncode != 0 and "fp16" in proc.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (none visible to torch here)")
+def test_checkpoint_from_gpu_resumes_on_cpu(feature_dirs, tmp_path):
+    config = write_config(tmp_path / "gpu.yaml", max_epoch=8)
+    outdir = tmp_path / "run"
+    proc = subprocess.Popen(train_command(feature_dirs, config, outdir) + ["--ngpu", "1"], env=python_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.exists(outdir / "history.json") and len(load_history(outdir)) >= 1:
+            break
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    if (outdir / "selection.json").exists():
+        pytest.skip("the GPU run finished before it could be interrupted")
+    resumed = run_training(feature_dirs, config, outdir)  # on the CPU
+    assert "resuming after epoch" in resumed.stderr
+    assert len(load_history(outdir)) == 8

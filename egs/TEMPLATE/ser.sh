@@ -14,7 +14,7 @@
 #   --seeds "0 1 2"               train/score each seed; scores aggregate over seeds [the config's seed]
 #   --nj 4                        parallel feature jobs
 #   --train-jobs N                folds trained at once by the local runner [2]
-#   --ngpu 0                      GPUs per training job (0 = CPU)
+#   --ngpu 0                      GPUs per training job (0 = CPU; > 1 = data-parallel with torchrun)
 #   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
 #   --train-args "--set max_epoch=5"  extra trainer options
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
@@ -129,6 +129,9 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     log "note: $train_config differs from the config this experiment was started with; changed folds are retrained and the old runs moved aside"
   cp "$train_config" "$exp_dir/train_config.yaml"
   threads=$(( $(nproc) / train_jobs )); [ "$threads" -ge 1 ] || threads=1
+  # More than one GPU per fold: data-parallel training, one process per GPU, launched by torchrun.
+  trainer="python -m ser.bin.train"
+  [ "$ngpu" -le 1 ] || trainer="python -m torch.distributed.run --standalone --nproc_per_node $ngpu -m ser.bin.train"
   for seed in $seeds; do
     todo=""
     for fold in $folds; do
@@ -145,7 +148,7 @@ if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     # shellcheck disable=SC2086
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} ${train_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" \
       JOB="$todo" "$exp_dir/seed$seed/log/train.JOB.log" \
-      python -m ser.bin.train --config "$train_config" --classes "$dump_dir/all/classes.txt" \
+      $trainer --config "$train_config" --classes "$dump_dir/all/classes.txt" \
         --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
         --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
         --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" $train_args

@@ -14,13 +14,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from ser.infer import fbank_of_wav, load_trained
+    from ser.infer import load_trained, model_input_of_wav
 
     try:
         trained = load_trained(args.model_dir)
         print("file " + " ".join(trained.classes) + " prediction")
         for wav in args.wavs:
-            feats = torch.from_numpy(trained.normaliser(fbank_of_wav(args.model_dir, wav)))[None]
+            feats = torch.from_numpy(model_input_of_wav(trained, wav))[None]
             with torch.no_grad():
                 out = trained.model(feats, torch.tensor([feats.shape[1]]))
             probs = torch.softmax(out.logits, -1)[0].tolist()

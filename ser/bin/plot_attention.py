@@ -25,6 +25,8 @@ def main(argv=None) -> None:
 
     try:
         trained = load_trained(args.model_dir)
+        if trained.config["frontend"] != "fbank":
+            die(f"{args.model_dir}: pictures are drawn for fbank models (this one reads {trained.config['frontend']})")
         fbank = fbank_of_wav(args.model_dir, args.wav)
         feats = torch.from_numpy(trained.normaliser(fbank))[None]
         with torch.no_grad():

@@ -1,7 +1,14 @@
-"""Encoders: `build_model(encoder, encoder_conf, input_dim, num_classes)`.
+"""Models: `build_model(encoder, encoder_conf, input_dim, num_classes, frontend, frontend_conf)`.
 
-Every model maps (feats (B, T, D) float, lengths (B,) long) to a ModelOutput. Utterances of any
-length >= 1 frame are accepted (the subsampling pads short ones with its convolution padding).
+frontend "fbank": the encoder itself, mapping (feats (B, T, input_dim) float, lengths (B,) long) to a
+ModelOutput. Utterances of any length >= 1 frame are accepted (the conv subsampling pads short ones with
+its convolution padding).
+frontend "wavlm": a WaveModel (ser.models.wavlm), WavLM followed by the encoder on its frames, mapping
+(wave (B, N) float in the int16 range, lengths (B,) long in samples) to a ModelOutput. Utterances need
+>= 400 samples (one WavLM frame).
+
+encoder_conf.input_layer: "conv2d" (2-layer conv subsampling, time / 4, conv_channels channels),
+"linear" (Linear to d_model + dropout, frame rate kept) or "auto": conv2d for fbank, linear for wavlm.
 """
 
 from __future__ import annotations
@@ -11,6 +18,8 @@ from typing import Any, Callable, Optional
 
 from torch import Tensor, nn
 
+from ser.frontends import resolve_component_conf, resolve_frontend_conf
+
 
 @dataclass
 class ModelOutput:
@@ -18,18 +27,22 @@ class ModelOutput:
     embedding: Tensor  # (B, E), for the center loss
     contrastive_embedding: Tensor  # (B, E), for the supervised contrastive loss
     attention: Optional[Tensor]  # (B, T') pooling weights, zero on padding; None unless flam pooling
-    frame_lengths: Tensor  # (B,) valid subsampled frames
+    frame_lengths: Tensor  # (B,) valid frames after the encoder's input layer
 
 
 # The model modules import ModelOutput from this package, so they are imported after its definition.
 from ser.models.baseline import BaselineModel  # noqa: E402
 from ser.models.flam import POOLING_NAMES, FLAMModel  # noqa: E402
+from ser.models.subsampling import INPUT_LAYERS  # noqa: E402
 
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1},
+    "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto"},
     "flam": {"d_model": 256, "num_heads": 16, "conv_channels": 32, "embed_dim": 64,
-             "dropout": 0.1, "pooling": "flam", "context_broadcasting": True},
+             "dropout": 0.1, "pooling": "flam", "context_broadcasting": True, "input_layer": "auto"},
 }
+
+# The input layer that encoder_conf.input_layer "auto" means for each front-end.
+AUTO_INPUT_LAYER = {"fbank": "conv2d", "wavlm": "linear"}
 
 _ENCODER_CLASSES = {"baseline": BaselineModel, "flam": FLAMModel}
 
@@ -47,35 +60,42 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                 "a number in [0, 1)"),
     "pooling": (lambda v: v in POOLING_NAMES, "one of " + ", ".join(POOLING_NAMES)),
     "context_broadcasting": (lambda v: isinstance(v, bool), "true or false"),
+    "input_layer": (lambda v: v in ("auto",) + INPUT_LAYERS, "one of auto, " + ", ".join(INPUT_LAYERS)),
 }
 
 
 def resolve_encoder_conf(encoder: str, encoder_conf: dict) -> dict[str, Any]:
     """The encoder's defaults overridden by encoder_conf, every key and value checked."""
-    if encoder not in ENCODER_DEFAULTS:
-        raise ValueError(f"unknown encoder {encoder!r}; choose one of {', '.join(ENCODER_DEFAULTS)}")
-    if not isinstance(encoder_conf, dict):
-        raise ValueError(f"encoder_conf must be a mapping, got {type(encoder_conf).__name__}")
-    defaults = ENCODER_DEFAULTS[encoder]
-    for key in encoder_conf:
-        if key not in defaults:
-            raise ValueError(f"unknown key encoder_conf.{key} for encoder {encoder!r}; "
-                             f"valid keys: {', '.join(defaults)}")
-    conf = {**defaults, **encoder_conf}
-    for key, value in conf.items():
-        is_valid, expected = _VALUE_RULES[key]
-        if not is_valid(value):
-            raise ValueError(f"encoder_conf.{key} must be {expected}, got {value!r}")
+    conf = resolve_component_conf("encoder", encoder, encoder_conf, ENCODER_DEFAULTS, _VALUE_RULES)
     if "num_heads" in conf and conf["d_model"] % conf["num_heads"]:
         raise ValueError(f"encoder_conf.d_model ({conf['d_model']}) must be divisible by "
                          f"encoder_conf.num_heads ({conf['num_heads']})")
     return conf
 
 
-def build_model(encoder: str, encoder_conf: dict, input_dim: int, num_classes: int) -> nn.Module:
-    """The encoder named `encoder`, configured by its defaults overridden by `encoder_conf`."""
+def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_classes: int,
+                frontend: str = "fbank", frontend_conf: Optional[dict] = None) -> nn.Module:
+    """The encoder named `encoder` (its defaults overridden by `encoder_conf`) behind `frontend`.
+
+    fbank: input_dim is the feature dimension and the encoder is returned. wavlm: input_dim must be None
+    (the frame dimension is the checkpoint's hidden_size) and a WaveModel is returned; it loads the
+    pretrained weights named by frontend_conf.
+    """
     conf = resolve_encoder_conf(encoder, encoder_conf)
-    for name, value in (("input_dim", input_dim), ("num_classes", num_classes)):
-        if not _positive_int(value):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return _ENCODER_CLASSES[encoder](input_dim=input_dim, num_classes=num_classes, **conf)
+    frontend_conf = resolve_frontend_conf(frontend, frontend_conf)
+    if not _positive_int(num_classes):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if conf["input_layer"] == "auto":
+        conf["input_layer"] = AUTO_INPUT_LAYER[frontend]
+    if frontend == "fbank":
+        if not _positive_int(input_dim):
+            raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
+        return _ENCODER_CLASSES[encoder](input_dim=input_dim, num_classes=num_classes, **conf)
+    if input_dim is not None:
+        raise ValueError(f"input_dim must be None for frontend {frontend!r} (its frame dimension comes "
+                         f"from the checkpoint), got {input_dim!r}")
+    from ser.models.wavlm import WaveModel, WavLMFrontend
+
+    wave_frontend = WavLMFrontend(frontend_conf)
+    return WaveModel(wave_frontend, _ENCODER_CLASSES[encoder](input_dim=wave_frontend.output_dim,
+                                                              num_classes=num_classes, **conf))

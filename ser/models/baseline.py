@@ -1,4 +1,4 @@
-"""Ablation baseline: the FLAM model's conv subsampling and head, with no self-attention and
+"""Ablation baseline: the FLAM model's input layer and head, with no self-attention and
 mean pooling over valid frames. Its contrastive embedding is its embedding (no context broadcasting).
 """
 
@@ -8,14 +8,14 @@ from torch import Tensor, nn
 
 from ser.models import ModelOutput
 from ser.models.flam import EmbeddingClassifier, masked_mean
-from ser.models.subsampling import Conv2dSubsampling, valid_mask
+from ser.models.subsampling import build_input_layer, valid_mask
 
 
 class BaselineModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, conv_channels: int,
-                 embed_dim: int, dropout: float):
+                 embed_dim: int, dropout: float, input_layer: str = "conv2d"):
         super().__init__()
-        self.subsampling = Conv2dSubsampling(input_dim, d_model, conv_channels)
+        self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.frame_dropout = nn.Dropout(dropout)
         self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout)
 

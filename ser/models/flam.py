@@ -1,10 +1,11 @@
-"""FLAM encoder (METHOD.md section 3): conv subsampling, residual multi-head self-attention,
-frame pooling (flam attention, mean or max), 64-dim embedding, classifier; plus the context
-broadcasting branch that feeds the supervised contrastive loss.
+"""FLAM encoder (METHOD.md section 3): input layer (conv subsampling or linear), residual
+multi-head self-attention, frame pooling (flam attention, mean or max), 64-dim embedding, classifier;
+plus the context broadcasting branch that feeds the supervised contrastive loss.
 
 Choices the paper leaves open:
 - pre-norm: H = F + Dropout(MHSA(LayerNorm(F))), with a key padding mask; no positional encoding
-  (the paper names none; the convolutional front gives each frame its local context).
+  (the paper names none; the fbank convolutional front, or WavLM's own positional convolution,
+  gives each frame its context).
 - flam pooling: a_t = softmax over valid frames of w . tanh(H_t), u = sum_t a_t H_t, with one
   learnable vector w.
 - head: e = Linear(u) is the embedding (no activation, so the contrastive loss can use the whole
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ser.models import ModelOutput
-from ser.models.subsampling import Conv2dSubsampling, valid_mask
+from ser.models.subsampling import build_input_layer, valid_mask
 
 POOLING_NAMES = ("flam", "mean", "max")
 
@@ -92,9 +93,9 @@ class EmbeddingClassifier(nn.Module):
 class FLAMModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
                  conv_channels: int, embed_dim: int, dropout: float, pooling: str,
-                 context_broadcasting: bool):
+                 context_broadcasting: bool, input_layer: str = "conv2d"):
         super().__init__()
-        self.subsampling = Conv2dSubsampling(input_dim, d_model, conv_channels)
+        self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.norm = nn.LayerNorm(d_model)
         self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout,
                                                     batch_first=True)
@@ -106,7 +107,7 @@ class FLAMModel(nn.Module):
     def forward(self, feats: Tensor, lengths: Tensor) -> ModelOutput:
         frames, frame_lengths = self.subsampling(feats, lengths)
         mask = valid_mask(frame_lengths, frames.size(1))
-        # Every utterance keeps >= 1 valid frame (the subsampling needs >= 1 input frame), so no
+        # Every utterance keeps >= 1 valid frame (the input layer needs >= 1 input frame), so no
         # attention row is fully masked and the softmaxes stay finite.
         normed = self.norm(frames)
         attended, _ = self.self_attention(normed, normed, normed, key_padding_mask=~mask,

@@ -1,4 +1,7 @@
-"""Two-layer convolutional subsampling (time and frequency / 4) with exact padding.
+"""Encoder input layers: two-layer convolutional subsampling (for fbank) and a linear projection
+(for SSL frames already at 50 frames/s), both with exact padding.
+
+Conv2dSubsampling: time and frequency / 4.
 
 Each Conv2d has kernel 3, stride 2 and zero padding 1, so a layer maps L frames to
 (L - 1) // 2 + 1 = ceil(L / 2) frames and any utterance of at least one frame survives:
@@ -8,6 +11,8 @@ Output frame t' has its receptive field centred on input frame 4 t' (input frame
 Exact padding: the input frames beyond each utterance's length and every layer's outputs beyond
 that layer's valid length are set to zero. A zeroed padding frame then looks exactly like the
 convolution's own zero padding, so an utterance gives the same output alone as inside a padded batch.
+
+LinearInput: Dropout(Linear(frame)) per frame, the frame rate unchanged, padding frames zeroed.
 """
 
 from __future__ import annotations
@@ -67,7 +72,7 @@ class Conv2dSubsampling(nn.Module):
 
     def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Returns (frames (B, T', d_model), frame_lengths (B,))."""
-        self._check_inputs(feats, lengths)
+        check_frame_inputs(feats, lengths, self.input_dim)
         x = _zero_padding(feats, lengths).unsqueeze(1)  # (B, 1, T, D)
         for conv in self.convs:
             x = torch.relu(conv(x))  # (B, C, T_l, D_l)
@@ -77,21 +82,49 @@ class Conv2dSubsampling(nn.Module):
         x = x.transpose(1, 2).reshape(batch, frames, channels * freqs)
         return _zero_padding(self.projection(x), lengths), lengths
 
-    def _check_inputs(self, feats: Tensor, lengths: Tensor) -> None:
-        if feats.dim() != 3 or feats.size(2) != self.input_dim:
-            raise ValueError(f"feats must have shape (batch, frames, {self.input_dim}), "
-                             f"got {tuple(feats.shape)}")
-        if lengths.shape != (feats.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"lengths must be an integer tensor of shape ({feats.size(0)},), "
-                             f"got {lengths.dtype} {tuple(lengths.shape)}")
-        if feats.size(0) == 0:
-            raise ValueError("empty batch")
-        shortest, longest = int(lengths.min()), int(lengths.max())
-        if shortest < 1:
-            raise ValueError(f"an utterance has {shortest} frames; the subsampling needs at least 1")
-        if longest > feats.size(1):
-            raise ValueError(f"a length ({longest}) exceeds the padded number of frames "
-                             f"({feats.size(1)})")
+
+class LinearInput(nn.Module):
+    """(B, T, input_dim) frames -> Dropout(Linear(frames)) (B, T, d_model), zero beyond each valid length."""
+
+    def __init__(self, input_dim: int, d_model: int, dropout: float):
+        super().__init__()
+        self.input_dim = input_dim
+        self.projection = nn.Linear(input_dim, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Returns (frames (B, T, d_model), lengths (B,) unchanged)."""
+        check_frame_inputs(feats, lengths, self.input_dim)
+        return _zero_padding(self.dropout(self.projection(feats)), lengths), lengths
+
+
+INPUT_LAYERS = ("conv2d", "linear")
+
+
+def build_input_layer(name: str, input_dim: int, d_model: int, conv_channels: int,
+                      dropout: float) -> nn.Module:
+    """"conv2d": Conv2dSubsampling (conv_channels used, dropout not); "linear": LinearInput (the reverse)."""
+    if name == "conv2d":
+        return Conv2dSubsampling(input_dim, d_model, conv_channels)
+    if name == "linear":
+        return LinearInput(input_dim, d_model, dropout)
+    raise ValueError(f"unknown input layer {name!r}; choose one of {', '.join(INPUT_LAYERS)}")
+
+
+def check_frame_inputs(feats: Tensor, lengths: Tensor, input_dim: int) -> None:
+    """feats (B, T, input_dim) with B >= 1, lengths (B,) integers in [1, T]."""
+    if feats.dim() != 3 or feats.size(2) != input_dim:
+        raise ValueError(f"feats must have shape (batch, frames, {input_dim}), got {tuple(feats.shape)}")
+    if lengths.shape != (feats.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"lengths must be an integer tensor of shape ({feats.size(0)},), "
+                         f"got {lengths.dtype} {tuple(lengths.shape)}")
+    if feats.size(0) == 0:
+        raise ValueError("empty batch")
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    if shortest < 1:
+        raise ValueError(f"an utterance has {shortest} frames; the input layer needs at least 1")
+    if longest > feats.size(1):
+        raise ValueError(f"a length ({longest}) exceeds the padded number of frames ({feats.size(1)})")
 
 
 def _zero_padding(frames: Tensor, lengths: Tensor) -> Tensor:

@@ -1,0 +1,217 @@
+"""WavLM front-end (METHOD.md section 1): a pretrained Hugging Face ``WavLMModel`` on the raw 16 kHz
+waveform, giving hidden_size-dim frames at 50 frames/s; and ``WaveModel``, a front-end followed by a
+frame encoder. Its options are ``FRONTEND_DEFAULTS["wavlm"]`` (ser.frontends, which documents them).
+
+Input: samples in the int16 range (as Kaldi reads them), padded to the longest utterance, with lengths in
+samples. With normalize_wave each utterance is scaled to zero mean and unit variance over its valid samples,
+var + 1e-7 as in Hugging Face's Wav2Vec2FeatureExtractor (so the input scale does not matter); without it
+the samples are divided by 32768. Padding samples are then set to zero.
+
+Padding: WavLM gets the attention mask of the valid samples; frame t reads samples [320 t, 320 t + 400),
+so the first frame_lengths[b] frames of row b read valid samples only, and frames beyond are zeroed. For
+checkpoints whose convolutional feature encoder uses layer norm (WavLM Large) an utterance gives the same
+frames alone as inside a padded batch. Checkpoints with group norm (WavLM Base, Base+) normalise the first
+convolution over the whole padded time axis, so there padding changes the frames slightly.
+
+Hidden states: state 0 is the input of the first transformer layer, state k the output of layer k (for
+stable-layer-norm models like WavLM Large before the final LayerNorm, as fairseq and s3prl define them); a
+layer skipped by LayerDrop in training passes its input on. "last" is the model's last_hidden_state (after
+that final LayerNorm). In training mode WavLM applies its checkpoint's dropouts, LayerDrop and time
+masking (mask_time_prob; its spans are drawn with numpy's global RNG, and a batch shorter than one span,
+mask_time_length frames, is not masked); with freeze "all" it always runs in eval mode.
+
+transformers is imported when a model is built, so ``import ser.models`` works without it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from ser.frontends import resolve_frontend_conf
+from ser.models import ModelOutput
+from ser.models.subsampling import valid_mask
+
+INT16_SCALE = 32768.0
+NORMALIZE_VARIANCE_FLOOR = 1e-7
+
+
+def load_wavlm(path: str, download: bool, model_id: str) -> nn.Module:
+    """transformers.WavLMModel in float32 from the local checkpoint directory `path`, or, when path is
+    empty and download is true, from the hub's `model_id`."""
+    from transformers import WavLMModel
+
+    if path:
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            raise ValueError(f"frontend_conf.path: {path!r} is not a Hugging Face checkpoint directory "
+                             "(no config.json in it)")
+        return WavLMModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    if not download:
+        raise ValueError("frontend_conf.path is empty: set it to a local WavLM checkpoint directory "
+                         "(config.json + weights, e.g. a download of microsoft/wavlm-large), or set "
+                         "frontend_conf.download: true to fetch frontend_conf.model_id from the Hugging Face hub")
+    return WavLMModel.from_pretrained(model_id, dtype=torch.float32)
+
+
+def build_tiny_wavlm(path: str, seed: int = 0, **config_overrides) -> str:
+    """Save a tiny randomly initialised WavLM (hidden 32, 2 layers, 2 heads, 16-channel convolutions with
+    WavLM's strides, layer-norm convolutions and stable layer norm as in WavLM Large) to the directory
+    `path` for tests and benchmarks; returns path. No download."""
+    from transformers import WavLMConfig, WavLMModel
+
+    settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                    conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+                    num_buckets=32, max_bucket_distance=100, feat_extract_norm="layer",
+                    do_stable_layer_norm=True)
+    settings.update(config_overrides)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = WavLMModel(WavLMConfig(**settings))
+    model.save_pretrained(path)
+    return path
+
+
+def normalize_waveform(wave: Tensor, lengths: Tensor, per_utterance: bool) -> Tensor:
+    """Zero-mean unit-variance over each row's valid samples (per_utterance) or wave / 32768; padding zeroed."""
+    mask = valid_mask(lengths, wave.size(1)).to(wave.dtype)
+    if not per_utterance:
+        return wave / INT16_SCALE * mask
+    counts = lengths.to(wave.dtype).unsqueeze(1)
+    mean = (wave * mask).sum(1, keepdim=True) / counts
+    centred = (wave - mean) * mask
+    variance = centred.pow(2).sum(1, keepdim=True) / counts
+    return centred / torch.sqrt(variance + NORMALIZE_VARIANCE_FLOOR)
+
+
+def _keep_layer_io(layer: nn.Module, args: tuple, output) -> None:
+    """Forward hook on a transformer layer: keep its input and output hidden states for this forward."""
+    layer.kept_io = (args[0], output[0] if isinstance(output, tuple) else output)
+
+
+class WavLMFrontend(nn.Module):
+    """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, hidden_size), frame_lengths (B,))."""
+
+    def __init__(self, frontend_conf: Optional[dict] = None):
+        super().__init__()
+        conf = resolve_frontend_conf("wavlm", frontend_conf)
+        self.wavlm = load_wavlm(conf["path"], conf["download"], conf["model_id"])
+        config = self.wavlm.config
+        self.output_dim = config.hidden_size
+        self.freeze = conf["freeze"]
+        self.layer = conf["layer"]
+        self.normalize_wave = conf["normalize_wave"]
+        self.min_samples = self._receptive_field(config.conv_kernel, config.conv_stride)
+
+        if self.freeze == "all":
+            self.wavlm.requires_grad_(False)
+            self.wavlm.eval()
+        elif self.freeze == "feature_encoder":
+            self.wavlm.freeze_feature_encoder()
+
+        num_layers = config.num_hidden_layers
+        if isinstance(self.layer, int) and self.layer > num_layers:
+            raise ValueError(f"frontend_conf.layer is {self.layer}, but the checkpoint has {num_layers} "
+                             f"transformer layers (valid indices 0..{num_layers})")
+        if self.layer == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(num_layers + 1))  # softmax: equal at start
+        if self.layer != "last":
+            for layer in self.wavlm.encoder.layers:
+                layer.register_forward_hook(_keep_layer_io)
+            self._forget_layer_io()
+
+    @staticmethod
+    def _receptive_field(kernels, strides) -> int:
+        """Samples that the convolutional feature encoder needs for one frame (400 for WavLM)."""
+        field = 1
+        for kernel, stride in zip(reversed(kernels), reversed(strides)):
+            field = (field - 1) * stride + kernel
+        return field
+
+    def train(self, mode: bool = True) -> "WavLMFrontend":
+        """A WavLM frozen with freeze "all" stays in eval mode (no dropout, LayerDrop or masking)."""
+        super().train(mode)
+        if self.freeze == "all":
+            self.wavlm.eval()
+        return self
+
+    def frame_lengths(self, lengths: Tensor) -> Tensor:
+        """Frames that WavLM's convolutional feature encoder makes of `lengths` samples."""
+        return self.wavlm._get_feat_extract_output_lengths(lengths).to(torch.long)
+
+    def layer_weight_probs(self) -> Tensor:
+        """The softmax-normalised weights of the hidden states (layer "weighted" only)."""
+        return torch.softmax(self.layer_weights, dim=0)
+
+    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        self._check_inputs(wave, lengths)
+        samples = normalize_waveform(wave.float(), lengths, self.normalize_wave)
+        attention_mask = valid_mask(lengths, wave.size(1)).to(torch.long)
+        if self.layer != "last":
+            self._forget_layer_io()  # a layer skipped by LayerDrop must not show a stale output
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
+            output = self.wavlm(samples, attention_mask=attention_mask,
+                                mask_time_indices=self._no_time_mask_if_too_short(wave))
+            states = None if self.layer == "last" else self._collect_hidden_states()
+        if self.layer == "last":
+            frames = output.last_hidden_state
+        elif self.layer == "weighted":
+            frames = torch.einsum("k,kbth->bth", self.layer_weight_probs(), torch.stack(states))
+        else:
+            frames = states[self.layer]
+        frame_lengths = self.frame_lengths(lengths)
+        return frames * valid_mask(frame_lengths, frames.size(1)).unsqueeze(-1).to(frames.dtype), frame_lengths
+
+    def _no_time_mask_if_too_short(self, wave: Tensor) -> Optional[Tensor]:
+        """An all-False time mask when training on a batch shorter than one masked span (WavLM's own time
+        masking would raise); None (WavLM draws its masks) otherwise."""
+        config = self.wavlm.config
+        num_frames = int(self.frame_lengths(torch.tensor(wave.size(1))))
+        if self.wavlm.training and config.mask_time_prob > 0 and num_frames < config.mask_time_length:
+            return torch.zeros(wave.size(0), num_frames, dtype=torch.bool, device=wave.device)
+        return None
+
+    def _collect_hidden_states(self) -> list[Tensor]:
+        """[input of layer 0, output of layer 1, ..., output of layer L] of the forward just run."""
+        layers = self.wavlm.encoder.layers
+        states = [layers[0].kept_io[0]]
+        for layer in layers:
+            states.append(states[-1] if layer.kept_io is None else layer.kept_io[1])  # None: LayerDrop
+        self._forget_layer_io()
+        return states
+
+    def _forget_layer_io(self) -> None:
+        for layer in self.wavlm.encoder.layers:
+            layer.kept_io = None
+
+    def _check_inputs(self, wave: Tensor, lengths: Tensor) -> None:
+        if wave.dim() != 2 or not wave.is_floating_point():
+            raise ValueError(f"wave must be a float tensor of shape (batch, samples), got {wave.dtype} "
+                             f"{tuple(wave.shape)}")
+        if lengths.shape != (wave.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
+            raise ValueError(f"lengths must be an integer tensor of shape ({wave.size(0)},), "
+                             f"got {lengths.dtype} {tuple(lengths.shape)}")
+        if wave.size(0) == 0:
+            raise ValueError("empty batch")
+        shortest, longest = int(lengths.min()), int(lengths.max())
+        if shortest < self.min_samples:
+            raise ValueError(f"an utterance has {shortest} samples; WavLM needs at least {self.min_samples} "
+                             "(one frame)")
+        if longest > wave.size(1):
+            raise ValueError(f"a length ({longest}) exceeds the padded number of samples ({wave.size(1)})")
+
+
+class WaveModel(nn.Module):
+    """A waveform front-end followed by a frame encoder:
+    forward(wave (B, N), lengths (B,) in samples) -> the encoder's ModelOutput (frame_lengths in its frames)."""
+
+    def __init__(self, frontend: nn.Module, encoder: nn.Module):
+        super().__init__()
+        self.frontend = frontend
+        self.encoder = encoder
+
+    def forward(self, wave: Tensor, lengths: Tensor) -> ModelOutput:
+        frames, frame_lengths = self.frontend(wave, lengths)
+        return self.encoder(frames, frame_lengths)

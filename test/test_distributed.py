@@ -1,0 +1,59 @@
+"""Data-parallel training (torchrun, gloo backend on CPU, two processes) against one process with the same seed.
+
+With dropout off and per-sample-mean loss terms (KL, focal, centre), splitting each batch over two ranks and
+averaging their gradients is the same computation as one process on the whole batch, up to float summation order.
+Stated tolerance: per-epoch training loss terms within 1e-4 relative, validation UA/WA within 1.5 points
+(one of the 24 validation utterances may flip on a near tie), selected epochs equal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import python_env
+from test_train import train_command
+
+CONFIG = {
+    "encoder": "flam",
+    "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16, "dropout": 0.0},
+    "augment": "eam",
+    "loss_conf": {"kl": 1.0, "focal": 1.0, "center": 0.002, "supcon": 0.0},
+    "optim_conf": {"lr": 3.0e-3},
+    "max_epoch": 3,
+    "batch_size": 8,  # 96 training utterances: 12 full batches, 4 utterances per rank
+    "num_threads": 1,
+    "log_interval": 0,
+}
+
+
+def test_two_ranks_match_one_process(feature_dirs, tmp_path):
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump(CONFIG))
+    single = subprocess.run(train_command(feature_dirs, str(config), tmp_path / "one"), env=python_env(),
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command = train_command(feature_dirs, str(config), tmp_path / "two")
+    ddp = subprocess.run(launcher + command[1:], env=python_env(), capture_output=True, text=True)
+    assert ddp.returncode == 0, ddp.stderr[-5000:]
+    with open(tmp_path / "two" / "run.json") as f:
+        assert json.load(f)["world_size"] == 2
+    one = json.loads((tmp_path / "one" / "history.json").read_text())
+    two = json.loads((tmp_path / "two" / "history.json").read_text())
+    assert len(one) == len(two) == CONFIG["max_epoch"]
+    for a, b in zip(one, two):
+        assert set(a["train"]) == set(b["train"]) == {"kl", "focal", "center", "total"}
+        for term in a["train"]:
+            assert b["train"][term] == pytest.approx(a["train"][term], rel=1e-4)
+        assert abs(a["valid"]["ua"] - b["valid"]["ua"]) <= 1.5 and abs(a["valid"]["wa"] - b["valid"]["wa"]) <= 1.5
+    sel_one = json.loads((tmp_path / "one" / "selection.json").read_text())
+    sel_two = json.loads((tmp_path / "two" / "selection.json").read_text())
+    assert sel_one["epoch"] == sel_two["epoch"]
+    # Only rank 0 writes: one log file, one set of checkpoints.
+    assert sorted(os.listdir(tmp_path / "two" / "tensorboard")) and (tmp_path / "two" / "model.pth").exists()
