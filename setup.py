@@ -25,7 +25,7 @@ setup(
         "tensorboard>=2.10",
     ],
     extras_require={
-        "test": ["pytest>=7", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3"],
+        "test": ["pytest>=7", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3", "transformers>=4.40"],
         "wavlm": ["transformers>=4.40"],
     },
 )
