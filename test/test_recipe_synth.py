@@ -15,13 +15,13 @@ from conftest import REPO
 RECIPE = os.path.join(REPO, "egs", "synth")
 
 
-def run_recipe(tmp, *args, check=True):
+def run_recipe(tmp, *args, check=True, env_extra=None):
     cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
            "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
-           "--train-args", "--set max_epoch=3", *args]
+           "--train-args", "--set max_epoch=3", *args]  # a later --exp-root in args wins
     # Use the environment running the tests (path.sh would otherwise activate tools/venv)
     env = {**os.environ, "SER_PYTHON_ENV": "none",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -116,3 +116,29 @@ def test_classify_wav_and_attention_picture(finished_recipe, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "ser.bin.classify_wav", "--model-dir", str(model_dir),
                               str(tmp_path / "nope.wav")], capture_output=True, text=True, env=env)
     assert missing.returncode != 0 and "nope.wav" in missing.stderr
+
+
+def slurm_available() -> bool:
+    import shutil
+
+    if not shutil.which("sbatch"):
+        return False
+    return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
+
+
+@pytest.mark.skipif(not slurm_available(), reason="no running Slurm (sbatch missing or `scontrol ping` fails); "
+                                                    ".ci/slurm.sh start sets one up as root")
+def test_training_on_slurm_resubmits_only_unfinished_folds(finished_recipe):
+    tmp, _ = finished_recipe
+    env_cmd = {"train_cmd": "utils/slurm.py --mem 2G", "decode_cmd": "utils/slurm.py --mem 2G"}
+    args = ["--exp-root", str(tmp / "exp_slurm"), "--stage", "2", "--stop-stage", "3", "--folds", "1 2"]
+    proc = run_recipe(tmp, *args, env_extra=env_cmd)
+    run = tmp / "exp_slurm" / "train" / "seed0"
+    for fold in (1, 2):
+        assert (run / f"fold{fold}" / "decode_test" / "predictions").exists()
+        assert (run / "log" / "q" / f"train.{fold}.sh").read_text().startswith("#!")  # submitted with sbatch
+    # Fold 2 "failed" (no selection.json): only fold 2 is resubmitted.
+    (run / "fold2" / "selection.json").unlink()
+    proc = run_recipe(tmp, *args, env_extra=env_cmd)
+    assert "training seed 0, folds 2 ->" in proc.stderr
+    assert "fold1 is trained and up to date" in proc.stderr
