@@ -61,3 +61,18 @@ def python_env() -> dict:
 
 
 PYTHON = sys.executable
+
+
+def overfit_losses(model, inputs, lengths, labels, steps: int, lr: float = 3e-3) -> list[float]:
+    """Cross-entropy losses of `steps` Adam updates on one batch (a model that learns drives them down)."""
+    import torch
+
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(inputs, lengths).logits, labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import overfit_losses
+
 from ser.models import ENCODER_DEFAULTS, ModelOutput, build_model
 from ser.models.flam import AttentionPooling, context_broadcast, masked_max, masked_mean
 from ser.models.subsampling import (Conv2dSubsampling, receptive_field_center, subsampled_length,
@@ -233,14 +235,7 @@ def test_tiny_model_overfits_small_random_batch(encoder, conf):
     model = build(encoder, {**conf, "dropout": 0.0})
     feats, lengths = make_batch([40, 33, 25, 12, 38, 20, 29, 16], seed=3)
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(50):
-        loss = torch.nn.functional.cross_entropy(model(feats, lengths).logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit_losses(model, feats, lengths, labels, steps=50)
     assert losses[-1] < 0.1 * losses[0]
 
 

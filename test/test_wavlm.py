@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import overfit_losses
+
 pytest.importorskip("transformers")
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel  # noqa: E402
 
@@ -355,12 +357,5 @@ def test_tiny_wave_model_overfits_small_random_batch(quiet_path):
                         {"path": quiet_path}).train()
     wave, lengths = make_wave([6000, 5200, 4100, 3000, 5800, 4500, 3300, 6000], seed=12)
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(40):
-        loss = torch.nn.functional.cross_entropy(model(wave, lengths).logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = overfit_losses(model, wave, lengths, labels, steps=40)
     assert losses[-1] < 0.1 * losses[0]
