@@ -18,7 +18,6 @@ import subprocess
 
 import numpy as np
 import soundfile
-from scipy.signal import resample_poly
 
 # soundfile returns PCM scaled to [-1, 1); this maps it back onto Kaldi's int16 scale.
 INT16_SCALE = 32768.0
@@ -85,6 +84,7 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
         raise AudioError(f"sample rates must be positive, got {sr_in} -> {sr_out}")
     if sr_in == sr_out:
         return samples.astype(np.float32, copy=False)
+    from scipy.signal import resample_poly  # imported only when needed: scipy.signal takes ~1 s to import
     divisor = math.gcd(sr_in, sr_out)
     resampled = resample_poly(samples, sr_out // divisor, sr_in // divisor)
     return resampled.astype(np.float32, copy=False)

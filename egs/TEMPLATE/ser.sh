@@ -83,9 +83,9 @@ all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys
   "$data_dir/protocol.json" 2>/dev/null || true)
 [ -n "$folds" ] || folds=$all_folds
 [ -n "$seeds" ] || seeds=$(python -c "
-import sys
-from ser.config import load_config
-print(load_config(sys.argv[1])['seed'])" "$train_config" 2>/dev/null || echo 0)
+import sys, yaml
+from ser.config import TRAINER_DEFAULTS
+print((yaml.safe_load(open(sys.argv[1])) or {}).get('seed', TRAINER_DEFAULTS['seed']))" "$train_config")
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
@@ -109,14 +109,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     for n in $(seq "$n_parts"); do cat "$dump_dir/utt2num_frames.$n"; done | sort > "$dump_dir/all/utt2num_frames"
     rm -f "$dump_dir"/feats.*.scp "$dump_dir"/utt2num_frames.*
     python -m ser.bin.datadir validate --need-feats "$dump_dir/all"
-    for fold in $all_folds; do
-      for set in train valid test; do
-        python -m ser.bin.datadir subset --utt-list "$data_dir/fold$fold/$set/utt2spk" "$dump_dir/all" "$dump_dir/fold$fold/$set"
-        python -m ser.bin.datadir validate --need-feats "$dump_dir/fold$fold/$set"
-      done
-      # CMVN statistics from the training set of the fold only (never its validation or test speakers' data)
-      python -m ser.bin.compute_cmvn_stats "$dump_dir/fold$fold/train/feats.scp" "$dump_dir/fold$fold/train/cmvn.ark"
-    done
+    # Per-fold feature dirs, and CMVN statistics from each fold's training set only (never its validation or
+    # test speakers' data)
+    python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
 fi

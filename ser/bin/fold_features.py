@@ -1,0 +1,59 @@
+"""Stage 1's per-fold part: feature data dirs of every fold and set, and each training fold's global CMVN.
+
+    python -m ser.bin.fold_features --data-dir data --dump-dir dump/fbank
+
+For every fold k and set in train/valid/test: dump/fbank/fold<k>/<set> = dump/fbank/all restricted to the
+utterances of data/fold<k>/<set>, validated; dump/fbank/fold<k>/train/cmvn.ark = global CMVN statistics of that
+training set only. Every utterance's features are read once, in one process, whatever the number of folds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from ser.cli import die
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", required=True, help="the recipe's data dir (protocol.json, fold<k>/<set>)")
+    p.add_argument("--dump-dir", required=True, help="holds all/ with feats.scp; fold dirs are written beside it")
+    args = p.parse_args(argv)
+    from ser.datadir import DataDirError, read_table, subset_data_dir, validate_data_dir
+    from ser.features import iter_feats_scp, write_cmvn_stats
+
+    try:
+        with open(os.path.join(args.data_dir, "protocol.json")) as f:
+            protocol = json.load(f)
+        all_dir = os.path.join(args.dump_dir, "all")
+        # Per-utterance sufficient statistics (sum, sum of squares, frames), so that each fold's CMVN is a sum.
+        utt_stats = {}
+        for utt, feats in iter_feats_scp(os.path.join(all_dir, "feats.scp")):
+            x = feats.astype(np.float64)
+            utt_stats[utt] = (x.sum(axis=0), np.square(x).sum(axis=0), x.shape[0])
+        for fold in sorted(protocol["folds"], key=int):
+            for part in ("train", "valid", "test"):
+                utts = list(read_table(os.path.join(args.data_dir, f"fold{fold}", part, "utt2spk"), 2, 2))
+                out = os.path.join(args.dump_dir, f"fold{fold}", part)
+                subset_data_dir(all_dir, out, utt_list=utts)
+                validate_data_dir(out, classes=protocol["classes"], need_feats=True)
+                if part == "train":
+                    dim = len(next(iter(utt_stats.values()))[0])
+                    stats = np.zeros((2, dim + 1))
+                    for utt in utts:
+                        total, squares, frames = utt_stats[utt]
+                        stats[0, :dim] += total
+                        stats[1, :dim] += squares
+                        stats[0, dim] += frames
+                    write_cmvn_stats(os.path.join(out, "cmvn.ark"), stats)
+            print(f"fold {fold}: train/valid/test feature dirs and training-set CMVN ({len(utts)} test utterances)")
+    except (OSError, ValueError, KeyError, DataDirError) as e:
+        die(str(e))
+
+
+if __name__ == "__main__":
+    main()
