@@ -142,3 +142,24 @@ def test_training_on_slurm_resubmits_only_unfinished_folds(finished_recipe):
     proc = run_recipe(tmp, *args, env_extra=env_cmd)
     assert "training seed 0, folds 2 ->" in proc.stderr
     assert "fold1 is trained and up to date" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "too_short"])
+def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(tmp_path, damage):
+    import soundfile as sf
+
+    from ser.corpora.synth import generate_synth_corpus
+
+    generate_synth_corpus(str(tmp_path / "corpus"), num_speakers=4, utts_per_class=2)
+    victim = sorted((tmp_path / "corpus").glob("spk02/*.wav"))[1]
+    if damage == "corrupt":  # unreadable: stage 0 (durations) stops
+        victim.write_bytes(os.urandom(2000))
+    else:  # 10 ms: readable, but shorter than one 25 ms frame: stage 1 stops
+        sf.write(victim, np.zeros(160, dtype=np.float32), 16000, subtype="PCM_16")
+    proc = run_recipe(tmp_path, "--stop-stage", "1", check=False)
+    assert proc.returncode != 0
+    assert victim.stem in proc.stderr + "".join(p.read_text() for p in (tmp_path / "dump").glob("log/*.log"))
+    assert not (tmp_path / "dump" / ".stage1.done").exists()
+    assert not (tmp_path / "dump" / "all" / "feats.scp").exists()
+    if damage == "corrupt":
+        assert not (tmp_path / "data" / ".stage0.done").exists()
