@@ -13,6 +13,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -137,6 +138,10 @@ class Distributed:
 
     def close(self) -> None:
         if self.world > 1:
+            # Free the (now unreachable) DDP wrapper first: a reducer that outlives its process group is destroyed
+            # during interpreter shutdown, where gloo's threads abort the process (SIGABRT) now and then.
+            gc.collect()
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
