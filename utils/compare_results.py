@@ -25,8 +25,9 @@ def find_results(paths: list[str]) -> list[str]:
 
 
 def table(results_files: list[str]) -> str:
-    rows = ["| corpus | experiment | classes | folds | seeds | UA | WA | macro-F1 | selection | front-end | config | git |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| corpus | experiment | classes | folds | seeds | UA | WA | macro-F1 | UA seed std | selection | front-end "
+            "| config | git |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in results_files:
         with open(path) as f:
             r = json.load(f)
@@ -34,7 +35,8 @@ def table(results_files: list[str]) -> str:
         cell = lambda m: f"{s[m]['mean']:.2f} +- {s[m]['std_over_folds']:.2f}"
         folds = f"{len(p['folds_scored'])}/{len(p['folds'])}" + ("" if p["complete"] else " (incomplete)")
         rows.append(f"| {p.get('corpus', '?')} | {r['experiment']} | {len(p['classes'])} ({p.get('class_set', '')}) | "
-                    f"{folds} | {len(p['seeds'])} | {cell('ua')} | {cell('wa')} | {cell('macro_f1')} | {p['selection']} | "
+                    f"{folds} | {len(p['seeds'])} | {cell('ua')} | {cell('wa')} | {cell('macro_f1')} | "
+                    f"{s['ua']['seed_std']:.2f} | {p['selection']} | "
                     f"{r['config']['frontend']} | `{r['config_hash']}` | `{r['git_revision']}` |")
     return "\n".join(rows) + "\n"
 
