@@ -163,3 +163,27 @@ def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(
     assert not (tmp_path / "dump" / "all" / "feats.scp").exists()
     if damage == "corrupt":
         assert not (tmp_path / "data" / ".stage0.done").exists()
+
+
+def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
+    """conf/train_wavlm.yaml's set-up (waveform EAM, WavLM front-end, FLAM) through stages 2-4, with a tiny random
+    WavLM standing in for WavLM Large (no download) and small sizes so that it runs on a CPU."""
+    pytest.importorskip("transformers")
+    import yaml
+
+    from ser.models.wavlm import build_tiny_wavlm
+
+    tmp, _ = finished_recipe
+    build_tiny_wavlm(str(tmp_path / "tiny_wavlm"))
+    with open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")) as f:
+        config = yaml.safe_load(f)
+    config["frontend_conf"]["path"] = str(tmp_path / "tiny_wavlm")
+    config["encoder_conf"].update(d_model=32, num_heads=4)
+    config.update(max_epoch=1, crop_seconds=1.0)
+    (tmp_path / "wavlm.yaml").write_text(yaml.safe_dump(config))
+    run_recipe(tmp, "--exp-root", str(tmp_path / "exp"), "--stage", "2", "--folds", "1",
+               "--train-config", str(tmp_path / "wavlm.yaml"))
+    with open(tmp_path / "exp" / "wavlm" / "results.json") as f:
+        results = json.load(f)
+    assert results["config"]["frontend"] == "wavlm" and results["protocol"]["folds_scored"] == [1]
+    assert results["runs"]["0"]["1"]["num_utts"] == 96 and not results["protocol"]["complete"]
