@@ -52,8 +52,8 @@ MODEL_SELECTIONS = ("valid_ua", "last")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
-def _component_defaults() -> dict[str, tuple[str, dict]]:
-    """(component key, conf key) -> {name: defaults}; imported lazily so the config module stays light."""
+def _component_defaults() -> dict[str, dict[str, dict]]:
+    """component key -> {name: defaults}; imported lazily so the config module stays light."""
     from ser.augment import AUGMENT_DEFAULTS
     from ser.frontends import FRONTEND_DEFAULTS
     from ser.models import ENCODER_DEFAULTS
@@ -69,7 +69,7 @@ def _check_keys(given: dict, allowed, where: str) -> None:
 
 def _check_type(value, default, where: str):
     """Values must have the default's type (ints are accepted for floats); None defaults accept anything."""
-    if default is None or value is None and default is None:
+    if default is None:
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
@@ -116,12 +116,14 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         else:
             config[key] = _check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
 
-    for component, table in _component_defaults().items():
-        name = config[component]
-        if name not in table:
-            raise ConfigError(f"{source}: {component}: unknown value {name!r}; choose one of {', '.join(table)}")
-        if component == "augment":
-            config["augment_conf"] = _merge(table[name], config["augment_conf"], f"{source}: augment_conf")
+    tables = _component_defaults()
+    for component, table in tables.items():
+        if config[component] not in table:
+            raise ConfigError(f"{source}: {component}: unknown value {config[component]!r}; "
+                              f"choose one of {', '.join(table)}")
+    # frontend_conf and encoder_conf are merged and checked by their own resolvers below
+    config["augment_conf"] = _merge(tables["augment"][config["augment"]], config["augment_conf"],
+                                    f"{source}: augment_conf")
     config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], f"{source}: loss_conf")
     # Each component checks its own values (one place for each rule); errors are reported against this file.
     from ser.augment import build_augment
