@@ -179,9 +179,20 @@ def load_config(path: str, overrides: dict | None = None) -> dict:
     return resolve_config(given, source=path)
 
 
+def _canonical(value):
+    """The value with every number as a float, so `10` and `10.0` (the same setting) hash alike."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def config_hash(config: dict) -> str:
-    """A short, stable hash of a resolved config (key order does not matter)."""
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    """A short, stable hash of a resolved config: key order and int/float spelling do not matter."""
+    return hashlib.sha1(json.dumps(_canonical(config), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def write_config(config: dict, path: str) -> None:

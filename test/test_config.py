@@ -55,6 +55,22 @@ def test_hash_ignores_key_order_and_tracks_values():
     assert config_hash(a) != config_hash(resolve_config({"max_epoch": 4, "seed": 1}))
 
 
+def test_hash_ignores_int_float_spelling_but_not_types_that_matter():
+    ints = resolve_config({"augment_conf": {"snr_range": [-5, 10]}, "encoder_conf": {"dropout": 0}})
+    floats = resolve_config({"augment_conf": {"snr_range": [-5.0, 10.0]}, "encoder_conf": {"dropout": 0.0}})
+    assert config_hash(ints) == config_hash(floats)
+    assert config_hash(ints) != config_hash(resolve_config({"augment_conf": {"snr_range": [-5, 11]}}))
+    assert config_hash(resolve_config({"bucketing": True})) != config_hash(resolve_config({"bucketing": False}))
+
+
+def test_full_mll_rung_is_the_main_config():
+    """conf/train.yaml and the ladder's last rung, 10_mll, are one experiment: the same resolved config and hash."""
+    conf = os.path.join(REPO, "egs", "TEMPLATE", "conf")
+    main = load_config(os.path.join(conf, "train.yaml"))
+    rung = load_config(os.path.join(conf, "tuning", "10_mll.yaml"))
+    assert config_hash(main) == config_hash(rung)
+
+
 def test_every_shipped_config_loads():
     configs = glob.glob(os.path.join(REPO, "egs", "*", "conf", "**", "*.yaml"), recursive=True)
     assert configs

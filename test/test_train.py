@@ -139,6 +139,22 @@ def test_non_finite_loss_names_term_and_batch(feature_dirs, tmp_path):
     assert not (tmp_path / "run" / "selection.json").exists()
 
 
+def test_kl_rung_trains_exactly_like_soft_label_cross_entropy(feature_dirs, tmp_path):
+    """KL(y || p) = CE(y, p) - H(y): the same gradient, so ladder rung 07 (KL) gives the weights of rung 06 (CE)
+    bit for bit, with EAM soft labels; only the logged loss differs, by the entropy of the targets."""
+    runs = {}
+    for term in ("ce", "kl"):
+        loss_conf = {"ce": 0.0, "kl": 0.0, "focal": 0.0, "center": 0.0, "supcon": 0.0, term: 1.0}
+        config = write_config(tmp_path / f"{term}.yaml", max_epoch=3, loss_conf=loss_conf,
+                              encoder_conf={**FAST_CONFIG["encoder_conf"], "context_broadcasting": False})
+        run_training(feature_dirs, config, tmp_path / term)
+        runs[term] = (load_history(tmp_path / term), torch.load(tmp_path / term / "last.pth"))
+    (ce_history, ce_weights), (kl_history, kl_weights) = runs["ce"], runs["kl"]
+    assert all(torch.equal(ce_weights[k], kl_weights[k]) for k in ce_weights)
+    assert [h["valid"] for h in ce_history] == [h["valid"] for h in kl_history]
+    assert all(c["train"]["ce"] > k["train"]["kl"] for c, k in zip(ce_history, kl_history))  # mixed targets: H(y) > 0
+
+
 def test_bf16_autocast_trains_and_fp16_needs_a_gpu(feature_dirs, tmp_path):
     config = write_config(tmp_path / "bf16.yaml", amp="bf16", max_epoch=4)
     run_training(feature_dirs, config, tmp_path / "bf16")
