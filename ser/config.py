@@ -29,7 +29,10 @@ TRAINER_DEFAULTS = {
     "loss_conf": {},
     "optim": "adam",
     "optim_conf": {},  # merged onto OPTIM_DEFAULTS[optim]
+    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (as in the LAM lineage)
     "center_lr": 5.0e-3,
+    "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
+    "functionals": "none",  # none | eGeMAPSv02 | ComParE_2016: openSMILE functionals fused into the embedding
     "scheduler": "exponential",
     "scheduler_conf": {"gamma": 0.875},
     "max_epoch": 20,
@@ -49,6 +52,7 @@ OPTIM_DEFAULTS = {"adam": ADAM_DEFAULTS, "adamw": ADAM_DEFAULTS,
                   "sgd": {"lr": 1.0e-2, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}}
 SCHEDULERS = {"exponential": {"gamma": 0.875}, "none": {}}
 MODEL_SELECTIONS = ("valid_ua", "last")
+CENTER_OPTIMIZERS = ("sgd", "adam")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
@@ -61,13 +65,13 @@ def _component_defaults() -> dict[str, dict[str, dict]]:
     return {"frontend": FRONTEND_DEFAULTS, "encoder": ENCODER_DEFAULTS, "augment": AUGMENT_DEFAULTS}
 
 
-def _check_keys(given: dict, allowed, where: str) -> None:
+def check_keys(given: dict, allowed, where: str) -> None:
     unknown = sorted(set(given) - set(allowed))
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}")
 
 
-def _check_type(value, default, where: str):
+def check_type(value, default, where: str):
     """Values must have the default's type (ints are accepted for floats); None defaults accept anything."""
     if default is None:
         return value
@@ -95,10 +99,10 @@ def _check_type(value, default, where: str):
 
 
 def _merge(defaults: dict, given: dict, where: str) -> dict:
-    _check_keys(given, defaults, where)
+    check_keys(given, defaults, where)
     merged = copy.deepcopy(defaults)
     for key, value in given.items():
-        merged[key] = _check_type(value, defaults[key], f"{where}.{key}")
+        merged[key] = check_type(value, defaults[key], f"{where}.{key}")
     return merged
 
 
@@ -108,13 +112,13 @@ def resolve_config(given: dict, source: str = "config") -> dict:
 
     if not isinstance(given, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
-    _check_keys(given, TRAINER_DEFAULTS, source)
+    check_keys(given, TRAINER_DEFAULTS, source)
     config = copy.deepcopy(TRAINER_DEFAULTS)
     for key, value in given.items():
         if key.endswith("_conf"):
-            config[key] = _check_type(value if value is not None else {}, {}, f"{source}: {key}")
+            config[key] = check_type(value if value is not None else {}, {}, f"{source}: {key}")
         else:
-            config[key] = _check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
+            config[key] = check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
 
     tables = _component_defaults()
     for component, table in tables.items():
@@ -151,6 +155,16 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     if config["model_selection"] not in MODEL_SELECTIONS:
         raise ConfigError(f"{source}: model_selection: unknown value {config['model_selection']!r}; "
                           f"choose one of {', '.join(MODEL_SELECTIONS)}")
+    from ser.functionals import FEATURE_SETS
+    from ser.speaker_norm import SPEAKER_NORMS
+
+    for key, allowed in (("center_optim", CENTER_OPTIMIZERS), ("speaker_norm", SPEAKER_NORMS),
+                         ("functionals", ("none",) + FEATURE_SETS)):
+        if config[key] not in allowed:
+            raise ConfigError(f"{source}: {key}: unknown value {config[key]!r}; choose one of {', '.join(allowed)}")
+    if config["speaker_norm"] != "none" and config["frontend"] != "fbank":
+        raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs frontend fbank (SSL front-ends "
+                          "normalise each utterance themselves)")
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
     for key in ("max_epoch", "batch_size"):
@@ -164,8 +178,39 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     return config
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings (VALUE in YAML) -> {key: value}; a malformed item is a ConfigError naming it."""
+    overrides = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML: {e}") from None
+    return overrides
+
+
+def load_any_config(path: str, overrides: dict | None = None) -> dict:
+    """A neural training config, or a classic-reference one (``system: classic``, ser.classic), resolved."""
+    given = _read_yaml(path)
+    given.update(overrides or {})
+    if given.get("system") == "classic":
+        from ser.classic import resolve_classic_config
+
+        return resolve_classic_config(given, source=path)
+    return resolve_config(given, source=path)
+
+
 def load_config(path: str, overrides: dict | None = None) -> dict:
     """Read a YAML config, apply ``overrides`` (top-level keys), and resolve it."""
+    given = _read_yaml(path)
+    given.update(overrides or {})
+    return resolve_config(given, source=path)
+
+
+def _read_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such config file")
     with open(path, encoding="utf-8") as f:
@@ -175,8 +220,7 @@ def load_config(path: str, overrides: dict | None = None) -> dict:
             raise ConfigError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(given, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
-    given.update(overrides or {})
-    return resolve_config(given, source=path)
+    return given
 
 
 def _canonical(value):

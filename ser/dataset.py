@@ -19,6 +19,7 @@ import torch
 from ser.augment import soft_label
 from ser.datadir import DataDirError, read_table
 from ser.features import CmvnNormaliser
+from ser.speaker_norm import SpeakerNormaliser
 
 
 @dataclass
@@ -28,6 +29,8 @@ class LabelledSet:
     keys: list[str]
     labels: np.ndarray  # (N,) class indices
     feats: list[np.ndarray]  # each (T, D) float32 fbank, or (N,) float32 samples
+    speakers: list[str] | None = None  # from utt2spk; read when a speaker normalisation needs them
+    utterance: np.ndarray | None = None  # (N, F) normalised utterance-level features fused into the model
 
     @property
     def lengths(self) -> np.ndarray:
@@ -168,13 +171,13 @@ class TrainBatches(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, 1, int(index)])
         feats = self._crop(self.data.feats[index], rng)
         label = self.data.labels[index]
-        partner_label, lam = label, 0.0
+        partner, partner_label, lam = index, label, 0.0
         if self.mixup is not None:
             partner = int(rng.integers(0, len(self.data.keys)))  # uniform over the training fold
             partner_label = self.data.labels[partner]
             feats, lam = self.mixup(feats, self.data.feats[partner], rng)
         target = soft_label(int(label), int(partner_label), lam, self.num_classes)
-        return normalise(self.normaliser, feats), target.astype(np.float32), lam
+        return normalise(self.normaliser, feats, self.data, index), target.astype(np.float32), lam, partner
 
     def __getitem__(self, batch_index: int) -> dict | None:
         """The batch, or with several ranks this rank's share of it (examples rank, rank + world, ...); None
@@ -185,13 +188,24 @@ class TrainBatches(torch.utils.data.Dataset):
         indices = indices[self.rank::self.world]
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
-        return {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
-                "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
+        batch = {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
+                 "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
+        if self.data.utterance is not None:
+            # Utterance-level features are mixed with the label's weights (mixup in their own domain).
+            u = self.data.utterance
+            batch["utterance"] = torch.from_numpy(np.stack([(1.0 - lam) * u[i] + lam * u[partner]
+                                                            for i, (_, _, lam, partner) in zip(indices, examples)]))
+        return batch
 
 
-def normalise(normaliser: CmvnNormaliser | None, x: np.ndarray) -> np.ndarray:
-    """CMVN for fbank; waveforms pass unchanged (SSL front-ends normalise each utterance themselves)."""
-    return x if normaliser is None else normaliser(x)
+def normalise(normaliser, x: np.ndarray, data: LabelledSet, index: int) -> np.ndarray:
+    """Global CMVN (CmvnNormaliser) or per-speaker CMVN (SpeakerNormaliser) for fbank; waveforms pass unchanged
+    (SSL front-ends normalise each utterance themselves)."""
+    if normaliser is None:
+        return x
+    if isinstance(normaliser, SpeakerNormaliser):
+        return normaliser(x, data.speakers[index])
+    return normaliser(x)
 
 
 def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser | None, batch_size: int, shard: tuple[int, int] = (0, 1)):
@@ -205,5 +219,6 @@ def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser | None, batch_siz
         if number % world != rank:
             continue
         indices = order[start:start + batch_size]
-        feats, lengths = pad_batch([normalise(normaliser, data.feats[i]) for i in indices])
-        yield indices, feats, lengths
+        feats, lengths = pad_batch([normalise(normaliser, data.feats[i], data, i) for i in indices])
+        utterance = None if data.utterance is None else torch.from_numpy(data.utterance[indices])
+        yield indices, feats, lengths, utterance

@@ -12,6 +12,7 @@ import yaml
 from ser.config import resolve_config
 from ser.dataset import LabelledSet
 from ser.features import CmvnNormaliser, read_cmvn_stats
+from ser.inputs import prepare_test_inputs, standardise_utterance, uses_functionals
 from ser.models import build_model
 from ser.train import load_inputs, predict
 
@@ -21,7 +22,7 @@ class TrainedModel:
     model: torch.nn.Module
     config: dict
     classes: list[str]
-    normaliser: CmvnNormaliser | None  # None for waveform front-ends
+    normaliser: CmvnNormaliser | None  # None for waveform front-ends and per-speaker CMVN
     model_dir: str
 
 
@@ -37,21 +38,29 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     with open(os.path.join(model_dir, "run.json")) as f:
         classes = json.load(f)["identity"]["classes"]
     state = torch.load(os.path.join(model_dir, weights), map_location=device, weights_only=True)
-    normaliser, input_dim = None, None
+    normaliser, input_dim, utterance_dim = None, None, 0
+    if uses_functionals(config):
+        utterance_dim = int(state["head.utterance.1.weight"].shape[1]) if "head.utterance.1.weight" in state else \
+            int(state["encoder.head.utterance.1.weight"].shape[1])
     if config["frontend"] == "fbank":
         stats = read_cmvn_stats(os.path.join(model_dir, "cmvn.ark"))
         normaliser = CmvnNormaliser(stats, config["frontend_conf"]["norm_vars"])
         input_dim = normaliser.dim
     model = build_model(config["encoder"], config["encoder_conf"], input_dim, len(classes),
-                        frontend=config["frontend"], frontend_conf=config["frontend_conf"])
+                        frontend=config["frontend"], frontend_conf=config["frontend_conf"], utterance_dim=utterance_dim)
     model.load_state_dict(state)
     model.to(device).eval()
     return TrainedModel(model, config, classes, normaliser, model_dir)
 
 
-def classify_data_dir(trained: TrainedModel, data_dir: str, device: str = "cpu") -> tuple[LabelledSet, np.ndarray]:
+def classify_data_dir(trained: TrainedModel, data_dir: str, device: str = "cpu",
+                      functionals_scp: str | None = None) -> tuple[LabelledSet, np.ndarray]:
+    """Posteriors of every utterance of a data dir. Under speaker_norm cmvn each speaker is normalised with the
+    statistics of its own utterances in this data dir."""
     data = load_inputs(trained.config, data_dir, trained.classes)
-    return data, predict(trained.model, data, trained.normaliser, device, len(trained.classes))
+    normaliser = prepare_test_inputs(trained.config, data, data_dir, trained.model_dir, trained.normaliser,
+                                     functionals_scp)
+    return data, predict(trained.model, data, normaliser, device, len(trained.classes))
 
 
 def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, classes: list[str]) -> None:
@@ -66,8 +75,24 @@ def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, clas
     write_table(os.path.join(outdir, "predictions"), {k: classes[int(i)] for k, i in zip(keys, posteriors.argmax(1))})
 
 
-def model_input_of_wav(trained: TrainedModel, wav: str) -> np.ndarray:
-    """What the model reads for one audio file: CMVN-normalised fbank as in stage 1, or the 16 kHz waveform."""
+def model_input_of_wav(trained: TrainedModel, wav: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """What the model reads for one audio file: CMVN-normalised fbank as in stage 1, or the 16 kHz waveform; and
+    the standardised (1, F) functionals when the model fuses them (else None)."""
+    if trained.config["speaker_norm"] != "none":
+        raise ValueError(f"{trained.model_dir}: the model was trained with per-speaker normalisation, which needs "
+                         "all of a speaker's utterances: classify a data dir with utt2spk (python -m ser.bin.infer)")
+    utterance = None
+    if uses_functionals(trained.config):
+        from ser.audio import load_mono
+        from ser.functionals import SAMPLE_RATE, compute_functionals, make_extractor
+
+        samples = load_mono(wav, SAMPLE_RATE, None, min_duration=0.1)
+        utterance = standardise_utterance(
+            trained.model_dir, compute_functionals(make_extractor(trained.config["functionals"]), samples))
+    return _frames_of_wav(trained, wav), utterance
+
+
+def _frames_of_wav(trained: TrainedModel, wav: str) -> np.ndarray:
     from ser.audio import load_mono
     from ser.frontends import WAVE_SAMPLE_RATE
 

@@ -14,7 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 LOSS_DEFAULTS = {"ce": 0.0, "kl": 1.0, "focal": 1.0, "focal_gamma": 2.0, "center": 0.002, "supcon": 0.1,
-                 "temperature": 0.07, "scale_by_running_magnitude": False, "running_momentum": 0.99}
+                 "temperature": 0.07, "scale_by_running_magnitude": False, "running_momentum": 0.99,
+                 "hard_label": False}
+# hard_label: CE, KL and focal read the one-hot label of the dominant class (argmax of the mixup soft label)
+# instead of the soft label itself; with it, CE against KL measures what the soft label brings (KL to a one-hot
+# target equals CE).
+BOOLEAN_KEYS = ("scale_by_running_magnitude", "hard_label")
 TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed
 # floor of the running magnitude a term is divided by
 MAGNITUDE_FLOOR = 1e-8
@@ -116,7 +121,7 @@ def _check_conf(conf: dict) -> dict:
         raise LossConfigError(f"unknown loss_conf key(s) {unknown}, expected {sorted(LOSS_DEFAULTS)}")
     conf = {**LOSS_DEFAULTS, **conf}
     for key, value in conf.items():
-        if key == "scale_by_running_magnitude":
+        if key in BOOLEAN_KEYS:
             if not isinstance(value, bool):
                 raise LossConfigError(f"loss_conf key '{key}' must be true or false, got {value!r}")
             continue
@@ -190,6 +195,8 @@ class MultiLoss(nn.Module):
                 soft_target: Tensor) -> tuple[Tensor, dict[str, float]]:
         """(weighted total, {term: unweighted value, ..., "total": weighted total})."""
         labels = soft_target.argmax(dim=1)
+        if self.conf["hard_label"]:
+            soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
         losses, values = {}, {}
         for term in self.active:
             loss = self._term(term, logits, embedding, contrastive_embedding, soft_target, labels)

@@ -120,8 +120,9 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
         "experiment": os.path.basename(os.path.normpath(exp_dir)),
         "exp_dir": os.path.abspath(exp_dir),
         "protocol": {**protocol, "folds_scored": folds_scored, "complete": folds_scored == expected_folds,
-                     "seeds": sorted(per_seed), "selection": config["model_selection"],
-                     "validation": "held out from training-fold speakers only"},
+                     "seeds": sorted(per_seed), "selection": selection_rule(config),
+                     "validation": "held out from training-fold speakers only",
+                     "speaker_norm": config.get("speaker_norm", "none")},
         "config_hash": run["identity"]["config_hash"],
         "git_revision": run.get("git_revision", "unknown"),
         "config": config,
@@ -140,6 +141,27 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
     return results
 
 
+def selection_rule(config: dict) -> str:
+    """How a fold's model was chosen: the neural model_selection, or the classic reference's speaker-grouped CV."""
+    return "speaker_grouped_cv" if config.get("system") == "classic" else config["model_selection"]
+
+
+def system_description(config: dict) -> str:
+    if config.get("system") == "classic":
+        return f"classic reference: openSMILE `{config['feature_set']}` functionals + logistic regression"
+    fused = f", fused `{config['functionals']}` functionals" if config.get("functionals", "none") != "none" else ""
+    return (f"front-end `{config['frontend']}`{fused}, encoder `{config['encoder']}`"
+            f" ({config['encoder_conf'].get('pooling', 'mean')} pooling), augment `{config['augment']}`")
+
+
+PROTOCOL_KEYS = ("corpus", "class_set", "fold_scheme", "valid_mode", "speaker_norm")
+
+
+def protocol_name(protocol: dict) -> str:
+    """The protocol fields that make numbers comparable; results under different names never share a column."""
+    return ", ".join(f"{k} {protocol.get(k, 'none' if k == 'speaker_norm' else '?')}" for k in PROTOCOL_KEYS)
+
+
 def results_markdown(results: dict) -> str:
     p = results["protocol"]
     s = results["summary"]
@@ -150,8 +172,10 @@ def results_markdown(results: dict) -> str:
              f"- validation: {p['validation']} ({p.get('valid_mode', '?')}, fraction {p.get('valid_fraction', '?')});"
              f" model selection: {p['selection']}",
              f"- seeds: {p['seeds']}; config hash `{results['config_hash']}`; git `{results['git_revision']}`",
-             f"- front-end `{results['config']['frontend']}`, encoder `{results['config']['encoder']}`"
-             f" ({results['config']['encoder_conf'].get('pooling', 'mean')} pooling), augment `{results['config']['augment']}`",
+             f"- speaker normalisation: `{p.get('speaker_norm', 'none')}`"
+             + (" (per-speaker statistics, test speakers' from their own test audio: a transductive protocol)"
+                if p.get("speaker_norm", "none") != "none" else ""),
+             f"- {system_description(results['config'])}",
              f"- command: `{results['command']}`" if results["command"] else "- command: (not recorded)", "",
              "| seed | fold | UA | WA | macro-F1 | utts | selected epoch |", "|---|---|---|---|---|---|---|"]
     for seed, folds in results["runs"].items():

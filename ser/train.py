@@ -29,8 +29,8 @@ from tqdm import tqdm
 from ser.augment import build_augment
 from ser.config import config_hash, write_config
 from ser.dataset import LabelledSet, TrainBatches, eval_batches, load_labelled_set, load_wave_set
-from ser.features import CmvnNormaliser, read_cmvn_stats
 from ser.frontends import FBANK_FRAMES_PER_SECOND, WAVE_SAMPLE_RATE
+from ser.inputs import prepare_training_inputs, uses_functionals
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import build_model
@@ -86,6 +86,14 @@ def build_optimizer(config: dict, params) -> torch.optim.Optimizer:
         conf["betas"] = tuple(conf["betas"])
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[config["optim"]]
     return cls(params, **conf)
+
+
+def build_center_optimizer(config: dict, params) -> torch.optim.Optimizer:
+    """The centres' own optimizer (their gradient is taken before the loss weight, as in Wen et al.): plain SGD, or
+    Adam with default moments, as in the LAM lineage, at center_lr."""
+    if config["center_optim"] == "adam":
+        return torch.optim.Adam(params, lr=config["center_lr"])
+    return torch.optim.SGD(params, lr=config["center_lr"])
 
 
 def build_scheduler(config: dict, optimizer):
@@ -169,14 +177,14 @@ def data_digest(config: dict, data_dir: str) -> str:
 
 
 @torch.no_grad()
-def predict(model, data: LabelledSet, normaliser: CmvnNormaliser | None, device, num_classes: int,
+def predict(model, data: LabelledSet, normaliser, device, num_classes: int,
             batch_size: int = 16, dist: Distributed | None = None) -> np.ndarray:
     """Posteriors (N, C) of whole utterances, in the order of data.keys (shared out over ranks when distributed)."""
     model.eval()
     shard = (dist.rank, dist.world) if dist else (0, 1)
     posteriors = np.zeros((len(data.keys), num_classes), dtype=np.float32)
-    for indices, feats, lengths in eval_batches(data, normaliser, batch_size, shard):
-        out = model(feats.to(device), lengths.to(device))
+    for indices, feats, lengths, utterance in eval_batches(data, normaliser, batch_size, shard):
+        out = model(feats.to(device), lengths.to(device), None if utterance is None else utterance.to(device))
         posteriors[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
     return dist.sum_(posteriors) if dist else posteriors
 
@@ -189,14 +197,30 @@ def _move_aside(outdir: str, reason: str) -> None:
     os.rename(outdir, f"{outdir}.bak{n}")
 
 
+def claim_run_dir(outdir: str, identity: dict) -> None:
+    """Move a run dir aside (``<dir>.bak<N>``) when it holds a run of another identity; never overwrite it."""
+    run_json = os.path.join(outdir, "run.json")
+    if os.path.isdir(outdir) and os.listdir(outdir):
+        previous = None
+        if os.path.isfile(run_json):
+            with open(run_json) as f:
+                previous = json.load(f).get("identity")
+        if previous != identity:
+            _move_aside(outdir, "it holds a run with another config, class set or data")
+
+
 def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn_path: str | None, outdir: str,
-          device: str = "cpu", extra_files: dict[str, str] | None = None) -> dict:
+          device: str = "cpu", extra_files: dict[str, str] | None = None, functionals_scp: str | None = None) -> dict:
     """Train one model; returns selection.json's content. ``extra_files`` are copied into outdir (e.g. fbank.conf).
 
-    cmvn_path (global CMVN of the training fold) is needed by the fbank front-end only.
+    cmvn_path (global CMVN of the training fold) is needed by the fbank front-end only (unless speaker_norm);
+    functionals_scp (functionals of data/all) by configs that fuse functionals.
     """
-    if config["frontend"] == "fbank" and not cmvn_path:
+    if config["frontend"] == "fbank" and config["speaker_norm"] == "none" and not cmvn_path:
         raise TrainingError("the fbank front-end needs the training fold's CMVN statistics (--cmvn)")
+    if uses_functionals(config) and not functionals_scp:
+        raise TrainingError(f"the config fuses {config['functionals']} functionals: give their archive "
+                            "(--functionals-scp)")
     identity = {
         "config_hash": config_hash(config),
         "classes": classes,
@@ -204,18 +228,15 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
         "valid_data": data_digest(config, valid_dir),
         "cmvn": inputs_digest([cmvn_path])[:12] if config["frontend"] == "fbank" else None,
     }
+    if uses_functionals(config):
+        identity["functionals"] = inputs_digest([functionals_scp])[:12]
     dist = Distributed(device)
     if not dist.is_main:
         log.setLevel(logging.WARNING)
     try:
         run_json = os.path.join(outdir, "run.json")
-        if dist.is_main and os.path.isdir(outdir) and os.listdir(outdir):
-            previous = None
-            if os.path.isfile(run_json):
-                with open(run_json) as f:
-                    previous = json.load(f).get("identity")
-            if previous != identity:
-                _move_aside(outdir, "it holds a run with another config, class set or data")
+        if dist.is_main:
+            claim_run_dir(outdir, identity)
         dist.barrier()
         selection_path = os.path.join(outdir, "selection.json")
         if os.path.isfile(selection_path):
@@ -233,13 +254,14 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
                 shutil.copyfile(src, os.path.join(outdir, name))
             with open(run_json + ".tmp", "w") as f:
                 json.dump({"identity": identity, "train_dir": train_dir, "valid_dir": valid_dir, "cmvn": cmvn_path,
+                           "functionals_scp": functionals_scp,
                            "device": dist.device, "world_size": dist.world, "git_revision": git_revision()}, f, indent=2)
             os.replace(run_json + ".tmp", run_json)
             if cmvn_path:
                 shutil.copyfile(cmvn_path, os.path.join(outdir, "cmvn.ark"))
         dist.barrier()
         try:
-            return _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, dist)
+            return _train(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist)
         finally:
             if file_log:
                 log.removeHandler(file_log)
@@ -253,7 +275,7 @@ def _autocast(config: dict, device: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype, enabled=dtype is not None)
 
 
-def _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, dist: Distributed) -> dict:
+def _train(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist: Distributed) -> dict:
     device = dist.device
     if config["amp"] == "fp16" and not device.startswith("cuda"):
         raise TrainingError("amp: fp16 needs a GPU (--ngpu 1); on a CPU use bf16 or none")
@@ -262,8 +284,9 @@ def _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, dist: Distr
     set_seed(config["seed"])
     train_set = load_inputs(config, train_dir, classes)
     valid_set = load_inputs(config, valid_dir, classes)
-    normaliser = (CmvnNormaliser(read_cmvn_stats(cmvn_path), config["frontend_conf"]["norm_vars"])
-                  if config["frontend"] == "fbank" else None)
+    normaliser = prepare_training_inputs(config, train_set, valid_set, train_dir, valid_dir, cmvn_path,
+                                         functionals_scp, outdir if dist.is_main else None)
+    utterance_dim = 0 if train_set.utterance is None else train_set.utterance.shape[1]
     num_classes = len(classes)
     domain = "fbank" if config["frontend"] == "fbank" else "wave"
     mixup = build_augment(config["augment"], config["augment_conf"], domain=domain)
@@ -272,12 +295,13 @@ def _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, dist: Distr
                            mixup, config["seed"], shard=(dist.rank, dist.world))
 
     model = build_model(config["encoder"], config["encoder_conf"], train_set.feat_dim, num_classes,
-                        frontend=config["frontend"], frontend_conf=config["frontend_conf"]).to(device)
+                        frontend=config["frontend"], frontend_conf=config["frontend_conf"],
+                        utterance_dim=utterance_dim).to(device)
     criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
     optimizer = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(config, optimizer)
     center_params = criterion.center_parameters()
-    center_optimizer = torch.optim.SGD(center_params, lr=config["center_lr"]) if center_params else None
+    center_optimizer = build_center_optimizer(config, center_params) if center_params else None
     center_scheduler = build_scheduler(config, center_optimizer) if center_optimizer else None
     scaler = torch.amp.GradScaler("cuda", enabled=config["amp"] == "fp16")
     log.info("model %s/%s: %.2fM parameters (%.2fM trained); %d train / %d valid utterances; device %s x %d",
@@ -328,8 +352,9 @@ def _train(config, classes, train_dir, valid_dir, cmvn_path, outdir, dist: Distr
                 continue
             feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
             targets = batch["targets"].to(device)
+            utterance = batch["utterance"].to(device) if "utterance" in batch else None
             with _autocast(config, device):
-                out = trained_model(feats, lengths)
+                out = trained_model(feats, lengths, utterance)
             try:
                 loss, terms = criterion(out.logits.float(), out.embedding.float(),
                                         out.contrastive_embedding.float(), targets)

@@ -18,7 +18,7 @@ RECIPE = os.path.join(REPO, "egs", "synth")
 def run_recipe(tmp, *args, check=True, env_extra=None):
     cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
            "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
-           "--train-args", "--set max_epoch=3", *args]  # a later --exp-root in args wins
+           "--train-args", "--set max_epoch=3", "--classic-configs", "", *args]  # later options in args win
     # Use the environment running the tests (path.sh would otherwise activate tools/venv)
     env = {**os.environ, "SER_PYTHON_ENV": "none",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}

@@ -7,6 +7,8 @@
 #   tools/install.sh --cpu-index       take the CPU build from download.pytorch.org/whl/cpu (machines where PyPI's
 #                                      default torch wheel is a CUDA build)
 #   tools/install.sh --wavlm           also transformers, for the WavLM front-end
+#   tools/install.sh --opensmile       also opensmile and scikit-learn, for the classic reference and functionals
+#                                      fusion (opensmile: audEERING's research licence, non-commercial use only)
 #   tools/install.sh --venv DIR        install somewhere else; --python PY  the interpreter to build it from
 #
 # Idempotent: a run that finds the environment complete for the same options does nothing and says so.
@@ -24,11 +26,12 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --test) extras="$extras${extras:+,}test"; shift ;;
     --wavlm) extras="$extras${extras:+,}wavlm"; shift ;;
+    --opensmile) extras="$extras${extras:+,}opensmile"; shift ;;
     --cuda) [ $# -ge 2 ] || { echo "install.sh: --cuda needs a value such as cu126" >&2; exit 1; }; cuda=$2; shift 2 ;;
     --cpu-index) cpu_index=true; shift ;;
     --venv) [ $# -ge 2 ] || { echo "install.sh: --venv needs a directory" >&2; exit 1; }; venv=$2; shift 2 ;;
     --python) [ $# -ge 2 ] || { echo "install.sh: --python needs an interpreter" >&2; exit 1; }; python=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done

@@ -25,20 +25,28 @@ def find_results(paths: list[str]) -> list[str]:
 
 
 def table(results_files: list[str]) -> str:
-    rows = ["| corpus | experiment | classes | folds | seeds | UA | WA | macro-F1 | UA seed std | selection | front-end "
-            "| config | git |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """One table per protocol (corpus, class set, folds, validation, speaker normalisation), so that no column
+    ever holds numbers of two protocols."""
+    from ser.scoring import protocol_name, system_description
+
+    groups: dict[str, list[str]] = {}
     for path in results_files:
         with open(path) as f:
             r = json.load(f)
         p, s = r["protocol"], r["summary"]
-        cell = lambda m: f"{s[m]['mean']:.2f} +- {s[m]['std_over_folds']:.2f}"
+        cell = lambda m: f"{s[m]['mean']:.2f} +- {s[m]['std_over_folds']:.2f}"  # noqa: E731
         folds = f"{len(p['folds_scored'])}/{len(p['folds'])}" + ("" if p["complete"] else " (incomplete)")
-        rows.append(f"| {p.get('corpus', '?')} | {r['experiment']} | {len(p['classes'])} ({p.get('class_set', '')}) | "
-                    f"{folds} | {len(p['seeds'])} | {cell('ua')} | {cell('wa')} | {cell('macro_f1')} | "
-                    f"{s['ua']['seed_std']:.2f} | {p['selection']} | "
-                    f"{r['config']['frontend']} | `{r['config_hash']}` | `{r['git_revision']}` |")
-    return "\n".join(rows) + "\n"
+        groups.setdefault(protocol_name(p), []).append(
+            f"| {r['experiment']} | {len(p['classes'])} | {folds} | {len(p['seeds'])} | {cell('ua')} | {cell('wa')} | "
+            f"{cell('macro_f1')} | {s['ua']['seed_std']:.2f} | {p['selection']} | {system_description(r['config'])} | "
+            f"`{r['config_hash']}` | `{r['git_revision']}` |")
+    out = []
+    for name, rows in sorted(groups.items()):
+        out += [f"### Protocol: {name}", "",
+                "| experiment | classes | folds | seeds | UA | WA | macro-F1 | UA seed std | selection | system "
+                "| config | git |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|", *rows, ""]
+    return "\n".join(out)
 
 
 def main() -> None:

@@ -2,8 +2,10 @@
 # ser.sh: the stages of every ser recipe, written once. A recipe's run.sh sets its corpus and calls this script.
 #
 #   0  data preparation: corpus -> data/all and data/fold<k>/{train,valid,test} (Kaldi data dirs), validated
-#   1  features: fbank of data/all in --nj jobs -> dump/fbank/; per-fold copies; global CMVN of each training fold
-#   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint)
+#   1  features: fbank of data/all in --nj jobs -> dump/fbank/; per-fold copies; global CMVN of each training fold;
+#      openSMILE functionals of data/all -> dump/functionals/<set>/ for every experiment that reads them
+#   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint); the
+#      classic references (openSMILE functionals + logistic regression) train beside the neural experiment
 #   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}
 #   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md
 #
@@ -17,6 +19,10 @@
 #   --ngpu 0                      GPUs per training job (0 = CPU; > 1 = data-parallel with torchrun)
 #   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
 #   --train-args "--set max_epoch=5"  extra trainer options
+#   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
+#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile)
+#   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
+#                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
 #   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
 set -euo pipefail
@@ -40,24 +46,52 @@ train_config=conf/train.yaml
 fbank_conf=conf/fbank.conf
 tag=""
 train_args=""
+classic_configs="conf/classic/egemaps.yaml conf/classic/compare.yaml"
+speaker_norm=none
 valid_fraction=0.1
 valid_mode=utt
 data_seed=0
 data_dir=data
 dump_dir=dump/fbank
+functionals_dir=""   # [beside the fbank dump dir: dump/functionals]
 exp_root=exp
 
 command_line="$0 $*"
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
 [ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
+[ -n "$functionals_dir" ] || functionals_dir=${dump_dir%/fbank}/functionals
 
 . ./path.sh
 . ./cmd.sh
 
-[ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
-exp_dir=$exp_root/$tag
+norm_args=""
+case "$speaker_norm" in
+  none) tag_suffix="" ;;
+  cmvn) tag_suffix=_spk$speaker_norm; norm_args="--set speaker_norm=$speaker_norm" ;;
+  *) log "error: --speaker-norm must be none or cmvn, got '$speaker_norm'"; exit 1 ;;
+esac
 stamp() { python -m ser.bin.stamp "$@"; }
+config_info() { python -m ser.bin.config_info "$@"; }
+
+# The experiments of this run: the training config, then the classic references (when opensmile is installed).
+experiments="$train_config"
+[ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
+if [ -n "$classic_configs" ]; then
+  if python -c "import opensmile, sklearn" 2>/dev/null; then
+    experiments="$experiments $classic_configs"
+  else
+    log "note: opensmile or scikit-learn is not installed (tools/install.sh --opensmile; audEERING's research licence, non-commercial use): the classic references are skipped"
+  fi
+fi
+# The tag and trainer options of an experiment: --train-args and --tag belong to the training config only.
+tag_of() { if [ "$1" = "$train_config" ]; then echo "$tag$tag_suffix"; else echo "$(basename "$1" .yaml)$tag_suffix"; fi; }
+args_of() { if [ "$1" = "$train_config" ]; then echo "$train_args $norm_args"; else echo "$norm_args"; fi; }
+for config in $experiments; do
+  [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
+  # shellcheck disable=SC2046
+  config_info "$config" system $(args_of "$config") >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
+done
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
@@ -82,10 +116,7 @@ fi
 all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys.argv[1]))['folds'], key=int)))" \
   "$data_dir/protocol.json" 2>/dev/null || true)
 [ -n "$folds" ] || folds=$all_folds
-[ -n "$seeds" ] || seeds=$(python -c "
-import sys, yaml
-from ser.config import TRAINER_DEFAULTS
-print((yaml.safe_load(open(sys.argv[1])) or {}).get('seed', TRAINER_DEFAULTS['seed']))" "$train_config")
+[ -n "$seeds" ] || seeds=$(config_info "$train_config" seed)
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
@@ -114,82 +145,124 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
-fi
-
-# Jobs of stages 2-3 are numbered by fold; seeds run one after the other.
-if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
-  [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; exit 1; }
-  mkdir -p "$exp_dir"
-  [ -f "$exp_dir/train_config.yaml" ] && ! cmp -s "$train_config" "$exp_dir/train_config.yaml" && \
-    log "note: $train_config differs from the config this experiment was started with; changed folds are retrained and the old runs moved aside"
-  cp "$train_config" "$exp_dir/train_config.yaml"
-  threads=$(( $(nproc) / train_jobs )); [ "$threads" -ge 1 ] || threads=1
-  # More than one GPU per fold: data-parallel training, one process per GPU, launched by torchrun.
-  trainer="python -m ser.bin.train"
-  [ "$ngpu" -le 1 ] || trainer="python -m torch.distributed.run --standalone --nproc_per_node $ngpu -m ser.bin.train"
-  for seed in $seeds; do
-    todo=""
-    for fold in $folds; do
-      run_dir=$exp_dir/seed$seed/fold$fold
-      if [ -f "$run_dir/selection.json" ] && stamp check "$run_dir/.stage2.done" --extra "$train_args" \
-          "$train_config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid"; then
-        log "stage 2: $run_dir is trained and up to date; nothing to do"
-      else
-        todo="$todo${todo:+,}$fold"
-      fi
-    done
-    [ -n "$todo" ] || continue
-    log "stage 2: training seed $seed, folds $todo -> $exp_dir/seed$seed/fold<k> (log: $exp_dir/seed$seed/log/train.<k>.log)"
-    # shellcheck disable=SC2086
-    OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} ${train_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" \
-      JOB="$todo" "$exp_dir/seed$seed/log/train.JOB.log" \
-      $trainer --config "$train_config" --classes "$dump_dir/all/classes.txt" \
-        --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
-        --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
-        --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" $train_args
-    for fold in ${todo//,/ }; do
-      stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$train_args" \
-        "$train_config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid"
-    done
+  # shellcheck disable=SC2046
+  for feature_set in $(for config in $experiments; do config_info "$config" functionals $(args_of "$config"); done | sort -u); do
+    [ "$feature_set" != none ] || continue
+    out=$functionals_dir/$feature_set
+    if stamp check "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"; then
+      log "stage 1: $out is up to date with $data_dir/all; nothing to do"
+      continue
+    fi
+    log "stage 1: openSMILE $feature_set functionals of $data_dir/all ($nj jobs) -> $out"
+    rm -rf "$out"
+    mkdir -p "$out/log"
+    split_dirs=$(python -m ser.bin.datadir split "$data_dir/all" "$nj")
+    n_parts=$(echo "$split_dirs" | wc -w)
+    part_dir=$(dirname "$(echo "$split_dirs" | head -n 1)")
+    ark_dir=$(cd "$out" && pwd)
+    ${feats_cmd} JOB=1:"$n_parts" "$out/log/functionals.JOB.log" \
+      python -m ser.bin.compute_functionals --feature-set "$feature_set" "$part_dir/JOB/wav.scp" \
+        "$ark_dir/functionals.JOB.ark" "$out/feats.JOB.scp" "$out/utt2num_frames.JOB"
+    for n in $(seq "$n_parts"); do cat "$out/feats.$n.scp"; done | sort > "$out/feats.scp"
+    rm -f "$out"/feats.*.scp "$out"/utt2num_frames.*
+    stamp write "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"
   done
 fi
 
-if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
-  for seed in $seeds; do
-    todo=""
-    for fold in $folds; do
-      run_dir=$exp_dir/seed$seed/fold$fold
-      [ -f "$run_dir/model.pth" ] || { log "error: $run_dir has no trained model; run stage 2 first"; exit 1; }
-      if stamp check "$run_dir/decode_test/.stage3.done" "$run_dir/model.pth" "$dump_dir/fold$fold/test"; then
-        log "stage 3: $run_dir/decode_test is up to date; nothing to do"
-      else
-        rm -f "$run_dir/decode_test/.stage3.done"
-        todo="$todo${todo:+,}$fold"
-      fi
-    done
-    [ -n "$todo" ] || continue
-    log "stage 3: inference on the test sets, seed $seed, folds $todo"
-    ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" "$exp_dir/seed$seed/log/decode.JOB.log" \
-      python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/test" \
-        --outdir "$exp_dir/seed$seed/foldJOB/decode_test" --ngpu "$ngpu"
-    for fold in ${todo//,/ }; do
-      run_dir=$exp_dir/seed$seed/fold$fold
-      stamp write "$run_dir/decode_test/.stage3.done" "$run_dir/model.pth" "$dump_dir/fold$fold/test"
-    done
-  done
-fi
-
-if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
-  predictions=$(ls "$exp_dir"/seed*/fold*/decode_test/predictions 2>/dev/null || true)
-  [ -n "$predictions" ] || { log "error: $exp_dir has no test predictions; run stage 3 first"; exit 1; }
+# Stages 2-4 of one experiment (a config and its tag). Jobs of stages 2-3 are numbered by fold; seeds run one after
+# the other.
+run_experiment() {
+  local config=$1 tag=$2
+  local exp_dir=$exp_root/$tag exp_args feature_set functionals_scp="" model_file seeds=$seeds
+  exp_args=$(args_of "$config")
   # shellcheck disable=SC2086
-  if [ -f "$exp_dir/results.json" ] && stamp check "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions; then
-    log "stage 4: $exp_dir/results.json is up to date; nothing to do"
-  else
-    log "stage 4: scoring $exp_dir"
-    python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
-    # shellcheck disable=SC2086
-    stamp write "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions
+  feature_set=$(config_info "$config" functionals $exp_args)
+  [ "$feature_set" = none ] || functionals_scp=$functionals_dir/$feature_set/feats.scp
+  model_file=$(config_info "$config" model_file)
+  # A classic reference is deterministic: it runs with its config's seed only.
+  # shellcheck disable=SC2086
+  [ "$(config_info "$config" system $exp_args)" = neural ] || seeds=$(config_info "$config" seed)
+  if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
+    [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; return 1; }
+    mkdir -p "$exp_dir"
+    [ -f "$exp_dir/train_config.yaml" ] && ! cmp -s "$config" "$exp_dir/train_config.yaml" && \
+      log "note: $config differs from the config this experiment was started with; changed folds are retrained and the old runs moved aside"
+    cp "$config" "$exp_dir/train_config.yaml"
+    threads=$(( $(nproc) / train_jobs )); [ "$threads" -ge 1 ] || threads=1
+    # More than one GPU per fold: data-parallel training, one process per GPU, launched by torchrun.
+    trainer="python -m ser.bin.train"
+    [ "$ngpu" -le 1 ] || trainer="python -m torch.distributed.run --standalone --nproc_per_node $ngpu -m ser.bin.train"
+    for seed in $seeds; do
+      todo=""
+      for fold in $folds; do
+        run_dir=$exp_dir/seed$seed/fold$fold
+        if [ -f "$run_dir/selection.json" ] && stamp check "$run_dir/.stage2.done" --extra "$exp_args" \
+            "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}; then
+          log "stage 2: $run_dir is trained and up to date; nothing to do"
+        else
+          todo="$todo${todo:+,}$fold"
+        fi
+      done
+      [ -n "$todo" ] || continue
+      log "stage 2: training seed $seed, folds $todo -> $exp_dir/seed$seed/fold<k> (log: $exp_dir/seed$seed/log/train.<k>.log)"
+      # shellcheck disable=SC2086
+      OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} ${train_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" \
+        JOB="$todo" "$exp_dir/seed$seed/log/train.JOB.log" \
+        $trainer --config "$config" --classes "$dump_dir/all/classes.txt" \
+          --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
+          --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
+          --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" \
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+      for fold in ${todo//,/ }; do
+        stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$exp_args" \
+          "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
+      done
+    done
   fi
-fi
+
+  if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+    for seed in $seeds; do
+      todo=""
+      for fold in $folds; do
+        run_dir=$exp_dir/seed$seed/fold$fold
+        [ -f "$run_dir/$model_file" ] || { log "error: $run_dir has no trained model; run stage 2 first"; return 1; }
+        if stamp check "$run_dir/decode_test/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/test"; then
+          log "stage 3: $run_dir/decode_test is up to date; nothing to do"
+        else
+          rm -f "$run_dir/decode_test/.stage3.done"
+          todo="$todo${todo:+,}$fold"
+        fi
+      done
+      [ -n "$todo" ] || continue
+      log "stage 3: inference on the test sets, seed $seed, folds $todo"
+      ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" "$exp_dir/seed$seed/log/decode.JOB.log" \
+        python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/test" \
+          --outdir "$exp_dir/seed$seed/foldJOB/decode_test" --ngpu "$ngpu" \
+          ${functionals_scp:+--functionals-scp "$functionals_scp"}
+      for fold in ${todo//,/ }; do
+        run_dir=$exp_dir/seed$seed/fold$fold
+        stamp write "$run_dir/decode_test/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/test"
+      done
+    done
+  fi
+
+  if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
+    predictions=$(ls "$exp_dir"/seed*/fold*/decode_test/predictions 2>/dev/null || true)
+    [ -n "$predictions" ] || { log "error: $exp_dir has no test predictions; run stage 3 first"; return 1; }
+    # shellcheck disable=SC2086
+    if [ -f "$exp_dir/results.json" ] && stamp check "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions; then
+      log "stage 4: $exp_dir/results.json is up to date; nothing to do"
+    else
+      log "stage 4: scoring $exp_dir"
+      python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
+      # shellcheck disable=SC2086
+      stamp write "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions
+    fi
+  fi
+}
+
+for config in $experiments; do
+  run_experiment "$config" "$(tag_of "$config")"
+done
+
 log "done: stages $stage-$stop_stage of $(basename "$(pwd)") (tag $tag)"

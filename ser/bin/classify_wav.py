@@ -20,9 +20,11 @@ def main(argv=None) -> None:
         trained = load_trained(args.model_dir)
         print("file " + " ".join(trained.classes) + " prediction")
         for wav in args.wavs:
-            feats = torch.from_numpy(model_input_of_wav(trained, wav))[None]
+            frames, utterance = model_input_of_wav(trained, wav)
+            feats = torch.from_numpy(frames)[None]
             with torch.no_grad():
-                out = trained.model(feats, torch.tensor([feats.shape[1]]))
+                out = trained.model(feats, torch.tensor([feats.shape[1]]),
+                                    None if utterance is None else torch.from_numpy(utterance))
             probs = torch.softmax(out.logits, -1)[0].tolist()
             best = trained.classes[max(range(len(probs)), key=probs.__getitem__)]
             print(wav + " " + " ".join(f"{p:.4f}" for p in probs) + " " + best)

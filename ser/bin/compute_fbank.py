@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Callable
 
 import kaldiio
+import numpy as np
 
 from ser.audio import AudioError, load_mono
 from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
@@ -62,11 +64,32 @@ def write_fbank(
 ) -> tuple[int, int]:
     """Compute features for ``wav_scp`` into ark/scp and utt2num_frames (see module docstring).
     Returns (utterances, frames)."""
+    opts = check_fbank_options(opts)
+    channel = None if opts["channel"] == -1 else opts["channel"]
+    return write_feature_archive(
+        wav_scp, feats_ark, feats_scp, utt2num_frames, lambda samples: compute_fbank(samples, opts),
+        opts["sample-frequency"], channel, opts["min-duration"], compress, log_every, "compute_fbank")
+
+
+def write_feature_archive(
+    wav_scp: str,
+    feats_ark: str,
+    feats_scp: str,
+    utt2num_frames: str,
+    compute: Callable[[np.ndarray], np.ndarray],
+    sample_rate: int,
+    channel: int | None,
+    min_duration: float,
+    compress: bool,
+    log_every: int,
+    program: str,
+) -> tuple[int, int]:
+    """``compute(samples)`` -> (T, D) matrix for every wav.scp entry, under the completion protocol of the module
+    docstring. Samples are read by ser.audio.load_mono at ``sample_rate`` (int16 range). Returns (utterances,
+    frames)."""
     _remove(feats_scp, utt2num_frames, feats_ark)
     if "," in feats_ark or "," in feats_scp:
         raise ValueError(f"output paths must not contain ',': {feats_ark} {feats_scp}")
-    opts = check_fbank_options(opts)
-    channel = None if opts["channel"] == -1 else opts["channel"]
     entries = read_wav_scp(wav_scp)
     scp_tmp, frames_tmp = f"{feats_scp}.tmp", f"{utt2num_frames}.tmp"
     for path in (feats_ark, feats_scp, utt2num_frames):
@@ -79,8 +102,8 @@ def write_fbank(
         ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
             for done, (lineno, key, spec) in enumerate(entries, 1):
                 try:
-                    samples = load_mono(spec, opts["sample-frequency"], channel, opts["min-duration"])
-                    feats = compute_fbank(samples, opts)
+                    samples = load_mono(spec, sample_rate, channel, min_duration)
+                    feats = compute(samples)
                     if feats.shape[0] == 0:
                         raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
                 except AudioError as err:
@@ -89,7 +112,7 @@ def write_fbank(
                 frames_out.write(f"{key} {feats.shape[0]}\n")
                 total_frames += feats.shape[0]
                 if log_every > 0 and done % log_every == 0:
-                    print(f"compute_fbank: {done}/{len(entries)} utterances", file=sys.stderr)
+                    print(f"{program}: {done}/{len(entries)} utterances", file=sys.stderr)
     except BaseException:
         _remove(feats_ark, scp_tmp, frames_tmp)
         raise

@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     import torch
 
     from ser.features import read_fbank_conf
-    from ser.infer import fbank_of_wav, load_trained
+    from ser.infer import fbank_of_wav, load_trained, model_input_of_wav
     from ser.plot import plot_attention
 
     try:
@@ -28,9 +28,11 @@ def main(argv=None) -> None:
         if trained.config["frontend"] != "fbank":
             die(f"{args.model_dir}: pictures are drawn for fbank models (this one reads {trained.config['frontend']})")
         fbank = fbank_of_wav(args.model_dir, args.wav)
-        feats = torch.from_numpy(trained.normaliser(fbank))[None]
+        frames, utterance = model_input_of_wav(trained, args.wav)
+        feats = torch.from_numpy(frames)[None]
         with torch.no_grad():
-            out = trained.model(feats, torch.tensor([feats.shape[1]]))
+            out = trained.model(feats, torch.tensor([feats.shape[1]]),
+                                None if utterance is None else torch.from_numpy(utterance))
         if out.attention is None:
             die(f"{args.model_dir}: the model pools with {trained.config['encoder_conf'].get('pooling', 'mean')}, "
                 "which has no attention weights; use a model with pooling: flam")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 
-import yaml
-
 from ser.cli import die, read_classes, select_device, setup_logging
 
 
@@ -16,7 +14,8 @@ def main(argv=None) -> None:
     p.add_argument("--classes", required=True, help="classes.txt of the recipe (one class per line)")
     p.add_argument("--train-dir", required=True, help="data dir with feats.scp and utt2emo")
     p.add_argument("--valid-dir", required=True, help="validation data dir (training-fold speakers only)")
-    p.add_argument("--cmvn", required=True, help="global CMVN stats of the training fold (Kaldi matrix)")
+    p.add_argument("--cmvn", help="global CMVN stats of the training fold (Kaldi matrix; fbank front-end)")
+    p.add_argument("--functionals-scp", help="openSMILE functionals of data/all (configs with functionals)")
     p.add_argument("--fbank-conf", help="the feature config, kept with the model for single-file classification")
     p.add_argument("--outdir", required=True)
     p.add_argument("--seed", type=int, help="overrides the config's seed")
@@ -25,25 +24,26 @@ def main(argv=None) -> None:
                    help="override a top-level config key (YAML value), e.g. --set max_epoch=5")
     args = p.parse_args(argv)
 
-    from ser.config import ConfigError, load_config
+    from ser.config import ConfigError, load_any_config, parse_overrides
     from ser.datadir import DataDirError
     from ser.train import TrainingError, train
 
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            die(f"--set {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
     os.makedirs(os.path.dirname(os.path.abspath(args.outdir)), exist_ok=True)
     setup_logging()
     try:
-        config = load_config(args.config, overrides)
+        overrides = parse_overrides(args.set)
+        if args.seed is not None:
+            overrides["seed"] = args.seed
+        config = load_any_config(args.config, overrides)
         classes = read_classes(args.classes)
+        if config.get("system") == "classic":
+            from ser.classic import train_classic_run
+
+            train_classic_run(config, classes, args.functionals_scp, [args.train_dir, args.valid_dir], args.outdir)
+            return
         extra = {"fbank.conf": args.fbank_conf} if args.fbank_conf else {}
-        train(config, classes, args.train_dir, args.valid_dir, args.cmvn, args.outdir, select_device(args.ngpu), extra)
+        train(config, classes, args.train_dir, args.valid_dir, args.cmvn, args.outdir, select_device(args.ngpu), extra,
+              args.functionals_scp)
     except (ConfigError, DataDirError, TrainingError, ValueError) as e:
         die(str(e))
 

@@ -36,9 +36,11 @@ from ser.models.flam import POOLING_NAMES, FLAMModel  # noqa: E402
 from ser.models.subsampling import INPUT_LAYERS  # noqa: E402
 
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto"},
+    "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto",
+                 "fusion_dim": 128, "fusion_dropout": 0.5},
     "flam": {"d_model": 256, "num_heads": 16, "conv_channels": 32, "embed_dim": 64,
-             "dropout": 0.1, "pooling": "flam", "context_broadcasting": True, "input_layer": "auto"},
+             "dropout": 0.1, "pooling": "flam", "context_broadcasting": True, "input_layer": "auto",
+             "fusion_dim": 128, "fusion_dropout": 0.5},
 }
 
 # The input layer that encoder_conf.input_layer "auto" means for each front-end.
@@ -61,6 +63,9 @@ _VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "pooling": (lambda v: v in POOLING_NAMES, "one of " + ", ".join(POOLING_NAMES)),
     "context_broadcasting": (lambda v: isinstance(v, bool), "true or false"),
     "input_layer": (lambda v: v in ("auto",) + INPUT_LAYERS, "one of auto, " + ", ".join(INPUT_LAYERS)),
+    "fusion_dim": (_positive_int, "a positive integer"),
+    "fusion_dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
+                       "a number in [0, 1)"),
 }
 
 
@@ -74,12 +79,13 @@ def resolve_encoder_conf(encoder: str, encoder_conf: dict) -> dict[str, Any]:
 
 
 def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_classes: int,
-                frontend: str = "fbank", frontend_conf: Optional[dict] = None) -> nn.Module:
+                frontend: str = "fbank", frontend_conf: Optional[dict] = None, utterance_dim: int = 0) -> nn.Module:
     """The encoder named `encoder` (its defaults overridden by `encoder_conf`) behind `frontend`.
 
     fbank: input_dim is the feature dimension and the encoder is returned. wavlm: input_dim must be None
     (the frame dimension is the checkpoint's hidden_size) and a WaveModel is returned; it loads the
-    pretrained weights named by frontend_conf.
+    pretrained weights named by frontend_conf. utterance_dim > 0: the head fuses an utterance-level feature
+    vector of that size (the config's ``functionals``), given to forward as ``utterance``.
     """
     conf = resolve_encoder_conf(encoder, encoder_conf)
     frontend_conf = resolve_frontend_conf(frontend, frontend_conf)
@@ -90,7 +96,8 @@ def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_
     if frontend == "fbank":
         if not _positive_int(input_dim):
             raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
-        return _ENCODER_CLASSES[encoder](input_dim=input_dim, num_classes=num_classes, **conf)
+        return _ENCODER_CLASSES[encoder](input_dim=input_dim, num_classes=num_classes, utterance_dim=utterance_dim,
+                                         **conf)
     if input_dim is not None:
         raise ValueError(f"input_dim must be None for frontend {frontend!r} (its frame dimension comes "
                          f"from the checkpoint), got {input_dim!r}")
@@ -98,4 +105,5 @@ def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_
 
     wave_frontend = WavLMFrontend(frontend_conf)
     return WaveModel(wave_frontend, _ENCODER_CLASSES[encoder](input_dim=wave_frontend.output_dim,
-                                                              num_classes=num_classes, **conf))
+                                                              num_classes=num_classes, utterance_dim=utterance_dim,
+                                                              **conf))

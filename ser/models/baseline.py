@@ -4,6 +4,8 @@ mean pooling over valid frames. Its contrastive embedding is its embedding (no c
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor, nn
 
 from ser.models import ModelOutput
@@ -13,16 +15,18 @@ from ser.models.subsampling import build_input_layer, valid_mask
 
 class BaselineModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, conv_channels: int,
-                 embed_dim: int, dropout: float, input_layer: str = "conv2d"):
+                 embed_dim: int, dropout: float, input_layer: str = "conv2d", utterance_dim: int = 0,
+                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
         super().__init__()
         self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.frame_dropout = nn.Dropout(dropout)
-        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout)
+        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout, utterance_dim, fusion_dim,
+                                        fusion_dropout)
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> ModelOutput:
+    def forward(self, feats: Tensor, lengths: Tensor, utterance: Optional[Tensor] = None) -> ModelOutput:
         frames, frame_lengths = self.subsampling(feats, lengths)
         pooled = masked_mean(self.frame_dropout(frames), valid_mask(frame_lengths, frames.size(1)))
-        embedding = self.head.embed(pooled)
+        embedding = self.head.embedding(pooled, utterance)
         return ModelOutput(logits=self.head.classify(embedding), embedding=embedding,
                            contrastive_embedding=embedding, attention=None,
                            frame_lengths=frame_lengths)

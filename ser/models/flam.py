@@ -78,13 +78,33 @@ def build_pooling(name: str, dim: int) -> nn.Module:
 
 
 class EmbeddingClassifier(nn.Module):
-    """u -> e = Linear(u) (embedding) ; logits = Linear(Dropout(ReLU(e)))."""
+    """u -> e = Linear(u) (embedding) ; logits = Linear(Dropout(ReLU(e))).
 
-    def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float):
+    With utterance-level features v (F-dim, e.g. openSMILE functionals; utterance_dim > 0), the embedding fuses
+    them: e = Linear([u; Dropout(ReLU(Linear(Dropout_in(v))))]), the projection fusion_dim wide and the input
+    dropout fusion_dropout (a strong one: ComParE has 6373 values for about 1000 training utterances).
+    """
+
+    def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float, utterance_dim: int = 0,
+                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
         super().__init__()
-        self.embed = nn.Linear(input_dim, embed_dim)
+        fused_dim = fusion_dim if utterance_dim else 0
+        self.embed = nn.Linear(input_dim + fused_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(embed_dim, num_classes)
+        self.utterance = None
+        if utterance_dim:  # built last, so that a model without it initialises exactly as before
+            self.utterance = nn.Sequential(nn.Dropout(fusion_dropout), nn.Linear(utterance_dim, fusion_dim),
+                                           nn.ReLU(), nn.Dropout(dropout))
+
+    def embedding(self, pooled: Tensor, utterance: Optional[Tensor]) -> Tensor:
+        if self.utterance is None:
+            if utterance is not None:
+                raise ValueError("this model was built without utterance-level features")
+            return self.embed(pooled)
+        if utterance is None:
+            raise ValueError("this model fuses utterance-level features; none were given")
+        return self.embed(torch.cat([pooled, self.utterance(utterance.to(pooled.dtype))], dim=-1))
 
     def classify(self, embedding: Tensor) -> Tensor:
         return self.classifier(self.dropout(torch.relu(embedding)))
@@ -93,7 +113,8 @@ class EmbeddingClassifier(nn.Module):
 class FLAMModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
                  conv_channels: int, embed_dim: int, dropout: float, pooling: str,
-                 context_broadcasting: bool, input_layer: str = "conv2d"):
+                 context_broadcasting: bool, input_layer: str = "conv2d", utterance_dim: int = 0,
+                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
         super().__init__()
         self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.norm = nn.LayerNorm(d_model)
@@ -101,10 +122,11 @@ class FLAMModel(nn.Module):
                                                     batch_first=True)
         self.residual_dropout = nn.Dropout(dropout)
         self.pooling = build_pooling(pooling, d_model)
-        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout)
+        self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout, utterance_dim, fusion_dim,
+                                        fusion_dropout)
         self.context_broadcasting = context_broadcasting
 
-    def forward(self, feats: Tensor, lengths: Tensor) -> ModelOutput:
+    def forward(self, feats: Tensor, lengths: Tensor, utterance: Optional[Tensor] = None) -> ModelOutput:
         frames, frame_lengths = self.subsampling(feats, lengths)
         mask = valid_mask(frame_lengths, frames.size(1))
         # Every utterance keeps >= 1 valid frame (the input layer needs >= 1 input frame), so no
@@ -115,10 +137,10 @@ class FLAMModel(nn.Module):
         hidden = (frames + self.residual_dropout(attended)) * mask.unsqueeze(-1).to(frames.dtype)
 
         pooled, attention = self.pooling(hidden, mask)
-        embedding = self.head.embed(pooled)
+        embedding = self.head.embedding(pooled, utterance)
         if self.context_broadcasting:
             contrastive_pooled, _ = self.pooling(context_broadcast(hidden, mask), mask)
-            contrastive_embedding = self.head.embed(contrastive_pooled)
+            contrastive_embedding = self.head.embedding(contrastive_pooled, utterance)
         else:
             contrastive_embedding = embedding
         return ModelOutput(logits=self.head.classify(embedding), embedding=embedding,

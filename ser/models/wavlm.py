@@ -212,6 +212,6 @@ class WaveModel(nn.Module):
         self.frontend = frontend
         self.encoder = encoder
 
-    def forward(self, wave: Tensor, lengths: Tensor) -> ModelOutput:
+    def forward(self, wave: Tensor, lengths: Tensor, utterance: Optional[Tensor] = None) -> ModelOutput:
         frames, frame_lengths = self.frontend(wave, lengths)
-        return self.encoder(frames, frame_lengths)
+        return self.encoder(frames, frame_lengths, utterance)

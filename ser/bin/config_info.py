@@ -1,0 +1,40 @@
+"""What a stage script needs to know of a training config: python -m ser.bin.config_info CONFIG FIELD [--set K=V]
+
+FIELD: system (neural | classic), seed, functionals (the openSMILE feature set the run reads, or none),
+model_file (the file a finished fold's model is stored in). The config is fully resolved, so a bad key or value
+stops here with an error naming the file and key.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ser.cli import die
+
+FIELDS = ("system", "seed", "functionals", "model_file")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config")
+    p.add_argument("field", choices=FIELDS)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="as ser.bin.train's --set")
+    args = p.parse_args(argv)
+    from ser.config import ConfigError, load_any_config, parse_overrides
+
+    try:
+        config = load_any_config(args.config, parse_overrides(args.set))
+    except ConfigError as e:
+        die(str(e))
+    classic = config.get("system") == "classic"
+    value = {
+        "system": "classic" if classic else "neural",
+        "seed": config["seed"],
+        "functionals": config["feature_set"] if classic else config["functionals"],
+        "model_file": "model.npz" if classic else "model.pth",
+    }[args.field]
+    print(value)
+
+
+if __name__ == "__main__":
+    main()

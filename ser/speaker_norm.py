@@ -1,0 +1,64 @@
+"""Per-speaker normalisation: a protocol choice, ``none`` (the default) or ``cmvn``.
+
+``cmvn`` standardises every feature dimension with the mean and standard deviation of all of one speaker's
+feature rows (fbank frames, or one functionals vector per utterance), as Kaldi's per-speaker CMVN does. It uses
+no labels, but it does use the audio of the test speakers at test time: the statistics of a test speaker come
+from that speaker's test utterances, those of a training speaker from the training fold's own utterances. It is
+therefore a transductive protocol, reported apart from ``none`` (results.json carries it in its protocol).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ser.datadir import DataDirError, read_table
+
+SPEAKER_NORMS = ("none", "cmvn")
+STD_FLOOR = 1.0e-5
+
+
+def read_speakers(data_dir: str, keys: list[str]) -> list[str]:
+    """The speaker of each utterance in ``keys``, from the data dir's utt2spk."""
+    path = os.path.join(data_dir, "utt2spk")
+    utt2spk = read_table(path, min_fields=2, max_fields=2)
+    missing = [k for k in keys if k not in utt2spk]
+    if missing:
+        raise DataDirError(f"{path}: no speaker for {missing[0]} (and {len(missing) - 1} more)")
+    return [utt2spk[k] for k in keys]
+
+
+def speaker_statistics(rows: list[np.ndarray], speakers: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{speaker: (mean, std)} over every row (frame or vector) of that speaker's (T_i, D) matrices; float64
+    accumulation, std floored at STD_FLOOR."""
+    sums: dict[str, list] = {}
+    for mat, spk in zip(rows, speakers):
+        mat = np.asarray(mat, dtype=np.float64)
+        acc = sums.setdefault(spk, [0, np.zeros(mat.shape[1]), np.zeros(mat.shape[1])])
+        acc[0] += mat.shape[0]
+        acc[1] += mat.sum(0)
+        acc[2] += (mat * mat).sum(0)
+    stats = {}
+    for spk, (n, s1, s2) in sums.items():
+        mean = s1 / n
+        var = np.maximum(s2 / n - mean * mean, 0.0)
+        stats[spk] = (mean, np.maximum(np.sqrt(var), STD_FLOOR))
+    return stats
+
+
+class SpeakerNormaliser:
+    """x -> (x - mean_spk) / std_spk with the statistics of the utterance's speaker."""
+
+    def __init__(self, stats: dict[str, tuple[np.ndarray, np.ndarray]]):
+        self.stats = {spk: (m.astype(np.float32), (1.0 / s).astype(np.float32)) for spk, (m, s) in stats.items()}
+
+    @property
+    def speakers(self) -> list[str]:
+        return sorted(self.stats)
+
+    def __call__(self, x: np.ndarray, speaker: str) -> np.ndarray:
+        if speaker not in self.stats:
+            raise KeyError(f"no normalisation statistics for speaker {speaker!r}")
+        mean, inv_std = self.stats[speaker]
+        return ((x - mean) * inv_std).astype(np.float32)
