@@ -329,3 +329,22 @@ def test_running_magnitude_is_frozen_in_eval_mode():
     loss.eval()
     loss(*inputs(22))
     assert torch.equal(loss.running_magnitude, before) and int(loss.running_steps) == 1
+
+
+def test_hard_label_option_reads_the_dominant_class_only():
+    """hard_label: CE, KL and focal see one-hot targets of argmax(soft label); checked against torch's own
+    cross_entropy on the class indices."""
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4)
+    soft = torch.tensor([[0.7, 0.3, 0, 0], [0, 0.6, 0.4, 0], [0, 0, 1.0, 0], [0.2, 0, 0, 0.8],
+                         [0.55, 0, 0.45, 0], [0, 0, 0.1, 0.9]])
+    hard = MultiLoss({"ce": 1.0, "kl": 0.0, "focal": 0.0, "center": 0.0, "supcon": 0.0, "hard_label": True}, 4, 8)
+    soft_loss = MultiLoss({"ce": 1.0, "kl": 0.0, "focal": 0.0, "center": 0.0, "supcon": 0.0}, 4, 8)
+    total, _ = hard(logits, None, None, soft)
+    torch.testing.assert_close(total, F.cross_entropy(logits, soft.argmax(1)))
+    assert not torch.allclose(soft_loss(logits, None, None, soft)[0], total)
+    # KL to a one-hot target is the cross-entropy: with hard labels the two rungs coincide.
+    kl = MultiLoss({"ce": 0.0, "kl": 1.0, "focal": 0.0, "center": 0.0, "supcon": 0.0, "hard_label": True}, 4, 8)
+    torch.testing.assert_close(kl(logits, None, None, soft)[0], total)
+    with pytest.raises(LossConfigError, match="hard_label"):
+        MultiLoss({"hard_label": 1}, 4, 8)

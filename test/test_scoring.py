@@ -105,11 +105,24 @@ def test_compare_results_table(tmp_path):
     proc = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "exp")],
                           capture_output=True, text=True, env=python_env())
     assert proc.returncode == 0, proc.stderr
-    header, _, row = proc.stdout.splitlines()
+    title, _, header, _, row = proc.stdout.splitlines()
+    assert title.startswith("### Protocol: corpus fake") and "speaker_norm none" in title
     assert "UA" in header and "selection" in header
     with open(exp / "results.json") as f:
         ua = json.load(f)["summary"]["ua"]
-    assert f"{ua['mean']:.2f}" in row and "fake" in row and "valid_ua" in row and "`abc`" in row
+    assert f"{ua['mean']:.2f}" in row and "valid_ua" in row and "`abc`" in row
+    # Another protocol (per-speaker normalisation) gets a table of its own, never a row in the first one.
+    with open(exp / "results.json") as f:
+        other = json.load(f)
+    other["protocol"]["speaker_norm"] = "cmvn"
+    (tmp_path / "exp" / "other").mkdir()
+    with open(tmp_path / "exp" / "other" / "results.json", "w") as f:
+        json.dump(other, f)
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "exp")],
+                          capture_output=True, text=True, env=python_env())
+    tables = proc.stdout.split("### Protocol: ")[1:]
+    assert len(tables) == 2 and all(t.count(f"{ua['mean']:.2f} +-") == 1 for t in tables)
+    assert "speaker_norm cmvn" in tables[0] and "speaker_norm none" in tables[1]
     empty = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "none")],
                            capture_output=True, text=True)
     assert empty.returncode != 0 and "no results.json" in empty.stderr

@@ -185,3 +185,19 @@ def test_checkpoint_from_gpu_resumes_on_cpu(feature_dirs, tmp_path):
     resumed = run_training(feature_dirs, config, outdir)  # on the CPU
     assert "resuming after epoch" in resumed.stderr
     assert len(load_history(outdir)) == 8
+
+
+def test_center_optimizer_is_a_config_choice(feature_dirs, tmp_path):
+    """center_optim: adam gives the centres Adam's moments (saved in the checkpoint); sgd has none; an unknown
+    optimizer is a config error naming the key."""
+    states = {}
+    for name in ("sgd", "adam"):
+        config = write_config(tmp_path / f"{name}.yaml", center_optim=name, max_epoch=1)
+        run_training(feature_dirs, config, tmp_path / name)
+        checkpoint = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
+        states[name] = checkpoint["center_optimizer"]["state"]
+    assert "exp_avg" in states["adam"][0] and "exp_avg" not in states["sgd"].get(0, {})
+    bad = write_config(tmp_path / "bad.yaml", center_optim="rmsprop")
+    proc = subprocess.run(train_command(feature_dirs, bad, tmp_path / "bad"), env=python_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and "center_optim" in proc.stderr and "rmsprop" in proc.stderr
