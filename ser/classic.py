@@ -165,8 +165,24 @@ def cross_validate_c(x: np.ndarray, y: np.ndarray, speakers: list[str], config: 
     return {c: float(np.mean(v)) for c, v in scores.items()}
 
 
+def blas_threads() -> int:
+    """BLAS threads for the fits: OMP_NUM_THREADS (ser.sh sets it per job), else 1. BLAS's own default (every core
+    in every job) made scikit-learn about 100x slower on a 2-core machine."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
 def train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs: list[str], outdir: str) -> dict:
     """Fit the reference on the training-fold speakers; write model.npz, selection.json; return the selection."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=blas_threads()):
+        return _train_classic(config, classes, feats_scp, train_dirs, outdir)
+
+
+def _train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs: list[str], outdir: str) -> dict:
     from ser.train import git_revision  # noqa: PLC0415 (the trainer's helpers load torch)
 
     x, y, speakers, _ = load_functionals(feats_scp, train_dirs, classes)
