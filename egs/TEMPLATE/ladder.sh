@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # The ablation ladder of a recipe: every conf/tuning/*.yaml with several seeds, then one table.
-#   ../TEMPLATE/ladder.sh --seeds "0 1 2" [run.sh options, e.g. --corpus-dir DIR]      (from egs/<corpus>)
+#   ../TEMPLATE/ladder.sh [--seeds "0 1 2"] [--tuning-dir conf/tuning_fusion] [run.sh options, e.g. --corpus-dir DIR]
+#   (from egs/<corpus>; conf/tuning_fusion is the same ladder on the backbone with fused ComParE functionals)
 # Stages 0-1 run once (or are up to date); each rung trains, decodes and scores all folds for every seed.
 # The table (fold mean +- std and the seed spread per rung) goes to exp/LADDER.md.
 set -euo pipefail
 seeds="0 1 2"
-if [ "${1:-}" = "--seeds" ]; then seeds=$2; shift 2; fi
+tuning_dir=conf/tuning
+while [ $# -ge 2 ]; do
+  case "$1" in
+    --seeds) seeds=$2; shift 2 ;;
+    --tuning-dir) tuning_dir=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
 ./run.sh --stop-stage 1 "$@"
-for config in conf/tuning/*.yaml; do
-  ./run.sh --stage 2 --train-config "$config" --seeds "$seeds" "$@"
+for config in "$tuning_dir"/*.yaml; do
+  ./run.sh --stage 2 --train-config "$config" --seeds "$seeds" --classic-configs "" "$@"
 done
 . ./path.sh
-utils/compare_results.py exp > exp/LADDER.md
+# Every rung's experiment (and its *_spkcmvn sibling when run with --speaker-norm cmvn), one table per protocol.
+shopt -s nullglob
+rungs=()
+for config in "$tuning_dir"/*.yaml; do rungs+=(exp/"$(basename "$config" .yaml)"{,_spk*}); done
+utils/compare_results.py "${rungs[@]}" > exp/LADDER.md
 cat exp/LADDER.md
