@@ -96,9 +96,9 @@ def test_cross_validation_never_splits_a_speaker(functionals_dirs, monkeypatch):
     seen = []
     real_fit_path = classic.fit_path
 
-    def recording_fit_path(x_fit, y_fit, cs, max_iter):
+    def recording_fit_path(x_fit, y_fit, cs, max_iter, num_classes=None):
         seen.append(len(x_fit))
-        return real_fit_path(x_fit, y_fit, cs, max_iter)
+        return real_fit_path(x_fit, y_fit, cs, max_iter, num_classes)
 
     monkeypatch.setattr(classic, "fit_path", recording_fit_path)
     config = classic.resolve_classic_config({"feature_set": "eGeMAPSv02", "cv_folds": 4})

@@ -92,6 +92,12 @@ for config in $experiments; do
   # shellcheck disable=SC2046
   config_info "$config" system $(args_of "$config") >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
 done
+# shellcheck disable=SC2046
+if [ "$(config_info "$train_config" functionals $(args_of "$train_config"))" != none ] && \
+    ! python -c "import opensmile" 2>/dev/null; then
+  log "error: $train_config reads openSMILE functionals, and opensmile is not installed: run tools/install.sh --opensmile (audEERING's research licence, non-commercial use only)"
+  exit 1
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
