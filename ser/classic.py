@@ -183,8 +183,6 @@ def train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs: 
 
 
 def _train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs: list[str], outdir: str) -> dict:
-    from ser.train import git_revision  # noqa: PLC0415 (the trainer's helpers load torch)
-
     x, y, speakers, _ = load_functionals(feats_scp, train_dirs, classes)
     missing = [c for i, c in enumerate(classes) if not np.any(y == i)]
     if len(missing) >= len(classes) - 1:
@@ -206,8 +204,7 @@ def _train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs:
                  f"C of the logistic regression by {min(config['cv_folds'], len(set(speakers)))}-fold "
                  "speaker-grouped cross-validation over the training-fold speakers (mean UA); the test fold is "
                  "never seen", "C": best_c, "cv_ua": {str(c): cv[c] for c in config["c_grid"]},
-                 "train_speakers": sorted(set(speakers)), "train_utterances": len(y),
-                 "git_revision": git_revision()}
+                 "train_speakers": sorted(set(speakers)), "train_utterances": len(y)}
     log.info("%s: C=%g chosen (CV UA %s)", outdir, best_c, ", ".join(f"{c:g}: {v:.2f}" for c, v in cv.items()))
     path = os.path.join(outdir, "selection.json")
     with open(path + ".tmp", "w") as f:
@@ -244,7 +241,7 @@ def train_classic_run(config: dict, classes: list[str], feats_scp: str | None, t
                       outdir: str) -> dict:
     """A fold's reference in its run dir, with the neural trainer's conventions: a finished run with the same
     identity is kept as it is; a run dir of another identity is moved aside, never overwritten."""
-    from ser.train import claim_run_dir
+    from ser.train import claim_run_dir, git_revision
 
     if not feats_scp:
         raise ValueError(f"the classic reference reads {config['feature_set']} functionals: give their archive "
@@ -261,7 +258,8 @@ def train_classic_run(config: dict, classes: list[str], feats_scp: str | None, t
     os.makedirs(outdir, exist_ok=True)
     write_config(config, os.path.join(outdir, "config.yaml"))
     with open(os.path.join(outdir, "run.json.tmp"), "w") as f:
-        json.dump({"identity": identity, "train_dirs": train_dirs, "functionals_scp": feats_scp}, f, indent=2)
+        json.dump({"identity": identity, "train_dirs": train_dirs, "functionals_scp": feats_scp,
+                   "git_revision": git_revision()}, f, indent=2)
     os.replace(os.path.join(outdir, "run.json.tmp"), os.path.join(outdir, "run.json"))
     return train_classic(config, classes, feats_scp, train_dirs, outdir)
 

@@ -119,6 +119,8 @@ def test_classic_reference_learns_and_speaker_norm_uses_each_speakers_own_rows(f
         outdir = tmp_path / norm
         selection = train_classic_run(config, CLASSES, scp, [str(root / "train"), str(root / "valid")], str(outdir))
         assert selection["train_speakers"] == ["spk1", "spk2", "spk3", "spk4"]
+        with open(outdir / "run.json") as f:
+            assert json.load(f)["git_revision"] != ""
         keys, post = classify_classic(config, str(outdir), scp, str(root / "test"))
         labels = np.array([CLASSES.index(k.split("-")[2][:3]) for k in keys])
         scores[norm] = (post.argmax(1) == labels).mean()

@@ -9,4 +9,9 @@ cd "$(dirname "$0")"
 corpus_dir=/data/corpora/RAVDESS   # edit, or pass --corpus-dir
 class_set=8class
 
-./ser.sh --corpus ravdess --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"
+# The default model fuses openSMILE ComParE functionals (tools/install.sh --opensmile; audEERING's research
+# licence, non-commercial use): on RAVDESS it is 10 UA above the fbank-only model (RESULTS.md). For the fbank-only
+# model, pass --train-config conf/train.yaml.
+train_config=conf/train_fusion.yaml
+
+./ser.sh --corpus ravdess --corpus-dir "$corpus_dir" --class-set "$class_set" --train-config "$train_config" "$@"
