@@ -187,3 +187,39 @@ def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
         results = json.load(f)
     assert results["config"]["frontend"] == "wavlm" and results["protocol"]["folds_scored"] == [1]
     assert results["runs"]["0"]["1"]["num_utts"] == 96 and not results["protocol"]["complete"]
+
+
+def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, tmp_path):
+    """A FLAM model fusing eGeMAPS functionals, under both protocols: stage 1 computes the functionals, the tags and
+    results.json name the protocol, and a single file is classified with its functionals computed on the fly
+    (refused, naming the reason, for the per-speaker protocol, which needs all of a speaker's audio)."""
+    pytest.importorskip("opensmile", reason="opensmile is installed by tools/install.sh --opensmile/--test")
+    import yaml
+
+    tmp, _ = finished_recipe
+    with open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_fusion.yaml")) as f:
+        config = yaml.safe_load(f)
+    config["functionals"] = "eGeMAPSv02"
+    config["encoder_conf"].update(d_model=32, num_heads=4, conv_channels=8)
+    (tmp_path / "fusion.yaml").write_text(yaml.safe_dump(config))
+    for norm in ("none", "cmvn"):
+        run_recipe(tmp, "--exp-root", str(tmp_path / "exp"), "--stage", "1", "--folds", "1",
+                   "--train-config", str(tmp_path / "fusion.yaml"), "--speaker-norm", norm)
+    assert (tmp / "dump" / "functionals" / "eGeMAPSv02" / "feats.scp").exists()
+    for tag, norm in (("fusion", "none"), ("fusion_spkcmvn", "cmvn")):
+        with open(tmp_path / "exp" / tag / "results.json") as f:
+            results = json.load(f)
+        assert results["protocol"]["speaker_norm"] == norm and results["config"]["speaker_norm"] == norm
+        assert results["config"]["functionals"] == "eGeMAPSv02" and results["runs"]["0"]["1"]["num_utts"] == 96
+    wav = sorted((tmp / "corpus").glob("spk01/*.wav"))[0]
+    env = {**os.environ, "PYTHONPATH": REPO}
+    ok = subprocess.run([sys.executable, "-m", "ser.bin.classify_wav", "--model-dir",
+                         str(tmp_path / "exp" / "fusion" / "seed0" / "fold1"), str(wav)], capture_output=True,
+                        text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    probs = np.array(ok.stdout.splitlines()[1].split()[1:5], dtype=float)
+    assert abs(probs.sum() - 1) < 1e-3
+    refused = subprocess.run([sys.executable, "-m", "ser.bin.classify_wav", "--model-dir",
+                              str(tmp_path / "exp" / "fusion_spkcmvn" / "seed0" / "fold1"), str(wav)],
+                             capture_output=True, text=True, env=env)
+    assert refused.returncode != 0 and "per-speaker normalisation" in refused.stderr
