@@ -27,7 +27,7 @@ setup(
     extras_require={
         # The tests exercise the classic reference too, so they take the opensmile extra's packages.
         "test": ["pytest>=7", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3", "transformers>=4.40",
-                 "opensmile>=2.5"],
+                 "opensmile>=2.5", "ruff>=0.6"],
         "wavlm": ["transformers>=4.40"],
         # The classic reference (openSMILE functionals + logistic regression) and the functionals fusion.
         # opensmile's wheel carries audEERING's research licence: non-commercial use only.

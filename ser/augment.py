@@ -1,4 +1,4 @@
-"""Training-time mixup of one utterance with a partner (METHOD.md section 2).
+"""Training-time mixup of one utterance with a partner (docs/method.md section 2).
 
 Both mixups act on CPU numpy arrays before CMVN, in one of two domains:
 
@@ -166,7 +166,7 @@ class Mixup:
 
 
 class EnergyAdaptiveMixup(Mixup):
-    """Energy-Adaptive Mixup (METHOD.md section 2, steps 1-7).
+    """Energy-Adaptive Mixup (docs/method.md section 2, steps 1-7).
 
     The partner segment is scaled so that target-to-partner power ratio over the segment equals
     an snr drawn uniformly from ``snr_range`` dB; lam = (l / L_i) / (1 + 10**(snr / 10)).

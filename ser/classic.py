@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import yaml
 
+from ser.atomic import atomic_path, write_json
 from ser.config import ConfigError, check_keys, check_type, config_hash, write_config
 from ser.datadir import DataDirError
 from ser.dataset import read_labels
@@ -196,20 +197,16 @@ def _train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs:
     best_c = max(config["c_grid"], key=lambda c: (round(cv[c], 6), -c))  # ties: the stronger regularisation
     (model,) = fit_path(x, y, [best_c], config["max_iter"], len(classes))
     os.makedirs(outdir, exist_ok=True)
-    tmp = os.path.join(outdir, MODEL_FILE + ".tmp.npz")
-    np.savez(tmp, mean=model.mean, scale=model.scale, coef=model.coef, intercept=model.intercept,
-             classes=np.asarray(classes))
-    os.replace(tmp, os.path.join(outdir, MODEL_FILE))
+    with atomic_path(os.path.join(outdir, MODEL_FILE)) as tmp:
+        np.savez(tmp, mean=model.mean, scale=model.scale, coef=model.coef, intercept=model.intercept,
+                 classes=np.asarray(classes))
     selection = {"rule": "speaker_grouped_cv", "description":
                  f"C of the logistic regression by {min(config['cv_folds'], len(set(speakers)))}-fold "
                  "speaker-grouped cross-validation over the training-fold speakers (mean UA); the test fold is "
                  "never seen", "C": best_c, "cv_ua": {str(c): cv[c] for c in config["c_grid"]},
                  "train_speakers": sorted(set(speakers)), "train_utterances": len(y)}
     log.info("%s: C=%g chosen (CV UA %s)", outdir, best_c, ", ".join(f"{c:g}: {v:.2f}" for c, v in cv.items()))
-    path = os.path.join(outdir, "selection.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(selection, f, indent=2)
-    os.replace(path + ".tmp", path)
+    write_json(os.path.join(outdir, "selection.json"), selection)
     return selection
 
 
@@ -246,8 +243,8 @@ def train_classic_run(config: dict, classes: list[str], feats_scp: str | None, t
     if not feats_scp:
         raise ValueError(f"the classic reference reads {config['feature_set']} functionals: give their archive "
                          "(--functionals-scp)")
-    identity = {"config_hash": config_hash(config), "classes": classes,
-                "train_data": inputs_digest([os.path.join(d, f) for d in train_dirs for f in ("utt2emo", "utt2spk")])[:12],
+    labels = [os.path.join(d, f) for d in train_dirs for f in ("utt2emo", "utt2spk")]
+    identity = {"config_hash": config_hash(config), "classes": classes, "train_data": inputs_digest(labels)[:12],
                 "functionals": inputs_digest([feats_scp])[:12]}
     claim_run_dir(outdir, identity)
     selection_path = os.path.join(outdir, "selection.json")
@@ -257,10 +254,8 @@ def train_classic_run(config: dict, classes: list[str], feats_scp: str | None, t
             return json.load(f)
     os.makedirs(outdir, exist_ok=True)
     write_config(config, os.path.join(outdir, "config.yaml"))
-    with open(os.path.join(outdir, "run.json.tmp"), "w") as f:
-        json.dump({"identity": identity, "train_dirs": train_dirs, "functionals_scp": feats_scp,
-                   "git_revision": git_revision()}, f, indent=2)
-    os.replace(os.path.join(outdir, "run.json.tmp"), os.path.join(outdir, "run.json"))
+    write_json(os.path.join(outdir, "run.json"), {"identity": identity, "train_dirs": train_dirs,
+                                                  "functionals_scp": feats_scp, "git_revision": git_revision()})
     return train_classic(config, classes, feats_scp, train_dirs, outdir)
 
 

@@ -32,7 +32,8 @@ def select_device(ngpu: int) -> str:
     if ngpu <= 0:
         return "cpu"
     if not torch.cuda.is_available():
-        raise SystemExit("error: --ngpu %d asked for a GPU but torch sees none (CUDA build? CUDA_VISIBLE_DEVICES?)" % ngpu)
+        raise SystemExit(f"error: --ngpu {ngpu} asked for a GPU but torch sees none "
+                         "(CUDA build? CUDA_VISIBLE_DEVICES?)")
     return "cuda"
 
 

@@ -1,7 +1,7 @@
 """Experiment configs: ESPnet-style YAML, every key with a default, every key checked at load.
 
 A config names components (``encoder: flam``) and gives their options (``encoder_conf: {...}``). The defaults
-of each component live beside its code (ENCODER_DEFAULTS, AUGMENT_DEFAULTS, LOSS_DEFAULTS, FRONTEND_DEFAULTS);
+of each component live beside its code (ENCODER_DEFAULTS, AUGMENT_DEFAULTS, LOSS_DEFAULTS, each front-end class);
 this module merges them, rejects unknown keys by name and writes the resolved config that a run is reproduced from.
 """
 
@@ -11,6 +11,7 @@ import copy
 import hashlib
 import json
 import os
+from typing import Any, Callable
 
 import yaml
 
@@ -59,10 +60,11 @@ AMP_MODES = ("none", "bf16", "fp16")
 def _component_defaults() -> dict[str, dict[str, dict]]:
     """component key -> {name: defaults}; imported lazily so the config module stays light."""
     from ser.augment import AUGMENT_DEFAULTS
-    from ser.frontends import FRONTEND_DEFAULTS
+    from ser.frontends import FRONTENDS
     from ser.models import ENCODER_DEFAULTS
 
-    return {"frontend": FRONTEND_DEFAULTS, "encoder": ENCODER_DEFAULTS, "augment": AUGMENT_DEFAULTS}
+    return {"frontend": {name: cls.defaults for name, cls in FRONTENDS.items()}, "encoder": ENCODER_DEFAULTS,
+            "augment": AUGMENT_DEFAULTS}
 
 
 def check_keys(given: dict, allowed, where: str) -> None:
@@ -96,6 +98,28 @@ def check_type(value, default, where: str):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
     return value
+
+
+def resolve_component_conf(component: str, name: str, given: dict | None, table: dict[str, dict[str, Any]],
+                           rules: dict[str, tuple[Callable[[Any], bool], str]]) -> dict[str, Any]:
+    """table[name] overridden by given (the ``<component>_conf`` mapping), every key and value checked
+    against ``rules`` (key -> (is_valid, what is expected)); errors name the key."""
+    if name not in table:
+        raise ValueError(f"unknown {component} {name!r}; choose one of {', '.join(table)}")
+    given = {} if given is None else given
+    if not isinstance(given, dict):
+        raise ValueError(f"{component}_conf must be a mapping, got {type(given).__name__}")
+    defaults = table[name]
+    for key in given:
+        if key not in defaults:
+            raise ValueError(f"unknown key {component}_conf.{key} for {component} {name!r}; "
+                             f"valid keys: {', '.join(defaults)}")
+    conf = {**defaults, **given}
+    for key, value in conf.items():
+        is_valid, expected = rules[key]
+        if not is_valid(value):
+            raise ValueError(f"{component}_conf.{key} must be {expected}, got {value!r}")
+    return conf
 
 
 def _merge(defaults: dict, given: dict, where: str) -> dict:
@@ -144,11 +168,13 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {e}") from None
 
     if config["optim"] not in OPTIM_DEFAULTS:
-        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; choose one of {', '.join(OPTIM_DEFAULTS)}")
+        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; "
+                          f"choose one of {', '.join(OPTIM_DEFAULTS)}")
     optim_defaults = OPTIM_DEFAULTS[config["optim"]]
     config["optim_conf"] = _merge(optim_defaults, given.get("optim_conf") or {}, f"{source}: optim_conf")
     if config["scheduler"] not in SCHEDULERS:
-        raise ConfigError(f"{source}: scheduler: unknown value {config['scheduler']!r}; choose one of {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"{source}: scheduler: unknown value {config['scheduler']!r}; "
+                          f"choose one of {', '.join(SCHEDULERS)}")
     config["scheduler_conf"] = _merge(SCHEDULERS[config["scheduler"]],
                                       config["scheduler_conf"] if "scheduler_conf" in given else {},
                                       f"{source}: scheduler_conf")
@@ -162,9 +188,11 @@ def resolve_config(given: dict, source: str = "config") -> dict:
                          ("functionals", ("none",) + FEATURE_SETS)):
         if config[key] not in allowed:
             raise ConfigError(f"{source}: {key}: unknown value {config[key]!r}; choose one of {', '.join(allowed)}")
-    if config["speaker_norm"] != "none" and config["frontend"] != "fbank":
-        raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs frontend fbank (SSL front-ends "
-                          "normalise each utterance themselves)")
+    from ser.frontends import frontend_class
+
+    if config["speaker_norm"] != "none" and not frontend_class(config["frontend"]).supports_speaker_norm:
+        raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs a front-end with frame features "
+                          f"such as fbank ({config['frontend']} normalises each utterance itself)")
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
     for key in ("max_epoch", "batch_size"):
@@ -240,6 +268,6 @@ def config_hash(config: dict) -> str:
 
 
 def write_config(config: dict, path: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        yaml.safe_dump(config, f, sort_keys=False, default_flow_style=None)
-    os.replace(path + ".tmp", path)
+    from ser.atomic import write_text
+
+    write_text(path, yaml.safe_dump(config, sort_keys=False, default_flow_style=None))

@@ -19,7 +19,9 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Callable, Iterable, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
+
+from ser.atomic import umask, write_text
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,8 @@ def table_from_lines(lines: list[TableLine], name: str) -> dict[str, str]:
     first_line: dict[str, int] = {}
     for line in lines:
         if line.key in table:
-            raise DataDirError(f"{name}:{line.lineno}: duplicate key {line.key!r} (first on line {first_line[line.key]})")
+            raise DataDirError(f"{name}:{line.lineno}: duplicate key {line.key!r} "
+                               f"(first on line {first_line[line.key]})")
         table[line.key] = line.value
         first_line[line.key] = line.lineno
     return table
@@ -147,31 +150,11 @@ def format_table(table: dict[str, str] | Iterable[tuple[str, str]], name: str = 
     return "".join(out)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_text(path: str, text: str) -> None:
-    """Write atomically: a temp file in the same directory, renamed over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_table(path: str, table: dict[str, str] | list[tuple[str, str]]) -> None:
     """Write {key: value} sorted in the C locale, atomically (temp file + rename), ending with a newline."""
-    _write_text(path, format_table(table, path))
+    write_text(path, format_table(table, path))
 
 
 def utt2spk_to_spk2utt(utt2spk: dict[str, str]) -> dict[str, str]:
@@ -191,37 +174,6 @@ def spk2utt_to_utt2spk(spk2utt: dict[str, str]) -> dict[str, str]:
                 raise DataDirError(f"spk2utt: utterance {utt!r} is listed for speakers {utt2spk[utt]!r} and {spk!r}")
             utt2spk[utt] = spk
     return utt2spk
-
-
-class Segment(NamedTuple):
-    recording: str
-    start: float
-    end: float
-
-
-def read_segments(path: str) -> dict[str, Segment]:
-    """segments -> {utt: Segment(recording, start, end)}, times in seconds, each checked (0 <= start < end)."""
-    segments = {}
-    for line in _checked_lines(path, KNOWN_FILES["segments"]):
-        recording, start, end = line.value.split()
-        segments[line.key] = Segment(recording, float(start), float(end))
-    return segments
-
-
-def read_utt2emo(path: str, classes: Sequence[str] | None = None) -> dict[str, str]:
-    """utt2emo -> {utt: label}; with ``classes``, a label outside them is an error naming the line."""
-    table = {}
-    for line in _checked_lines(path, KNOWN_FILES["utt2emo"]):
-        error = _label_error(line.value, classes)
-        if error:
-            raise DataDirError(f"{path}:{line.lineno}: {error} (utterance {line.key!r})")
-        table[line.key] = line.value
-    return table
-
-
-def read_utt2dur(path: str) -> dict[str, float]:
-    """utt2dur -> {utt: seconds}, each duration checked to be positive."""
-    return {line.key: float(line.value) for line in _checked_lines(path, KNOWN_FILES["utt2dur"])}
 
 
 def read_list(path: str) -> list[str]:
@@ -824,8 +776,8 @@ def split_data_dir(src: str, nj: int, by_speaker: bool = False) -> list[str]:
     try:
         for i, utts in enumerate(part_utts, 1):
             _write_dir(os.path.join(tmp, str(i)), _restrict(tables, utts))
-        _write_text(os.path.join(tmp, _STAMP), json.dumps(stamp, sort_keys=True) + "\n")
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private
+        write_text(os.path.join(tmp, _STAMP), json.dumps(stamp, sort_keys=True) + "\n")
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes it private
         if os.path.isdir(split_dir):
             shutil.rmtree(split_dir)
         try:

@@ -189,7 +189,7 @@ class TrainBatches(torch.utils.data.Dataset):
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
         batch = {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
-                 "mixed": sum(e[2] > 0 for e in examples), "indices": torch.as_tensor(indices)}
+                 "indices": torch.as_tensor(indices)}
         if self.data.utterance is not None:
             # Utterance-level features are mixed with the label's weights (mixup in their own domain).
             u = self.data.utterance
@@ -208,7 +208,8 @@ def normalise(normaliser, x: np.ndarray, data: LabelledSet, index: int) -> np.nd
     return normaliser(x)
 
 
-def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser | None, batch_size: int, shard: tuple[int, int] = (0, 1)):
+def eval_batches(data: LabelledSet, normaliser: CmvnNormaliser | None, batch_size: int,
+                 shard: tuple[int, int] = (0, 1)):
     """Whole utterances in batches of similar length (sorted), for validation and inference.
 
     shard (rank, world): this process's share of the batches when evaluation is split across processes.

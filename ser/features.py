@@ -11,7 +11,6 @@ sums and, in its last column, the frame count; row 1 holds the per-dimension sum
 """
 from __future__ import annotations
 
-import os
 from typing import Callable, Iterable, Iterator
 
 import kaldi_native_fbank as knf
@@ -221,24 +220,35 @@ def num_frames(num_samples: int, opts: dict) -> int:
     return (num_samples + shift // 2) // shift
 
 
+def utterance_cmvn_stats(feats: np.ndarray) -> np.ndarray:
+    """The (2, D+1) CMVN statistics of one feature matrix (T, D): sums, frame count, sums of squares."""
+    feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim != 2:
+        raise ValueError(f"features must be a (frames, dim) matrix, got shape {feats.shape}")
+    stats = np.zeros((2, feats.shape[1] + 1), dtype=np.float64)
+    stats[0, :-1] = feats.sum(axis=0)
+    stats[0, -1] = feats.shape[0]
+    stats[1, :-1] = np.square(feats).sum(axis=0)
+    return stats
+
+
 class CmvnAccumulator:
-    """Accumulates global CMVN statistics in Kaldi's (2, D+1) layout."""
+    """Accumulates global CMVN statistics in Kaldi's (2, D+1) layout, utterance by utterance."""
 
     def __init__(self) -> None:
         self.stats: np.ndarray | None = None
 
     def add(self, feats: np.ndarray) -> None:
-        feats = np.asarray(feats, dtype=np.float64)
-        if feats.ndim != 2:
-            raise ValueError(f"features must be a (frames, dim) matrix, got shape {feats.shape}")
-        dim = feats.shape[1]
+        self.add_stats(utterance_cmvn_stats(feats))
+
+    def add_stats(self, stats: np.ndarray) -> None:
+        """Add statistics accumulated elsewhere (e.g. one utterance's utterance_cmvn_stats)."""
         if self.stats is None:
-            self.stats = np.zeros((2, dim + 1), dtype=np.float64)
-        elif self.stats.shape[1] != dim + 1:
-            raise ValueError(f"feature dimension {dim} differs from the earlier {self.stats.shape[1] - 1}")
-        self.stats[0, :dim] += feats.sum(axis=0)
-        self.stats[0, dim] += feats.shape[0]
-        self.stats[1, :dim] += np.square(feats).sum(axis=0)
+            self.stats = np.zeros_like(stats)
+        elif self.stats.shape != stats.shape:
+            raise ValueError(f"feature dimension {stats.shape[1] - 1} differs from the earlier "
+                             f"{self.stats.shape[1] - 1}")
+        self.stats += stats
 
     def result(self) -> np.ndarray:
         if self.stats is None:
@@ -283,28 +293,20 @@ class CmvnNormaliser:
         return ((feats - self.mean) * self.inv_std).astype(np.float32)
 
 
-def apply_cmvn(feats: np.ndarray, stats: np.ndarray, norm_vars: bool = True) -> np.ndarray:
-    """Subtract the mean (and divide by the standard deviation) given by Kaldi CMVN stats."""
-    return CmvnNormaliser(stats, norm_vars)(feats)
-
-
 CMVN_ARK_KEY = "global"
 
 
 def write_cmvn_stats(path: str, stats: np.ndarray) -> None:
     """Write stats as ``.npy`` or, for any other name, a Kaldi ark holding one matrix keyed
     "global" (readable by Kaldi's copy-matrix). Written to a temporary name, then renamed."""
-    tmp_path = f"{path}.tmp"
-    try:
+    from ser.atomic import atomic_path
+
+    with atomic_path(path) as tmp_path:
         if path.endswith(".npy"):
             with open(tmp_path, "wb") as out:
                 np.save(out, np.asarray(stats, dtype=np.float64))
         else:
             kaldiio.save_ark(tmp_path, {CMVN_ARK_KEY: np.asarray(stats, dtype=np.float64)})
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def read_cmvn_stats(path: str) -> np.ndarray:

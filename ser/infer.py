@@ -10,11 +10,11 @@ import torch
 import yaml
 
 from ser.config import resolve_config
-from ser.dataset import LabelledSet
-from ser.features import CmvnNormaliser, read_cmvn_stats
+from ser.dataset import LabelledSet, eval_batches
+from ser.distributed import Distributed
+from ser.frontends import Frontend, frontend_of
 from ser.inputs import prepare_test_inputs, standardise_utterance, uses_functionals
 from ser.models import build_model
-from ser.train import load_inputs, predict
 
 
 @dataclass
@@ -22,8 +22,25 @@ class TrainedModel:
     model: torch.nn.Module
     config: dict
     classes: list[str]
-    normaliser: CmvnNormaliser | None  # None for waveform front-ends and per-speaker CMVN
+    normaliser: object | None  # the front-end's fold normaliser (global CMVN of fbank); None where it needs none
     model_dir: str
+
+    @property
+    def frontend(self) -> Frontend:
+        return frontend_of(self.config)
+
+
+@torch.no_grad()
+def predict(model, data: LabelledSet, normaliser, device, num_classes: int,
+            batch_size: int = 16, dist: Distributed | None = None) -> np.ndarray:
+    """Posteriors (N, C) of whole utterances, in the order of data.keys (shared out over ranks when distributed)."""
+    model.eval()
+    shard = (dist.rank, dist.world) if dist else (0, 1)
+    posteriors = np.zeros((len(data.keys), num_classes), dtype=np.float32)
+    for indices, feats, lengths, utterance in eval_batches(data, normaliser, batch_size, shard):
+        out = model(feats.to(device), lengths.to(device), None if utterance is None else utterance.to(device))
+        posteriors[indices] = torch.softmax(out.logits.float(), dim=-1).cpu().numpy()
+    return dist.sum_(posteriors) if dist else posteriors
 
 
 def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth") -> TrainedModel:
@@ -38,16 +55,14 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     with open(os.path.join(model_dir, "run.json")) as f:
         classes = json.load(f)["identity"]["classes"]
     state = torch.load(os.path.join(model_dir, weights), map_location=device, weights_only=True)
-    normaliser, input_dim, utterance_dim = None, None, 0
+    utterance_dim = 0
     if uses_functionals(config):
         utterance_dim = int(state["head.utterance.1.weight"].shape[1]) if "head.utterance.1.weight" in state else \
             int(state["encoder.head.utterance.1.weight"].shape[1])
-    if config["frontend"] == "fbank":
-        stats = read_cmvn_stats(os.path.join(model_dir, "cmvn.ark"))
-        normaliser = CmvnNormaliser(stats, config["frontend_conf"]["norm_vars"])
-        input_dim = normaliser.dim
-    model = build_model(config["encoder"], config["encoder_conf"], input_dim, len(classes),
-                        frontend=config["frontend"], frontend_conf=config["frontend_conf"], utterance_dim=utterance_dim)
+    frontend = frontend_of(config)
+    normaliser = frontend.fold_normaliser(os.path.join(model_dir, "cmvn.ark")) if frontend.uses_fold_cmvn else None
+    model = build_model(config["encoder"], config["encoder_conf"], normaliser.dim if normaliser else None,
+                        len(classes), frontend=frontend, utterance_dim=utterance_dim)
     model.load_state_dict(state)
     model.to(device).eval()
     return TrainedModel(model, config, classes, normaliser, model_dir)
@@ -57,7 +72,7 @@ def classify_data_dir(trained: TrainedModel, data_dir: str, device: str = "cpu",
                       functionals_scp: str | None = None) -> tuple[LabelledSet, np.ndarray]:
     """Posteriors of every utterance of a data dir. Under speaker_norm cmvn each speaker is normalised with the
     statistics of its own utterances in this data dir."""
-    data = load_inputs(trained.config, data_dir, trained.classes)
+    data = trained.frontend.load(data_dir, trained.classes)
     normaliser = prepare_test_inputs(trained.config, data, data_dir, trained.model_dir, trained.normaliser,
                                      functionals_scp)
     return data, predict(trained.model, data, normaliser, device, len(trained.classes))
@@ -76,8 +91,8 @@ def write_predictions(outdir: str, keys: list[str], posteriors: np.ndarray, clas
 
 
 def model_input_of_wav(trained: TrainedModel, wav: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """What the model reads for one audio file: CMVN-normalised fbank as in stage 1, or the 16 kHz waveform; and
-    the standardised (1, F) functionals when the model fuses them (else None)."""
+    """What the model reads for one audio file, computed as stage 1 did for its training data; and the standardised
+    (1, F) functionals when the model fuses them (else None)."""
     if trained.config["speaker_norm"] != "none":
         raise ValueError(f"{trained.model_dir}: the model was trained with per-speaker normalisation, which needs "
                          "all of a speaker's utterances: classify a data dir with utt2spk (python -m ser.bin.infer)")
@@ -89,27 +104,4 @@ def model_input_of_wav(trained: TrainedModel, wav: str) -> tuple[np.ndarray, np.
         samples = load_mono(wav, SAMPLE_RATE, None, min_duration=0.1)
         utterance = standardise_utterance(
             trained.model_dir, compute_functionals(make_extractor(trained.config["functionals"]), samples))
-    return _frames_of_wav(trained, wav), utterance
-
-
-def _frames_of_wav(trained: TrainedModel, wav: str) -> np.ndarray:
-    from ser.audio import load_mono
-    from ser.frontends import WAVE_SAMPLE_RATE
-
-    if trained.config["frontend"] == "fbank":
-        return trained.normaliser(fbank_of_wav(trained.model_dir, wav))
-    return load_mono(wav, WAVE_SAMPLE_RATE, None, min_duration=0.1)
-
-
-def fbank_of_wav(model_dir: str, wav: str) -> np.ndarray:
-    """Features of one audio file computed exactly as stage 1 did for the model's training data."""
-    from ser.audio import load_mono
-    from ser.features import compute_fbank, read_fbank_conf
-
-    conf_path = os.path.join(model_dir, "fbank.conf")
-    if not os.path.isfile(conf_path):
-        raise FileNotFoundError(f"{model_dir}: no fbank.conf (the model was trained without --fbank-conf)")
-    opts = read_fbank_conf(conf_path)
-    channel = opts.get("channel", -1)
-    samples = load_mono(wav, int(opts["sample-frequency"]), None if channel < 0 else channel, min_duration=0.1)
-    return compute_fbank(samples, opts)
+    return trained.frontend.inputs_of_wav(wav, trained.model_dir, trained.normaliser), utterance

@@ -17,9 +17,10 @@ import os
 import kaldiio
 import numpy as np
 
+from ser.atomic import atomic_path
 from ser.datadir import DataDirError, read_table
 from ser.dataset import LabelledSet
-from ser.features import CmvnNormaliser, read_cmvn_stats
+from ser.frontends import frontend_of
 from ser.speaker_norm import SpeakerNormaliser, read_speakers, speaker_statistics
 
 UTTERANCE_NORM_FILE = "utterance_norm.npz"
@@ -54,12 +55,6 @@ def attach_speakers(config: dict, data: LabelledSet, data_dir: str) -> None:
         data.speakers = read_speakers(data_dir, data.keys)
 
 
-def speaker_normaliser(sets: list[LabelledSet], rows=lambda s: s.feats) -> SpeakerNormaliser:
-    """Per-speaker statistics over the rows of every utterance of ``sets`` (their speakers' utterances only)."""
-    return SpeakerNormaliser(speaker_statistics([r for s in sets for r in rows(s)],
-                                                [spk for s in sets for spk in s.speakers]))
-
-
 def speaker_normalise_rows(x: np.ndarray, speakers: list[str]) -> np.ndarray:
     """Every row of x (N, F) z-normalised with the statistics of its speaker's rows in x (and nothing else)."""
     norm = SpeakerNormaliser(speaker_statistics(list(x[:, None, :]), speakers))
@@ -77,8 +72,8 @@ def _speaker_normalised_utterances(sets: list[LabelledSet]) -> None:
 
 def prepare_training_inputs(config: dict, train_set: LabelledSet, valid_set: LabelledSet, train_dir: str,
                             valid_dir: str, cmvn_path: str | None, functionals_scp: str | None, outdir: str | None):
-    """Attach speakers and utterance features to both sets; return the frame normaliser (None for waveforms).
-    The utterance standardisation is written to outdir/utterance_norm.npz."""
+    """Attach speakers and utterance features to both sets; return the front-end's normaliser (None where its inputs
+    need none). The utterance standardisation is written to outdir/utterance_norm.npz."""
     for data, data_dir in ((train_set, train_dir), (valid_set, valid_dir)):
         attach_speakers(config, data, data_dir)
         if uses_functionals(config):
@@ -92,30 +87,26 @@ def prepare_training_inputs(config: dict, train_set: LabelledSet, valid_set: Lab
         for data in (train_set, valid_set):
             data.utterance = ((data.utterance - mean) / scale).astype(np.float32)
         if outdir:
-            tmp = os.path.join(outdir, UTTERANCE_NORM_FILE + ".tmp.npz")
-            np.savez(tmp, mean=mean, scale=scale)
-            os.replace(tmp, os.path.join(outdir, UTTERANCE_NORM_FILE))
-    if config["frontend"] != "fbank":
-        return None
+            with atomic_path(os.path.join(outdir, UTTERANCE_NORM_FILE)) as tmp:
+                np.savez(tmp, mean=mean, scale=scale)
+    frontend = frontend_of(config)
     if config["speaker_norm"] == "cmvn":
-        return speaker_normaliser([train_set, valid_set])
-    if not cmvn_path:
-        raise InputError("the fbank front-end needs the training fold's CMVN statistics (--cmvn)")
-    return CmvnNormaliser(read_cmvn_stats(cmvn_path), config["frontend_conf"]["norm_vars"])
+        return frontend.speaker_normaliser([train_set, valid_set])
+    return frontend.fold_normaliser(cmvn_path)
 
 
 def prepare_test_inputs(config: dict, data: LabelledSet, data_dir: str, model_dir: str, global_normaliser,
                         functionals_scp: str | None):
-    """Attach speakers and (normalised) utterance features to a test set; return its frame normaliser: the
-    model's global CMVN, or each test speaker's own statistics under speaker_norm cmvn."""
+    """Attach speakers and (normalised) utterance features to a test set; return its normaliser: the model's own
+    (global_normaliser), or each test speaker's own statistics under speaker_norm cmvn."""
     attach_speakers(config, data, data_dir)
     if uses_functionals(config):
         data.utterance = read_utterance_features(functionals_scp, data.keys)
         if config["speaker_norm"] == "cmvn":
             _speaker_normalised_utterances([data])
         data.utterance = standardise_utterance(model_dir, data.utterance)
-    if config["frontend"] == "fbank" and config["speaker_norm"] == "cmvn":
-        return speaker_normaliser([data])
+    if config["speaker_norm"] == "cmvn":
+        return frontend_of(config).speaker_normaliser([data])
     return global_normaliser
 
 

@@ -1,4 +1,4 @@
-"""Loss terms of the multi-loss objective (METHOD.md section 4) and their weighted sum.
+"""Loss terms of the multi-loss objective (docs/method.md section 4) and their weighted sum.
 
 Targets are soft labels (rows summing to 1, one-hot when no mixup happened); every loss is a
 mean over the batch.
@@ -155,12 +155,59 @@ class MultiLoss(nn.Module):
         self.center = CenterLoss(num_classes, embed_dim) if self.conf["center"] > 0 else None
         self.register_buffer("running_magnitude", torch.zeros(len(TERMS), dtype=torch.float64))
         self.register_buffer("running_steps", torch.zeros((), dtype=torch.long))
+        self._divisors: dict[str, float] = {}
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler = None
 
-    def center_parameters(self) -> list[nn.Parameter]:
-        """The center loss's centers (empty when it is off), for their own optimizer."""
+    # The loss's own parameters (the centres) are trained by the loss's own optimizer, which the trainer drives
+    # through the five methods below without knowing which terms own parameters.
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the loss itself (the center loss's centres; empty when it is off)."""
         return [] if self.center is None else list(self.center.parameters())
 
-    def _term(self, term: str, logits, embedding, contrastive_embedding, soft_target, labels) -> Tensor:
+    def attach_optimizer(self, kind: str, lr: float, make_scheduler) -> None:
+        """Give the own parameters their optimizer: plain SGD, or Adam with default moments as in the LAM lineage,
+        at ``lr``, with the scheduler that ``make_scheduler(optimizer)`` builds. No-op without own parameters."""
+        params = self.own_parameters()
+        if not params:
+            return
+        self.optimizer = (torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr))
+        self.scheduler = make_scheduler(self.optimizer)
+
+    def zero_grad(self) -> None:
+        if self.optimizer:
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def step(self, average_, loss_scale: float | None = None) -> None:
+        """Update the own parameters from the last backward pass. The gradients are averaged over ranks by
+        ``average_`` and divided by the weight the centre term entered the total with (its loss weight, over its
+        running magnitude when scaled) and by the fp16 loss scale: Wen et al. update the centres at their own
+        rate, independent of how the term is weighted."""
+        if not self.optimizer:
+            return
+        grads = [p.grad for p in self.own_parameters() if p.grad is not None]
+        average_(grads)
+        weight = self.conf["center"] / self._divisors.get("center", 1.0)
+        for g in grads:
+            g.div_(weight * loss_scale if loss_scale is not None else weight)
+        self.optimizer.step()
+
+    def end_epoch(self) -> None:
+        if self.scheduler:
+            self.scheduler.step()
+
+    def optimizer_state(self) -> dict:
+        if not self.optimizer:
+            return {}
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        if self.optimizer:
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+
+    def _term(self, term: str, logits, embedding, contrastive_embedding, soft_target, labels, ranks) -> Tensor:
         if term == "ce":
             return soft_cross_entropy(logits, soft_target)
         if term == "kl":
@@ -173,7 +220,14 @@ class MultiLoss(nn.Module):
             return self.center(embedding, labels)
         if contrastive_embedding is None:
             raise ValueError("the supcon loss is on but no contrastive_embedding was given")
-        return supervised_contrastive(contrastive_embedding, labels, self.conf["temperature"])
+        if ranks is None or ranks.world == 1:
+            return supervised_contrastive(contrastive_embedding, labels, self.conf["temperature"])
+        # Data-parallel: the contrastive pairs span the whole batch, as in one process. Every rank computes the
+        # loss of the whole batch with only its own rows differentiable; the gradient is multiplied by the number
+        # of ranks (the value is not), so that the ranks' averaged gradients are the one-process gradient.
+        loss = supervised_contrastive(ranks.gather_rows(contrastive_embedding), ranks.gather_rows(labels),
+                                      self.conf["temperature"])
+        return loss * ranks.world - loss.detach() * (ranks.world - 1)
 
     def _magnitudes(self, values: dict[str, float]) -> dict[str, float]:
         """Update (in training mode) and return the bias-corrected running magnitude per term."""
@@ -192,20 +246,23 @@ class MultiLoss(nn.Module):
                 for term in values}
 
     def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
-                soft_target: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """(weighted total, {term: unweighted value, ..., "total": weighted total})."""
+                soft_target: Tensor, ranks=None) -> tuple[Tensor, dict[str, float]]:
+        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``ranks``
+        (ser.distributed.Distributed): with several ranks, each holding part of the batch, the supervised contrastive
+        term is computed over the whole batch."""
         labels = soft_target.argmax(dim=1)
         if self.conf["hard_label"]:
             soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
         losses, values = {}, {}
         for term in self.active:
-            loss = self._term(term, logits, embedding, contrastive_embedding, soft_target, labels)
+            loss = self._term(term, logits, embedding, contrastive_embedding, soft_target, labels, ranks)
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(term, value)
             losses[term], values[term] = loss, value
         divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
                     else dict.fromkeys(values, 1.0))
+        self._divisors = divisors
         total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
         values["total"] = float(total.detach())
         return total, values

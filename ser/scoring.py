@@ -15,6 +15,7 @@ import re
 import numpy as np
 import yaml
 
+from ser.atomic import write_json, write_text
 from ser.datadir import read_table
 from ser.metrics import classification_scores, mean_std
 
@@ -60,14 +61,12 @@ def score_fold(fold_dir: str, test_dir: str, classes: list[str]) -> dict:
     if os.path.isfile(selection_path):
         with open(selection_path) as f:
             scores["selection"] = json.load(f)
-    with open(os.path.join(decode, "scores.json"), "w") as f:
-        json.dump(scores, f, indent=1)
+    write_json(os.path.join(decode, "scores.json"), scores, indent=1)
     width = max(len(c) for c in classes) + 1
     lines = ["ref\\hyp".ljust(width) + "".join(c.rjust(width) for c in classes)]
     for c, row in zip(classes, scores["confusion"]):
         lines.append(c.ljust(width) + "".join(str(v).rjust(width) for v in row))
-    with open(os.path.join(decode, "confusion.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    write_text(os.path.join(decode, "confusion.txt"), "\n".join(lines) + "\n")
     from ser.plot import plot_confusion
 
     plot_confusion(np.array(scores["confusion"]), classes, os.path.join(decode, "confusion.png"),
@@ -132,12 +131,8 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
                                                         "per_speaker_ua", "selection") if m in v}
                           for k, v in folds.items()} for s, folds in per_seed.items()},
     }
-    tmp = os.path.join(exp_dir, "results.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1)
-    os.replace(tmp, os.path.join(exp_dir, "results.json"))
-    with open(os.path.join(exp_dir, "RESULTS.md"), "w") as f:
-        f.write(results_markdown(results))
+    write_json(os.path.join(exp_dir, "results.json"), results, indent=1)
+    write_text(os.path.join(exp_dir, "RESULTS.md"), results_markdown(results))
     return results
 
 
@@ -165,8 +160,9 @@ def protocol_name(protocol: dict) -> str:
 def results_markdown(results: dict) -> str:
     p = results["protocol"]
     s = results["summary"]
+    class_set = f" (class set `{p['class_set']}`)" if p.get("class_set") else ""
     lines = [f"# {results['experiment']}: {p.get('corpus', '?')}", "",
-             f"- classes ({len(p['classes'])}): {' '.join(p['classes'])}" + (f" (class set `{p['class_set']}`)" if p.get('class_set') else ""),
+             f"- classes ({len(p['classes'])}): {' '.join(p['classes'])}{class_set}",
              f"- folds: {len(p['folds'])} ({p.get('fold_scheme', 'speaker-independent')}); scored: {p['folds_scored']}"
              + ("" if p["complete"] else " **(incomplete)**"),
              f"- validation: {p['validation']} ({p.get('valid_mode', '?')}, fraction {p.get('valid_fraction', '?')});"
@@ -181,7 +177,8 @@ def results_markdown(results: dict) -> str:
     for seed, folds in results["runs"].items():
         for fold, r in folds.items():
             epoch = r.get("selection", {}).get("epoch", "-")
-            lines.append(f"| {seed} | {fold} | {r['ua']:.2f} | {r['wa']:.2f} | {r['macro_f1']:.2f} | {r['num_utts']} | {epoch} |")
+            lines.append(f"| {seed} | {fold} | {r['ua']:.2f} | {r['wa']:.2f} | {r['macro_f1']:.2f} | {r['num_utts']} "
+                         f"| {epoch} |")
     lines += ["", "| metric | mean | std over folds | seed spread (std of seed means) |", "|---|---|---|---|"]
     for metric in METRICS:
         m = s[metric]

@@ -48,7 +48,6 @@ def is_up_to_date(stamp: str, paths: list[str], extra: str = "") -> bool:
 
 
 def write_stamp(stamp: str, paths: list[str], extra: str = "") -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(stamp)), exist_ok=True)
-    with open(stamp + ".tmp", "w") as f:
-        f.write(inputs_digest(paths, extra) + "\n")
-    os.replace(stamp + ".tmp", stamp)
+    from ser.atomic import write_text
+
+    write_text(stamp, inputs_digest(paths, extra) + "\n")

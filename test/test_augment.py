@@ -8,8 +8,15 @@ import kaldi_native_fbank as knf
 import numpy as np
 import pytest
 
-from ser.augment import (AUGMENT_DEFAULTS, AugmentConfigError, EnergyAdaptiveMixup, LengthMixup,
-                         MixDraw, build_augment, soft_label)
+from ser.augment import (
+    AUGMENT_DEFAULTS,
+    AugmentConfigError,
+    EnergyAdaptiveMixup,
+    LengthMixup,
+    MixDraw,
+    build_augment,
+    soft_label,
+)
 
 SAMPLE_RATE = 16000
 FRAME_SHIFT = 160   # 10 ms

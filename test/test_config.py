@@ -8,10 +8,11 @@ import os
 import pytest
 import yaml
 
-from conftest import REPO
 from ser.config import ConfigError, config_hash, load_any_config, load_config, resolve_config
 from ser.losses import LOSS_DEFAULTS
 from ser.models import ENCODER_DEFAULTS
+
+from conftest import REPO
 
 
 def test_defaults_are_the_method_defaults():

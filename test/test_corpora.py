@@ -15,12 +15,19 @@ from collections import Counter
 import pytest
 import soundfile
 
-import corpus_fakes
 from ser.bin import prepare_data
 from ser.corpora import iemocap, msp_improv, ravdess, savee
-from ser.corpora.common import (CorpusError, Utterance, check_counts, prepare_recipe_data, split_train_valid,
-                                write_data_dir)
+from ser.corpora.common import (
+    CorpusError,
+    Utterance,
+    check_counts,
+    prepare_recipe_data,
+    split_train_valid,
+    write_data_dir,
+)
 from ser.datadir import read_table, validate_data_dir
+
+import corpus_fakes
 
 RAVDESS_REAL = "/work/shared/corpora/RAVDESS"
 
@@ -219,7 +226,7 @@ def test_ravdess_7class_and_bad_names(tmp_path):
 
 @pytest.mark.skipif(not os.path.isdir(RAVDESS_REAL), reason=f"the real RAVDESS copy {RAVDESS_REAL} is absent")
 def test_ravdess_real_copy(tmp_path):
-    # Published counts (METHOD.md section 6): 1440 = neutral 96, every other emotion 192.
+    # Published counts (docs/method.md section 6): 1440 = neutral 96, every other emotion 192.
     others = ("calm", "happy", "sad", "angry", "fearful", "disgust", "surprised")
     published = {"neutral": 96, **{emotion: 192 for emotion in others}}
     prepare_data.main(["--corpus", "ravdess", "--corpus-dir", RAVDESS_REAL, "--data-dir", str(tmp_path / "data"),

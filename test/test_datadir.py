@@ -7,12 +7,14 @@ coreutils commands that script runs (``LC_ALL=C sort -uC`` on the keys, ``LC_ALL
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ser import datadir
@@ -366,16 +368,6 @@ def test_utt2spk_spk2utt_round_trip():
         datadir.spk2utt_to_utt2spk({"a": "u1 u2", "b": "u2"})
 
 
-def test_readers(tmp_path):
-    d = make_dir(tmp_path / "d", segments=True)
-    segments = datadir.read_segments(f"{d}/segments")
-    assert segments["spkA-u2"] == datadir.Segment("spkA-rec0", 0.5, 2.5)
-    assert datadir.read_utt2emo(f"{d}/utt2emo", CLASSES)["spkB-u2"] == "sad"
-    with pytest.raises(DataDirError, match=r"utt2emo:1: label 'ang'"):
-        datadir.read_utt2emo(f"{d}/utt2emo", ["hap"])
-    assert datadir.read_utt2dur(f"{d}/utt2dur")["spkB-u1"] == 0.75
-
-
 # ---------------------------------------------------------------------------------------------- fix
 
 def test_fix_repairs_unsorted_inconsistent_dir(tmp_path):
@@ -445,7 +437,8 @@ def test_subset_by_utterances_and_speakers(tmp_path):
     datadir.validate_data_dir(dst, need_feats=True)
     assert read_lines(dst, "utt2spk") == ["spkA-u1 spkA", "spkB-u3 spkB"]
     assert read_lines(dst, "spk2gender") == ["spkA m", "spkB f"]
-    assert read_lines(dst, "feats.scp") == [l for l in read_lines(src, "feats.scp") if l.split()[0] in ("spkA-u1", "spkB-u3")]
+    kept = ("spkA-u1", "spkB-u3")
+    assert read_lines(dst, "feats.scp") == [l for l in read_lines(src, "feats.scp") if l.split()[0] in kept]
     assert not os.path.exists(os.path.join(dst, "cmvn.scp"))
 
     datadir.subset_data_dir(src, dst, spk_list=["spkB"])
@@ -588,3 +581,21 @@ def test_wrapper_with_python_from_path(tmp_path):
     r = subprocess.run(["bash", os.path.join(REPO, "utils", "validate_data_dir.sh"), "--classes", "ang hap neu sad", d],
                        capture_output=True, text=True, env=env, cwd=str(tmp_path))
     assert r.returncode == 0 and "valid data directory (6 utterances, 3 speakers)" in r.stdout, r.stderr
+
+
+def test_atomic_path_leaves_the_old_file_or_the_new_one(tmp_path):
+    """An output is replaced only when its writer finishes; a failing writer leaves the old file and no temporary."""
+    from ser.atomic import atomic_path, write_json
+
+    path = tmp_path / "results.json"
+    write_json(str(path), {"ua": 1.0})
+    with pytest.raises(RuntimeError):
+        with atomic_path(str(path)) as tmp:
+            open(tmp, "w").write('{"ua": ')
+            raise RuntimeError("killed while writing")
+    assert json.loads(path.read_text()) == {"ua": 1.0}
+    assert os.listdir(tmp_path) == ["results.json"]
+    with atomic_path(str(tmp_path / "stats.npz")) as tmp:
+        assert tmp.endswith(".npz")  # numpy.savez keeps the name
+        np.savez(tmp, x=np.arange(3))
+    assert sorted(os.listdir(tmp_path)) == ["results.json", "stats.npz"]

@@ -1,7 +1,8 @@
 """Data-parallel training (torchrun, gloo backend on CPU, two processes) against one process with the same seed.
 
-With dropout off and per-sample-mean loss terms (KL, focal, centre), splitting each batch over two ranks and
-averaging their gradients is the same computation as one process on the whole batch, up to float summation order.
+With dropout off, splitting each batch over two ranks and averaging their gradients is the same computation as one
+process on the whole batch, up to float summation order: the per-sample-mean terms (KL, focal, centre) by the
+averaging, the supervised contrastive term because every rank computes it over the whole batch.
 Stated tolerance: per-epoch training loss terms within 1e-4 relative, validation UA/WA within 1.5 points
 (one of the 24 validation utterances may flip on a near tie), selected epochs equal.
 """
@@ -23,7 +24,7 @@ CONFIG = {
     "encoder": "flam",
     "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16, "dropout": 0.0},
     "augment": "eam",
-    "loss_conf": {"kl": 1.0, "focal": 1.0, "center": 0.002, "supcon": 0.0},
+    "loss_conf": {"kl": 1.0, "focal": 1.0, "center": 0.002, "supcon": 0.1},
     "optim_conf": {"lr": 3.0e-3},
     "max_epoch": 3,
     "batch_size": 8,  # 96 training utterances: 12 full batches, 4 utterances per rank
@@ -48,7 +49,7 @@ def test_two_ranks_match_one_process(feature_dirs, tmp_path):
     two = json.loads((tmp_path / "two" / "history.json").read_text())
     assert len(one) == len(two) == CONFIG["max_epoch"]
     for a, b in zip(one, two):
-        assert set(a["train"]) == set(b["train"]) == {"kl", "focal", "center", "total"}
+        assert set(a["train"]) == set(b["train"]) == {"kl", "focal", "center", "supcon", "total"}
         for term in a["train"]:
             assert b["train"][term] == pytest.approx(a["train"][term], rel=1e-4)
         assert abs(a["valid"]["ua"] - b["valid"]["ua"]) <= 1.5 and abs(a["valid"]["wa"] - b["valid"]["wa"]) <= 1.5

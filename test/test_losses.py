@@ -11,8 +11,17 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
 import ser.losses as losses
-from ser.losses import (LOSS_DEFAULTS, CenterLoss, LossConfigError, MultiLoss, NonFiniteLossError,
-                        focal_loss, kl_divergence, soft_cross_entropy, supervised_contrastive)
+from ser.losses import (
+    LOSS_DEFAULTS,
+    CenterLoss,
+    LossConfigError,
+    MultiLoss,
+    NonFiniteLossError,
+    focal_loss,
+    kl_divergence,
+    soft_cross_entropy,
+    supervised_contrastive,
+)
 
 NUM_CLASSES, EMBED_DIM, BATCH = 4, 8, 16
 
@@ -213,9 +222,35 @@ def test_multiloss_gradients_reach_every_input_and_the_centers():
     logits, embedding, contrastive, target = inputs(15, requires_grad=True)
     total, _ = loss(logits, embedding, contrastive, target)
     total.backward()
-    for tensor in (logits, embedding, contrastive, *loss.center_parameters()):
+    for tensor in (logits, embedding, contrastive, *loss.own_parameters()):
         assert tensor.grad is not None and torch.isfinite(tensor.grad).all() and tensor.grad.abs().sum() > 0
-    assert loss.center_parameters() == [loss.center.centers]
+    assert loss.own_parameters() == [loss.center.centers]
+
+
+@pytest.mark.parametrize("scaled", [False, True])
+def test_centre_step_is_the_centre_loss_gradient_whatever_the_weighting(scaled):
+    """The loss's own optimizer moves each centre by lr times the gradient of the unweighted centre loss,
+    -(1/B) sum_{i: y_i = k} (e_i - c_k) (Wen et al.), whatever the term's weight, its running-magnitude scaling
+    and the fp16 loss scale; the gradients pass through the rank averaging hook."""
+    lr, scale = 0.5, 8.0
+    loss = MultiLoss({"center": 0.002, "scale_by_running_magnitude": scaled}, NUM_CLASSES, EMBED_DIM)
+    loss.attach_optimizer("sgd", lr, lambda optimizer: None)
+    logits, embedding, contrastive, target = inputs(21, requires_grad=True)
+    for _ in range(3):  # a few steps, so that the running magnitude is far from 1
+        loss.zero_grad()
+        centres = loss.center.centers.detach().double().numpy().copy()
+        total, terms = loss(logits, embedding, contrastive, target)
+        (scale * total).backward()
+        averaged = []
+        loss.step(lambda grads: averaged.extend(grads), loss_scale=scale)
+        labels = target.argmax(1).numpy()
+        e = embedding.detach().double().numpy()
+        gradient = np.zeros_like(centres)
+        for i, k in enumerate(labels):
+            gradient[k] -= (e[i] - centres[k]) / len(labels)
+        np.testing.assert_allclose(loss.center.centers.detach().numpy(), centres - lr * gradient, rtol=1e-4,
+                                   atol=1e-6)
+        assert len(averaged) == 1
 
 
 def test_weight_zero_skips_the_term(monkeypatch):
@@ -229,7 +264,7 @@ def test_weight_zero_skips_the_term(monkeypatch):
     total, terms = loss(logits, None, None, target)
     assert set(terms) == {"kl", "total"}
     assert total.item() == pytest.approx(terms["kl"])
-    assert loss.center_parameters() == []
+    assert loss.own_parameters() == []
     assert not any("center" in key for key in loss.state_dict())
 
 

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import overfit_losses
-
 from ser.models import ENCODER_DEFAULTS, ModelOutput, build_model
 from ser.models.flam import AttentionPooling, context_broadcast, masked_max, masked_mean
-from ser.models.subsampling import (Conv2dSubsampling, receptive_field_center, subsampled_length,
-                                    valid_mask)
+from ser.models.subsampling import Conv2dSubsampling, receptive_field_center, subsampled_length, valid_mask
 from ser.plot import attention_frame_edges, plot_attention, plot_confusion
+
+from conftest import overfit_losses
 
 INPUT_DIM = 20
 NUM_CLASSES = 4

@@ -56,7 +56,9 @@ def test_all_stages_produce_scored_results(finished_recipe):
 def test_test_speakers_never_reach_training(finished_recipe):
     tmp, _ = finished_recipe
     for fold in range(1, 5):
-        spk = lambda part: {line.split()[1] for line in (tmp / "dump" / f"fold{fold}" / part / "utt2spk").open()}
+        def spk(part, fold=fold):
+            return {line.split()[1] for line in (tmp / "dump" / f"fold{fold}" / part / "utt2spk").open()}
+
         assert not spk("test") & (spk("train") | spk("valid"))
         assert spk("valid") <= spk("train")
 

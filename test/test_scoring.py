@@ -10,10 +10,11 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from sklearn.metrics import balanced_accuracy_score, accuracy_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+from ser.scoring import score_experiment
 
 from conftest import REPO, python_env
-from ser.scoring import score_experiment
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 

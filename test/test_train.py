@@ -64,6 +64,9 @@ def test_training_learns_and_selects_on_validation(uninterrupted):
     assert len(history) == FAST_CONFIG["max_epoch"]
     assert history[-1]["train"]["total"] < 0.7 * history[0]["train"]["total"]
     assert max(h["valid"]["ua"] for h in history) > 50.0  # 4 classes: chance is 25
+    # each epoch records the rate it trained with: the configured rate, then the exponential decay
+    gamma = 0.875
+    assert [h["lr"] for h in history] == pytest.approx([3.0e-3 * gamma ** (h["epoch"] - 1) for h in history])
     with open(root / "run" / "selection.json") as f:
         selection = json.load(f)
     best = max(history, key=lambda h: h["valid"]["ua"])
@@ -195,9 +198,38 @@ def test_center_optimizer_is_a_config_choice(feature_dirs, tmp_path):
         config = write_config(tmp_path / f"{name}.yaml", center_optim=name, max_epoch=1)
         run_training(feature_dirs, config, tmp_path / name)
         checkpoint = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
-        states[name] = checkpoint["center_optimizer"]["state"]
+        states[name] = checkpoint["criterion_optimizer"]["optimizer"]["state"]
     assert "exp_avg" in states["adam"][0] and "exp_avg" not in states["sgd"].get(0, {})
     bad = write_config(tmp_path / "bad.yaml", center_optim="rmsprop")
     proc = subprocess.run(train_command(feature_dirs, bad, tmp_path / "bad"), env=python_env(), capture_output=True,
                           text=True)
     assert proc.returncode != 0 and "center_optim" in proc.stderr and "rmsprop" in proc.stderr
+
+
+def test_a_frontend_is_one_class_and_one_registry_line(feature_dirs, tmp_path, monkeypatch):
+    """A front-end registered under a new name trains and classifies exactly as the one it copies: the trainer and
+    inference ask the front-end object and never compare its name."""
+    from ser.config import resolve_config
+    from ser.frontends import FRONTENDS
+    from ser.frontends.fbank import Fbank
+    from ser.infer import classify_data_dir, load_trained
+    from ser.train import train
+
+    class RenamedFbank(Fbank):
+        name = "renamed_fbank"
+
+    monkeypatch.setitem(FRONTENDS, RenamedFbank.name, RenamedFbank)
+    classes = [c.strip() for c in open(feature_dirs / "classes.txt") if c.strip()]
+    posteriors = {}
+    for name in ("fbank", "renamed_fbank"):
+        config = resolve_config({**FAST_CONFIG, "max_epoch": 2, "frontend": name})
+        outdir = str(tmp_path / name)
+        train(config, classes, str(feature_dirs / "train"), str(feature_dirs / "valid"),
+              str(feature_dirs / "train" / "cmvn.ark"), outdir)
+        trained = load_trained(outdir)
+        assert type(trained.frontend) is FRONTENDS[name]
+        posteriors[name] = classify_data_dir(trained, str(feature_dirs / "valid"))[1]
+    fbank = torch.load(tmp_path / "fbank" / "model.pth")
+    renamed = torch.load(tmp_path / "renamed_fbank" / "model.pth")
+    assert all(torch.equal(fbank[k], renamed[k]) for k in fbank)
+    assert (posteriors["fbank"] == posteriors["renamed_fbank"]).all()

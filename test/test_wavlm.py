@@ -12,6 +12,7 @@ pytest.importorskip("transformers")
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel  # noqa: E402
 
 from ser.frontends import FRONTEND_DEFAULTS, resolve_frontend_conf  # noqa: E402
+from ser.frontends.wavlm import WavLM  # noqa: E402
 from ser.models import ModelOutput, build_model  # noqa: E402
 from ser.models.subsampling import Conv2dSubsampling, LinearInput  # noqa: E402
 from ser.models.wavlm import WaveModel, WavLMFrontend, build_tiny_wavlm, normalize_waveform  # noqa: E402
@@ -52,7 +53,7 @@ def make_wave(lengths, seed=0, scale=3000.0):
 
 def frontend(path, **conf):
     torch.manual_seed(0)
-    return WavLMFrontend({"path": path, **conf})
+    return WavLMFrontend(WavLM.resolve({"path": path, **conf}))
 
 
 def reference_model(path):
@@ -273,7 +274,7 @@ def test_missing_path_error_tells_how_to_fix():
 
 def test_path_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="frontend_conf.path.*config.json"):
-        WavLMFrontend({"path": str(tmp_path)})
+        WavLMFrontend(WavLM.resolve({"path": str(tmp_path)}))
 
 
 @pytest.mark.parametrize("conf,key", [

@@ -3,7 +3,7 @@
 Usage: python -m ser.bin.compute_fbank --config conf/fbank.conf WAV_SCP FEATS_ARK FEATS_SCP UTT2NUM_FRAMES
 
 Completion protocol: the ark is written under its final name (the scp must point at it), while
-FEATS_SCP and UTT2NUM_FRAMES are written as ``<name>.tmp`` and renamed only after every utterance
+FEATS_SCP and UTT2NUM_FRAMES are written to temporary names (ser.atomic) and renamed only after every utterance
 succeeded, utt2num_frames first and feats.scp last. Outputs of an earlier run are deleted before
 anything else, so a failed or killed run never leaves a feats.scp behind: its presence means the
 job finished. On an error the partial ark and the temporary files are removed (a killed job may
@@ -19,6 +19,7 @@ from typing import Callable
 import kaldiio
 import numpy as np
 
+from ser.atomic import atomic_path
 from ser.audio import AudioError, load_mono
 from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
 
@@ -91,33 +92,32 @@ def write_feature_archive(
     if "," in feats_ark or "," in feats_scp:
         raise ValueError(f"output paths must not contain ',': {feats_ark} {feats_scp}")
     entries = read_wav_scp(wav_scp)
-    scp_tmp, frames_tmp = f"{feats_scp}.tmp", f"{utt2num_frames}.tmp"
     for path in (feats_ark, feats_scp, utt2num_frames):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     total_frames = 0
     try:
-        with kaldiio.WriteHelper(
-            f"ark,scp:{feats_ark},{scp_tmp}",
-            compression_method=TWO_BYTE_COMPRESSION if compress else None,
-        ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
-            for done, (lineno, key, spec) in enumerate(entries, 1):
-                try:
-                    samples = load_mono(spec, sample_rate, channel, min_duration)
-                    feats = compute(samples)
-                    if feats.shape[0] == 0:
-                        raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
-                except AudioError as err:
-                    raise AudioError(f"{wav_scp}:{lineno}: utterance {key}: {err}") from err
-                writer(key, feats)
-                frames_out.write(f"{key} {feats.shape[0]}\n")
-                total_frames += feats.shape[0]
-                if log_every > 0 and done % log_every == 0:
-                    print(f"{program}: {done}/{len(entries)} utterances", file=sys.stderr)
+        # Leaving the block renames utt2num_frames first and feats.scp last (ser.atomic).
+        with atomic_path(feats_scp) as scp_tmp, atomic_path(utt2num_frames) as frames_tmp:
+            with kaldiio.WriteHelper(
+                f"ark,scp:{feats_ark},{scp_tmp}",
+                compression_method=TWO_BYTE_COMPRESSION if compress else None,
+            ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
+                for done, (lineno, key, spec) in enumerate(entries, 1):
+                    try:
+                        samples = load_mono(spec, sample_rate, channel, min_duration)
+                        feats = compute(samples)
+                        if feats.shape[0] == 0:
+                            raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
+                    except AudioError as err:
+                        raise AudioError(f"{wav_scp}:{lineno}: utterance {key}: {err}") from err
+                    writer(key, feats)
+                    frames_out.write(f"{key} {feats.shape[0]}\n")
+                    total_frames += feats.shape[0]
+                    if log_every > 0 and done % log_every == 0:
+                        print(f"{program}: {done}/{len(entries)} utterances", file=sys.stderr)
     except BaseException:
-        _remove(feats_ark, scp_tmp, frames_tmp)
+        _remove(feats_ark)
         raise
-    os.replace(frames_tmp, utt2num_frames)
-    os.replace(scp_tmp, feats_scp)
     return len(entries), total_frames
 
 

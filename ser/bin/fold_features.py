@@ -13,8 +13,6 @@ import argparse
 import json
 import os
 
-import numpy as np
-
 from ser.cli import die
 
 
@@ -24,17 +22,15 @@ def main(argv=None) -> None:
     p.add_argument("--dump-dir", required=True, help="holds all/ with feats.scp; fold dirs are written beside it")
     args = p.parse_args(argv)
     from ser.datadir import DataDirError, read_table, subset_data_dir, validate_data_dir
-    from ser.features import iter_feats_scp, write_cmvn_stats
+    from ser.features import CmvnAccumulator, iter_feats_scp, utterance_cmvn_stats, write_cmvn_stats
 
     try:
         with open(os.path.join(args.data_dir, "protocol.json")) as f:
             protocol = json.load(f)
         all_dir = os.path.join(args.dump_dir, "all")
-        # Per-utterance sufficient statistics (sum, sum of squares, frames), so that each fold's CMVN is a sum.
-        utt_stats = {}
-        for utt, feats in iter_feats_scp(os.path.join(all_dir, "feats.scp")):
-            x = feats.astype(np.float64)
-            utt_stats[utt] = (x.sum(axis=0), np.square(x).sum(axis=0), x.shape[0])
+        # Per-utterance sufficient statistics, so that each fold's CMVN is a sum of them.
+        utt_stats = {utt: utterance_cmvn_stats(feats)
+                     for utt, feats in iter_feats_scp(os.path.join(all_dir, "feats.scp"))}
         for fold in sorted(protocol["folds"], key=int):
             for part in ("train", "valid", "test"):
                 utts = list(read_table(os.path.join(args.data_dir, f"fold{fold}", part, "utt2spk"), 2, 2))
@@ -42,14 +38,10 @@ def main(argv=None) -> None:
                 subset_data_dir(all_dir, out, utt_list=utts)
                 validate_data_dir(out, classes=protocol["classes"], need_feats=True)
                 if part == "train":
-                    dim = len(next(iter(utt_stats.values()))[0])
-                    stats = np.zeros((2, dim + 1))
+                    accumulator = CmvnAccumulator()
                     for utt in utts:
-                        total, squares, frames = utt_stats[utt]
-                        stats[0, :dim] += total
-                        stats[1, :dim] += squares
-                        stats[0, dim] += frames
-                    write_cmvn_stats(os.path.join(out, "cmvn.ark"), stats)
+                        accumulator.add_stats(utt_stats[utt])
+                    write_cmvn_stats(os.path.join(out, "cmvn.ark"), accumulator.result())
             print(f"fold {fold}: train/valid/test feature dirs and training-set CMVN ({len(utts)} test utterances)")
     except (OSError, ValueError, KeyError, DataDirError) as e:
         die(str(e))

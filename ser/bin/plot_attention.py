@@ -19,15 +19,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from ser.features import read_fbank_conf
-    from ser.infer import fbank_of_wav, load_trained, model_input_of_wav
+    from ser.infer import load_trained, model_input_of_wav
     from ser.plot import plot_attention
 
     try:
         trained = load_trained(args.model_dir)
-        if trained.config["frontend"] != "fbank":
-            die(f"{args.model_dir}: pictures are drawn for fbank models (this one reads {trained.config['frontend']})")
-        fbank = fbank_of_wav(args.model_dir, args.wav)
+        picture, shift = trained.frontend.picture_of_wav(args.wav, args.model_dir)
         frames, utterance = model_input_of_wav(trained, args.wav)
         feats = torch.from_numpy(frames)[None]
         with torch.no_grad():
@@ -38,9 +35,8 @@ def main(argv=None) -> None:
                 "which has no attention weights; use a model with pooling: flam")
         probs = torch.softmax(out.logits, -1)[0]
         best = int(probs.argmax())
-        shift = float(read_fbank_conf(os.path.join(args.model_dir, "fbank.conf"))["frame-shift"]) / 1000.0
         title = f"{os.path.basename(args.wav)}: {trained.classes[best]} ({100 * float(probs[best]):.0f}%)"
-        plot_attention(fbank, out.attention[0, : int(out.frame_lengths[0])].numpy(), shift, args.out_png, title)
+        plot_attention(picture, out.attention[0, : int(out.frame_lengths[0])].numpy(), shift, args.out_png, title)
     except (OSError, ValueError) as e:
         die(str(e))
     print(f"written: {args.out_png}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -15,6 +14,7 @@ from typing import Callable, Iterable
 
 import soundfile
 
+from ser.atomic import write_json
 from ser.audio import read_audio
 from ser.datadir import utt2spk_to_spk2utt, validate_data_dir, write_table
 
@@ -329,9 +329,6 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
         "num_utterances": len(utts),
         "num_speakers": len({u.spk_id for u in utts}),
     }
-    with open(os.path.join(data_dir, "protocol.json.tmp"), "w", encoding="utf-8") as f:
-        json.dump(protocol, f, indent=2)
-        f.write("\n")
-    os.replace(os.path.join(data_dir, "protocol.json.tmp"), os.path.join(data_dir, "protocol.json"))
+    write_json(os.path.join(data_dir, "protocol.json"), protocol)
     with open(done_marker, "w", encoding="utf-8") as f:
         f.write(command + "\n")

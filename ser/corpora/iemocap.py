@@ -18,8 +18,15 @@ import glob
 import os
 import re
 
-from ser.corpora.common import (CorpusError, Utterance, check_unique, folds_by_group, map_label,
-                                report_missing_audio, resolve_class_set)
+from ser.corpora.common import (
+    CorpusError,
+    Utterance,
+    check_unique,
+    folds_by_group,
+    map_label,
+    report_missing_audio,
+    resolve_class_set,
+)
 
 CORPUS = "iemocap"
 

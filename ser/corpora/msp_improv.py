@@ -23,8 +23,15 @@ from __future__ import annotations
 import os
 import re
 
-from ser.corpora.common import (CorpusError, Utterance, check_unique, folds_by_group, map_label,
-                                report_missing_audio, resolve_class_set)
+from ser.corpora.common import (
+    CorpusError,
+    Utterance,
+    check_unique,
+    folds_by_group,
+    map_label,
+    report_missing_audio,
+    resolve_class_set,
+)
 
 CORPUS = "msp_improv"
 

@@ -16,8 +16,7 @@ import glob
 import os
 import re
 
-from ser.corpora.common import (CorpusError, Utterance, check_unique, folds_by_group, map_label,
-                                resolve_class_set)
+from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
 
 CORPUS = "savee"
 

@@ -8,32 +8,22 @@ frontend "wavlm": a WaveModel (ser.models.wavlm), WavLM followed by the encoder 
 >= 400 samples (one WavLM frame).
 
 encoder_conf.input_layer: "conv2d" (2-layer conv subsampling, time / 4, conv_channels channels),
-"linear" (Linear to d_model + dropout, frame rate kept) or "auto": conv2d for fbank, linear for wavlm.
+"linear" (Linear to d_model + dropout, frame rate kept) or "auto": the front-end's default_input_layer (conv2d
+for fbank, linear for wavlm).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-from torch import Tensor, nn
+from torch import nn
 
-from ser.frontends import resolve_component_conf, resolve_frontend_conf
-
-
-@dataclass
-class ModelOutput:
-    logits: Tensor  # (B, C)
-    embedding: Tensor  # (B, E), for the center loss
-    contrastive_embedding: Tensor  # (B, E), for the supervised contrastive loss
-    attention: Optional[Tensor]  # (B, T') pooling weights, zero on padding; None unless flam pooling
-    frame_lengths: Tensor  # (B,) valid frames after the encoder's input layer
-
-
-# The model modules import ModelOutput from this package, so they are imported after its definition.
-from ser.models.baseline import BaselineModel  # noqa: E402
-from ser.models.flam import POOLING_NAMES, FLAMModel  # noqa: E402
-from ser.models.subsampling import INPUT_LAYERS  # noqa: E402
+from ser.config import resolve_component_conf
+from ser.frontends import Frontend, make_frontend
+from ser.models.baseline import BaselineModel
+from ser.models.flam import POOLING_NAMES, FLAMModel
+from ser.models.output import ModelOutput  # noqa: F401 (re-exported)
+from ser.models.subsampling import INPUT_LAYERS
 
 ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
     "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto",
@@ -42,9 +32,6 @@ ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
              "dropout": 0.1, "pooling": "flam", "context_broadcasting": True, "input_layer": "auto",
              "fusion_dim": 128, "fusion_dropout": 0.5},
 }
-
-# The input layer that encoder_conf.input_layer "auto" means for each front-end.
-AUTO_INPUT_LAYER = {"fbank": "conv2d", "wavlm": "linear"}
 
 _ENCODER_CLASSES = {"baseline": BaselineModel, "flam": FLAMModel}
 
@@ -79,31 +66,22 @@ def resolve_encoder_conf(encoder: str, encoder_conf: dict) -> dict[str, Any]:
 
 
 def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_classes: int,
-                frontend: str = "fbank", frontend_conf: Optional[dict] = None, utterance_dim: int = 0) -> nn.Module:
-    """The encoder named `encoder` (its defaults overridden by `encoder_conf`) behind `frontend`.
+                frontend: str | Frontend = "fbank", frontend_conf: Optional[dict] = None,
+                utterance_dim: int = 0) -> nn.Module:
+    """The encoder named `encoder` (its defaults overridden by `encoder_conf`) behind `frontend` (a name with its
+    `frontend_conf`, or a Frontend).
 
-    fbank: input_dim is the feature dimension and the encoder is returned. wavlm: input_dim must be None
-    (the frame dimension is the checkpoint's hidden_size) and a WaveModel is returned; it loads the
-    pretrained weights named by frontend_conf. utterance_dim > 0: the head fuses an utterance-level feature
-    vector of that size (the config's ``functionals``), given to forward as ``utterance``.
+    input_dim: the stored features' dimension (fbank), None for front-ends that compute their own frames (wavlm:
+    the frame dimension is the checkpoint's hidden_size; the pretrained weights named by frontend_conf are
+    loaded). utterance_dim > 0: the head fuses an utterance-level feature vector of that size (the config's
+    ``functionals``), given to forward as ``utterance``.
     """
     conf = resolve_encoder_conf(encoder, encoder_conf)
-    frontend_conf = resolve_frontend_conf(frontend, frontend_conf)
+    if isinstance(frontend, str):
+        frontend = make_frontend(frontend, frontend_conf)
     if not _positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     if conf["input_layer"] == "auto":
-        conf["input_layer"] = AUTO_INPUT_LAYER[frontend]
-    if frontend == "fbank":
-        if not _positive_int(input_dim):
-            raise ValueError(f"input_dim must be a positive integer, got {input_dim!r}")
-        return _ENCODER_CLASSES[encoder](input_dim=input_dim, num_classes=num_classes, utterance_dim=utterance_dim,
-                                         **conf)
-    if input_dim is not None:
-        raise ValueError(f"input_dim must be None for frontend {frontend!r} (its frame dimension comes "
-                         f"from the checkpoint), got {input_dim!r}")
-    from ser.models.wavlm import WaveModel, WavLMFrontend
-
-    wave_frontend = WavLMFrontend(frontend_conf)
-    return WaveModel(wave_frontend, _ENCODER_CLASSES[encoder](input_dim=wave_frontend.output_dim,
-                                                              num_classes=num_classes, utterance_dim=utterance_dim,
-                                                              **conf))
+        conf["input_layer"] = frontend.default_input_layer
+    return frontend.wrap(lambda dim: _ENCODER_CLASSES[encoder](input_dim=dim, num_classes=num_classes,
+                                                               utterance_dim=utterance_dim, **conf), input_dim)

@@ -8,8 +8,8 @@ from typing import Optional
 
 from torch import Tensor, nn
 
-from ser.models import ModelOutput
 from ser.models.flam import EmbeddingClassifier, masked_mean
+from ser.models.output import ModelOutput
 from ser.models.subsampling import build_input_layer, valid_mask
 
 

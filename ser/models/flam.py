@@ -1,4 +1,4 @@
-"""FLAM encoder (METHOD.md section 3): input layer (conv subsampling or linear), residual
+"""FLAM encoder (docs/method.md section 3): input layer (conv subsampling or linear), residual
 multi-head self-attention, frame pooling (flam attention, mean or max), 64-dim embedding, classifier;
 plus the context broadcasting branch that feeds the supervised contrastive loss.
 
@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ser.models import ModelOutput
+from ser.models.output import ModelOutput
 from ser.models.subsampling import build_input_layer, valid_mask
 
 POOLING_NAMES = ("flam", "mean", "max")

@@ -1,6 +1,6 @@
-"""WavLM front-end (METHOD.md section 1): a pretrained Hugging Face ``WavLMModel`` on the raw 16 kHz
+"""WavLM front-end (docs/method.md section 1): a pretrained Hugging Face ``WavLMModel`` on the raw 16 kHz
 waveform, giving hidden_size-dim frames at 50 frames/s; and ``WaveModel``, a front-end followed by a
-frame encoder. Its options are ``FRONTEND_DEFAULTS["wavlm"]`` (ser.frontends, which documents them).
+frame encoder. Its options are those of the wavlm front-end (ser.frontends.wavlm, which documents them).
 
 Input: samples in the int16 range (as Kaldi reads them), padded to the longest utterance, with lengths in
 samples. With normalize_wave each utterance is scaled to zero mean and unit variance over its valid samples,
@@ -31,8 +31,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ser.frontends import resolve_frontend_conf
-from ser.models import ModelOutput
+from ser.models.output import ModelOutput
 from ser.models.subsampling import valid_mask
 
 INT16_SCALE = 32768.0
@@ -94,9 +93,9 @@ def _keep_layer_io(layer: nn.Module, args: tuple, output) -> None:
 class WavLMFrontend(nn.Module):
     """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, hidden_size), frame_lengths (B,))."""
 
-    def __init__(self, frontend_conf: Optional[dict] = None):
+    def __init__(self, conf: dict):
+        """conf: a resolved frontend_conf (ser.frontends.wavlm.WavLM.resolve)."""
         super().__init__()
-        conf = resolve_frontend_conf("wavlm", frontend_conf)
         self.wavlm = load_wavlm(conf["path"], conf["download"], conf["model_id"])
         config = self.wavlm.config
         self.output_dim = config.hidden_size

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ser.features import compute_fbank, read_fbank_conf
-from ser.frontends import WAVE_SAMPLE_RATE
+from ser.frontends.wavlm import WAVE_SAMPLE_RATE
 from ser.models import build_model
 from ser.models.wavlm import build_tiny_wavlm
 

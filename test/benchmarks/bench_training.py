@@ -31,7 +31,7 @@ def throughput(config: dict, batches: list[dict], dim: int, num_classes: int) ->
     torch.manual_seed(0)
     model = build_model(config["encoder"], config["encoder_conf"], dim, num_classes)
     criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"])
-    params = list(model.parameters()) + criterion.center_parameters()
+    params = list(model.parameters()) + criterion.own_parameters()
     optimizer = torch.optim.Adam(params, lr=1e-3)
     model.train()
     for i, batch in enumerate([batches[0]] + batches):  # the first batch warms up

@@ -1,0 +1,74 @@
+"""The front-end interface: everything the trainer, inference and plotting need to know about what a model reads.
+
+A front-end turns a stored utterance into the input of a model. One subclass per front-end owns:
+- its options (``defaults``, ``rules``) and how they are resolved;
+- how its inputs are loaded from a data dir (``load``) and their digest (``digest``), which names a run's data;
+- inputs per second (``inputs_per_second``: crops are given in seconds) and the augmentation domain;
+- normalisation: the training fold's statistics (``fold_normaliser``) or per-speaker ones (``speaker_normaliser``);
+- how it wraps an encoder into a model (``wrap``) and the encoder input layer it suits (``default_input_layer``);
+- the model input for one audio file (``inputs_of_wav``) and a picture of it (``picture_of_wav``).
+Callers ask the front-end and never compare its name.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+from torch import nn
+
+from ser.dataset import LabelledSet
+from ser.speaker_norm import SpeakerNormaliser, speaker_statistics
+
+
+class Frontend:
+    name: ClassVar[str]
+    defaults: ClassVar[dict[str, Any]]
+    rules: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]]  # key -> (is valid, what is expected)
+    inputs_per_second: ClassVar[int]  # frames (fbank) or samples (waveforms) per second of audio
+    augment_domain: ClassVar[str]  # what the mixup acts on: "fbank" or "wave" (ser.augment)
+    default_input_layer: ClassVar[str]  # what encoder_conf.input_layer "auto" means (ser.models.subsampling)
+    uses_fold_cmvn: ClassVar[bool] = False  # normalised with the training fold's global CMVN statistics
+    supports_speaker_norm: ClassVar[bool] = False  # its inputs are frames that per-speaker CMVN can normalise
+
+    def __init__(self, conf: dict | None = None):
+        self.conf = self.resolve(conf)
+
+    @classmethod
+    def resolve(cls, given: dict | None) -> dict[str, Any]:
+        """The defaults overridden by ``given`` (frontend_conf), every key and value checked; errors name the key.
+        Resolving a resolved conf gives it back unchanged."""
+        from ser.config import resolve_component_conf
+
+        return resolve_component_conf("frontend", cls.name, given, {cls.name: cls.defaults}, cls.rules)
+
+    def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
+        raise NotImplementedError
+
+    def digest(self, data_dir: str) -> str:
+        """A short digest of what training reads from a data dir."""
+        raise NotImplementedError
+
+    def fold_normaliser(self, cmvn_path: str | None):
+        """The normaliser built from the training fold's statistics (None when the inputs need none)."""
+        return None
+
+    def speaker_normaliser(self, sets: list[LabelledSet]) -> SpeakerNormaliser:
+        """Per-speaker statistics over every frame of ``sets`` (each speaker's own utterances only)."""
+        if not self.supports_speaker_norm:
+            raise ValueError(f"speaker_norm needs a front-end with frame features; {self.name} has none")
+        return SpeakerNormaliser(speaker_statistics([f for s in sets for f in s.feats],
+                                                    [spk for s in sets for spk in s.speakers]))
+
+    def wrap(self, make_encoder: Callable[[int], nn.Module], feat_dim: int | None) -> nn.Module:
+        """The model: the encoder that ``make_encoder(frame_dim)`` builds, behind this front-end. ``feat_dim`` is
+        the stored features' dimension (None where the front-end computes its own frames)."""
+        raise NotImplementedError
+
+    def inputs_of_wav(self, wav: str, model_dir: str, normaliser) -> np.ndarray:
+        """What the model of ``model_dir`` reads for one audio file, computed as stage 1 did for its data."""
+        raise NotImplementedError
+
+    def picture_of_wav(self, wav: str, model_dir: str) -> tuple[np.ndarray, float]:
+        """(T, D) features to draw for one audio file, and their frame shift in seconds."""
+        raise ValueError(f"the {self.name} front-end has no spectrogram to draw; pictures are drawn for fbank models")

@@ -1,0 +1,88 @@
+"""``wavlm``: a pretrained WavLM encoder (ser.models.wavlm) on the raw 16 kHz waveform (wav.scp), 50 frames/s.
+
+Options:
+- path: a local Hugging Face checkpoint directory (config.json + weights). Required unless download is true.
+- download: with an empty path, fetch ``model_id`` from the Hugging Face hub (needs internet).
+- model_id: the hub name used by download.
+- freeze: "all" (WavLM frozen and run in eval mode, only what follows it learns), "feature_encoder" (the
+  convolutional feature encoder frozen, the transformer fine-tuned) or "none" (everything fine-tuned).
+- layer: "last" (the model's last hidden state), "weighted" (a learnable softmax-weighted sum of the input
+  of the first transformer layer and every layer's output, weights initialised equal) or an integer k
+  (0 = input of the first transformer layer, k = output of transformer layer k). YAML may give k as a
+  string ("12").
+- normalize_wave: normalise each utterance to zero mean and unit variance over its valid samples (as WavLM
+  Large was trained); when false the samples, which the data path gives in the int16 range, are divided by
+  32768.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from ser.dataset import LabelledSet, load_wave_set
+from ser.frontends.base import Frontend
+from ser.stamps import inputs_digest
+
+WAVE_SAMPLE_RATE = 16000  # what WavLM was trained on; waveform front-ends read audio at this rate
+WAVLM_FREEZE_MODES = ("all", "feature_encoder", "none")
+WAVLM_LAYER_NAMES = ("last", "weighted")
+
+
+def _is_layer(value: Any) -> bool:
+    """"last", "weighted", or a layer index >= 0 as an int or a decimal string."""
+    if isinstance(value, str):
+        return value in WAVLM_LAYER_NAMES or value.isdigit()
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+class WavLM(Frontend):
+    name = "wavlm"
+    defaults = {"path": "", "download": False, "model_id": "microsoft/wavlm-large", "freeze": "feature_encoder",
+                "layer": "weighted", "normalize_wave": True}
+    rules = {
+        "path": (lambda v: isinstance(v, str), "a directory path (a string)"),
+        "download": (_is_bool, "true or false"),
+        "model_id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
+        "freeze": (lambda v: v in WAVLM_FREEZE_MODES, "one of " + ", ".join(WAVLM_FREEZE_MODES)),
+        "layer": (_is_layer, "one of " + ", ".join(WAVLM_LAYER_NAMES) + " or a layer index >= 0"),
+        "normalize_wave": (_is_bool, "true or false"),
+    }
+    inputs_per_second = WAVE_SAMPLE_RATE
+    augment_domain = "wave"
+    default_input_layer = "linear"
+
+    @classmethod
+    def resolve(cls, given: dict | None) -> dict[str, Any]:
+        """A ``layer`` given as a decimal string comes back as an int."""
+        conf = super().resolve(given)
+        if conf["layer"] not in WAVLM_LAYER_NAMES:
+            conf["layer"] = int(conf["layer"])
+        return conf
+
+    def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
+        return load_wave_set(data_dir, classes, WAVE_SAMPLE_RATE)
+
+    def digest(self, data_dir: str) -> str:
+        return inputs_digest([os.path.join(data_dir, "wav.scp"), os.path.join(data_dir, "utt2emo")])[:12]
+
+    def wrap(self, make_encoder, feat_dim: int | None) -> nn.Module:
+        if feat_dim is not None:
+            raise ValueError(f"input_dim must be None for frontend {self.name!r} (its frame dimension comes "
+                             f"from the checkpoint), got {feat_dim!r}")
+        from ser.models.wavlm import WaveModel, WavLMFrontend
+
+        wave_frontend = WavLMFrontend(self.conf)
+        return WaveModel(wave_frontend, make_encoder(wave_frontend.output_dim))
+
+    def inputs_of_wav(self, wav: str, model_dir: str, normaliser) -> np.ndarray:
+        from ser.audio import load_mono
+
+        return load_mono(wav, WAVE_SAMPLE_RATE, None, min_duration=0.1)
