@@ -72,7 +72,8 @@ def check_recipe_data(data_dir, protocol, truth, class_of_raw, expected_folds):
         assert split_spk["valid"], f"fold {fold}: empty validation set"
         utts = [u for s in split_spk.values() for u in s]
         assert sorted(utts) == sorted(kept), f"fold {fold}: train+valid+test must be all utterances, once"
-    assert (data_dir / ".done").read_text().startswith("python -m ser.bin.prepare_data --corpus")
+    assert (data_dir / ".stage0.done").is_file()  # the one completion mark, written last
+    assert protocol["prepare_command"].startswith("python -m ser.bin.prepare_data --corpus")
 
 
 # ------------------------------------------------------------------------------------------ IEMOCAP
@@ -149,7 +150,7 @@ def test_iemocap_label_without_audio_strict_and_lenient(tmp_path, caplog):
 def test_strict_counts_error_lists_found_and_expected(tmp_path, capsys):
     truth = corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
     (tmp_path / "data").mkdir()
-    (tmp_path / "data" / ".done").write_text("an earlier run\n")
+    (tmp_path / "data" / ".stage0.done").write_text("an earlier run\n")
     with pytest.raises(SystemExit) as exit_info:
         prepare_data.main(["--corpus", "iemocap", "--corpus-dir", str(tmp_path / "iemocap"),
                            "--data-dir", str(tmp_path / "data"), "--strict-counts", "true"])
@@ -159,7 +160,7 @@ def test_strict_counts_error_lists_found_and_expected(tmp_path, capsys):
     for cls, published in iemocap.EXPECTED_COUNTS["4class_exc_merged"].items():
         assert f"{cls:<12} found {found[cls]:>6}  expected {published:>6}" in err
     assert f"{'total':<12} found {sum(found[c] for c in ('ang', 'hap', 'neu', 'sad')):>6}  expected   5531" in err
-    assert not (tmp_path / "data" / ".done").exists()
+    assert not (tmp_path / "data" / ".stage0.done").exists()
 
 
 # --------------------------------------------------------------------------------------- MSP-IMPROV
@@ -322,13 +323,15 @@ def test_interrupted_or_failed_stage_never_looks_done(tmp_path):
     stale.mkdir(parents=True)
     (data_dir / ".tmp-prepare-killed" / "all").mkdir(parents=True)
     kwargs = dict(corpus="c", class_set="one", classes=["a"], fold_scheme="one speaker per fold")
+    (data_dir / ".stage0.done").write_text("an earlier run\n")
     prepare_recipe_data(utts, folds, str(data_dir), command="first", **kwargs)
-    assert (data_dir / ".done").read_text() == "first\n" and not stale.exists()
+    assert not (data_dir / ".stage0.done").exists()  # removed first; the caller marks success
+    assert json.loads((data_dir / "protocol.json").read_text())["prepare_command"] == "first" and not stale.exists()
     assert not [p for p in data_dir.iterdir() if p.name.startswith(".tmp")]
     broken = utts + [Utterance("s0-missing", "s0", str(tmp_path / "missing.wav"), "a", "m")]
     with pytest.raises(CorpusError, match="audio file not found: .*missing.wav"):
         prepare_recipe_data(broken, folds, str(data_dir), command="second", **kwargs)
-    assert not (data_dir / ".done").exists()
+    assert not (data_dir / ".stage0.done").exists()
     with pytest.raises(CorpusError, match=r"speaker\(s\) \['s2'\] are in no fold"):
         prepare_recipe_data(utts, {1: ["s0"], 2: ["s1"]}, str(data_dir), **kwargs)
 
@@ -341,10 +344,22 @@ def test_write_data_dir_rejects_whitespace_paths_and_mixed_genders(tmp_path):
                                              Utterance("s1-u2", "s1", "/b.wav", "a", "f")])
 
 
-def test_synth_dispatch(tmp_path):
+def test_synth_follows_the_corpus_interface_and_stage0_skips_when_up_to_date(tmp_path, capsys):
     from ser.corpora.synth import generate_synth_corpus, synth_folds
 
     generate_synth_corpus(str(tmp_path / "synth"), num_speakers=4, utts_per_class=2)
+    protocol = run_prepare("synth", tmp_path / "synth", tmp_path / "data")
+    marker = tmp_path / "data" / ".stage0.done"
+    stamp, written = marker.read_text(), (tmp_path / "data" / "protocol.json").stat().st_mtime_ns
+    args = ["--corpus", "synth", "--corpus-dir", str(tmp_path / "synth"), "--data-dir", str(tmp_path / "data"),
+            "--strict-counts", "false"]
+    prepare_data.main(args + ["--skip-if-up-to-date"])
+    assert (tmp_path / "data" / "protocol.json").stat().st_mtime_ns == written  # nothing redone
+    prepare_data.main(args + ["--seed", "1", "--skip-if-up-to-date"])  # other options: prepared again
+    assert marker.read_text() != stamp and (tmp_path / "data" / "protocol.json").stat().st_mtime_ns != written
+    with pytest.raises(SystemExit):
+        prepare_data.main(args + ["--class-set", "7class"])
+    assert "synth has no class set '7class'" in capsys.readouterr().err and not marker.exists()
     protocol = run_prepare("synth", tmp_path / "synth", tmp_path / "data")
     assert {int(k): v["test_speakers"] for k, v in protocol["folds"].items()} == synth_folds(4)
     assert protocol["classes"] == ["ang", "hap", "neu", "sad"] and protocol["num_utterances"] == 32

@@ -19,6 +19,7 @@ use_gpu=false
 tag=
 name=default
 arg=default
+readonly command_line="$0 $*"
 . "{utils}/parse_options.sh"
 printf 'stage=%s\\n' "$stage"
 printf 'train_config=%s\\n' "$train_config"
@@ -96,6 +97,9 @@ def test_double_dash_ends_options(run_script):
     (["--use-gpu", "yes"], "option --use-gpu takes true or false, not 'yes'"),
     (["--use-gpu=1"], "option --use-gpu takes true or false, not '1'"),
     (["--bad.name", "1"], "--bad.name: unknown option"),
+    # variables that are not the script's options: one it sets otherwise, one from the environment
+    (["--command-line", "x"], "--command-line: unknown option"),
+    (["--PATH", "/x"], "--PATH: unknown option"),
 ])
 def test_errors_name_the_option(run_script, args, message):
     result, values, _ = run_script(*args)
@@ -114,6 +118,7 @@ def test_help_prints_header_and_options(run_script, flag):
     assert "set -euo pipefail" not in result.stdout
     for option in ("  --stage 4", "  --train-config conf/train.yaml", "  --use-gpu false", "  --name default"):
         assert option in lines
+    assert "command-line" not in result.stdout  # not an option
 
 
 def test_help_message_variable_wins(tmp_path):

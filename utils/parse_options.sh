@@ -4,12 +4,21 @@
 #   train_config=conf/train.yaml
 #   . utils/parse_options.sh      # now "$@" holds the positional arguments only
 #
-# --name value and --name=value set the shell variable name (dashes become underscores), which the
-# script must have defined: anything else is an error naming the option. A variable whose value is
+# --name value and --name=value set the shell variable name (dashes become underscores), which must be
+# one of the script's options: the variables it assigns at the start of a line before it sources this
+# file (other variables, such as "readonly command_line=...", are not options). Anything else is an
+# error naming the option. A variable whose value is
 # true or false takes only true or false. Options come before the positional arguments; parsing stops
 # at the first argument not starting with "--" or at "--" (which is removed).
 # --help / -h prints the script's leading comment (or $help_message when the script sets one) and its
 # options with their current values, then exits 0. Safe under set -euo pipefail.
+
+# The script's options: the variables it assigns at the start of a line before it sources this file.
+_parse_options_names() {
+  [ -f "$0" ] || return 0
+  awk '/parse_options\.sh/ { exit } match($0, /^[A-Za-z_][A-Za-z0-9_]*=/) { print substr($0, 1, RLENGTH - 1) }' "$0" \
+    | awk '$0 != "help_message" && !seen[$0]++'
+}
 
 _parse_options_help() {
   if [ -n "${help_message:-}" ]; then
@@ -20,9 +29,7 @@ _parse_options_help() {
   fi
   if [ -f "$0" ]; then
     local _po_names _po_name
-    # Options: the variables the script assigns at the start of a line before it sources this file.
-    _po_names=$(awk '/parse_options\.sh/ { exit } match($0, /^[A-Za-z_][A-Za-z0-9_]*=/) { print substr($0, 1, RLENGTH - 1) }' "$0" \
-      | awk '$0 != "help_message" && !seen[$0]++')
+    _po_names=$(_parse_options_names)
     if [ -n "$_po_names" ]; then
       echo
       echo "Options (current values):"
@@ -73,7 +80,8 @@ _parse_options() {
     esac
     _po_name=${_po_name#--}
     _po_name=${_po_name//-/_}
-    if ! [[ "$_po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_po_name+set}" ]; then
+    if ! [[ "$_po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_po_name+set}" ] || \
+        { [ -f "$0" ] && ! _parse_options_names | grep -qx "$_po_name"; }; then
       echo "$0: ${_po_arg%%=*}: unknown option (--help lists the options)" >&2
       exit 1
     fi
@@ -89,5 +97,5 @@ _parse_options() {
 
 _parse_options "$@"
 shift "$_parse_options_count"
-unset -f _parse_options _parse_options_help
+unset -f _parse_options _parse_options_help _parse_options_names
 unset _parse_options_count

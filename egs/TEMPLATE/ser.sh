@@ -56,7 +56,7 @@ dump_dir=dump/fbank
 functionals_dir=""   # [beside the fbank dump dir: dump/functionals]
 exp_root=exp
 
-command_line="$0 $*"
+readonly command_line="$0 $*"  # recorded with the results; not an option
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
 [ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
@@ -108,15 +108,9 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
     local/data.sh "$corpus_dir"
   fi
   [ -d "$corpus_dir" ] || { log "error: corpus directory $corpus_dir does not exist (set --corpus-dir)"; exit 1; }
-  if stamp check "$data_dir/.stage0.done" --extra "$prep_opts" "$corpus_dir"; then
-    log "stage 0: $data_dir is up to date with $corpus_dir; nothing to do"
-  else
-    log "stage 0: data preparation: $corpus_dir -> $data_dir"
-    rm -f "$data_dir/.stage0.done"
-    # shellcheck disable=SC2086
-    python -m ser.bin.prepare_data $prep_opts
-    stamp write "$data_dir/.stage0.done" --extra "$prep_opts" "$corpus_dir"
-  fi
+  log "stage 0: data preparation: $corpus_dir -> $data_dir"
+  # shellcheck disable=SC2086
+  python -m ser.bin.prepare_data $prep_opts --skip-if-up-to-date
 fi
 
 all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys.argv[1]))['folds'], key=int)))" \

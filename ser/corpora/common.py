@@ -250,24 +250,24 @@ def _check_folds(utts: list[Utterance], folds: dict[int, list[str]]) -> None:
         raise CorpusError(f"speaker(s) {untested} are in no fold's test set")
 
 
-def remove_done_marker(data_dir: str) -> str:
-    """Delete data_dir/.done (the mark of a complete stage 0) before anything else; returns its path."""
-    done_marker = os.path.join(data_dir, ".done")
-    if os.path.lexists(done_marker):
-        os.remove(done_marker)
-    return done_marker
+def remove_done_marker(data_dir: str, name: str) -> None:
+    """Delete data_dir/<name> (the mark of a complete stage 0) before anything else."""
+    if os.path.lexists(os.path.join(data_dir, name)):
+        os.remove(os.path.join(data_dir, name))
 
 
 def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
                         class_set: str, classes: list[str], fold_scheme: str, valid_fraction: float = 0.1,
-                        valid_mode: str = "utt", seed: int = 0, command: str = "") -> None:
+                        valid_mode: str = "utt", seed: int = 0, command: str = "",
+                        done_marker: str = ".stage0.done") -> None:
     """Write data_dir/all and data_dir/fold<k>/{train,valid,test}, classes.txt and protocol.json.
 
     Validation utterances come from each fold's training speakers only. Every dir is validated.
-    ``data_dir/.done`` (holding ``command``) is removed first and written last, so an interrupted run
-    never looks complete; the new dirs are built in a temporary dir and moved into place.
+    ``data_dir/<done_marker>`` is removed first (the caller writes it when everything succeeded), so an
+    interrupted run never looks complete; the new dirs are built in a temporary dir and moved into place.
+    protocol.json, written last, records ``command`` as prepare_command.
     """
-    done_marker = remove_done_marker(data_dir)
+    remove_done_marker(data_dir, done_marker)
     if not utts:
         raise CorpusError(f"{corpus}: no utterances to prepare")
     check_unique(utts)
@@ -328,7 +328,6 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
         "counts": count_classes(utts),
         "num_utterances": len(utts),
         "num_speakers": len({u.spk_id for u in utts}),
+        "prepare_command": command,
     }
     write_json(os.path.join(data_dir, "protocol.json"), protocol)
-    with open(done_marker, "w", encoding="utf-8") as f:
-        f.write(command + "\n")

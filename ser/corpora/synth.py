@@ -451,6 +451,22 @@ def generate_synth_corpus(
     os.rename(partial_dir, out_dir)
 
 
+# The corpus interface of ser.corpora (as ravdess.py etc.): one class set; the counts are the generator's choice,
+# so there are no published counts to check them against.
+CLASS_SETS: dict[str, dict[str, str]] = {"4class": {emotion: emotion for emotion in SYNTH_CLASSES}}
+DEFAULT_CLASS_SET = "4class"
+EXPECTED_COUNTS: dict[str, dict[str, int]] = {}
+FOLD_SCHEME = "one male and one female speaker per fold"
+
+
+def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
+    return prepare_synth(corpus_dir)
+
+
+def folds(utts: list[Utterance]) -> dict[int, list[str]]:
+    return synth_folds(len({u.spk_id for u in utts}))
+
+
 def prepare_synth(corpus_dir: str) -> list[Utterance]:
     """Utterances listed in corpus_dir/labels.txt, in file order; wav paths are absolute."""
     labels_path = os.path.join(os.path.abspath(corpus_dir), "labels.txt")
