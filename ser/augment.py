@@ -21,19 +21,13 @@ from numbers import Real
 
 import numpy as np
 
-AUGMENT_DEFAULTS = {
-    "eam": {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
-    "lam": {"prob": 0.5, "max_segment_ratio": 0.5},
-    "none": {},
-}
+from ser.config import ConfigError
+from ser.registry import Registry, number_in
+
 DOMAINS = ("wave", "fbank")
 
 # A partner segment whose power is below this fraction of the target segment's power is silent.
 SILENCE_RATIO = 1e-10
-
-
-class AugmentConfigError(ValueError):
-    """An augment name, key or value is invalid; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -68,25 +62,16 @@ def soft_label(y_i: int, y_j: int, lam: float, num_classes: int) -> np.ndarray:
     return target
 
 
-def _check_number(key: str, value, low: float, high: float, low_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise AugmentConfigError(f"augment key '{key}' must be a finite number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        bracket = "(" if low_open else "["
-        raise AugmentConfigError(f"augment key '{key}' must be in {bracket}{low}, {high}], got {value}")
-    return float(value)
-
-
 class Mixup:
     """Segment mixup shared by both methods; subclasses define the scale and the label weight."""
 
-    def __init__(self, domain: str, prob: float = 0.5, max_segment_ratio: float = 0.5):
+    def __init__(self, domain: str, prob: float, max_segment_ratio: float):
+        """Values as resolved by AUGMENTS (build_augment): checked there."""
         if domain not in DOMAINS:
-            raise AugmentConfigError(f"augment domain must be one of {DOMAINS}, got {domain!r}")
+            raise ConfigError(f"augment domain must be one of {DOMAINS}, got {domain!r}")
         self.domain = domain
-        self.prob = _check_number("prob", prob, 0.0, 1.0)
-        self.max_segment_ratio = _check_number("max_segment_ratio", max_segment_ratio, 0.0, 1.0,
-                                               low_open=True)
+        self.prob = float(prob)
+        self.max_segment_ratio = float(max_segment_ratio)
 
     def _draw_snr(self, rng: np.random.Generator) -> float | None:
         return None
@@ -173,15 +158,9 @@ class EnergyAdaptiveMixup(Mixup):
     A silent partner segment, or a silent target segment (scale 0), skips the mix.
     """
 
-    def __init__(self, domain: str, prob: float = 0.5, snr_range=(-5.0, 10.0),
-                 max_segment_ratio: float = 0.5):
+    def __init__(self, domain: str, prob: float, snr_range, max_segment_ratio: float):
         super().__init__(domain, prob, max_segment_ratio)
-        if isinstance(snr_range, (str, bytes)) or not hasattr(snr_range, "__len__") or len(snr_range) != 2:
-            raise AugmentConfigError(f"augment key 'snr_range' must be [low, high] in dB, got {snr_range!r}")
-        low, high = (_check_number("snr_range", v, -math.inf, math.inf) for v in snr_range)
-        if not low < high:
-            raise AugmentConfigError(f"augment key 'snr_range' must be increasing, got {list(snr_range)}")
-        self.snr_range = (low, high)
+        self.snr_range = (float(snr_range[0]), float(snr_range[1]))
 
     def _draw_snr(self, rng: np.random.Generator) -> float:
         return float(rng.uniform(*self.snr_range))
@@ -208,20 +187,23 @@ class LengthMixup(Mixup):
         return draw.length / len_i
 
 
-_CLASSES = {"eam": EnergyAdaptiveMixup, "lam": LengthMixup}
+def _is_snr_range(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v) for v in value)
+            and value[0] < value[1])
+
+
+_PROB = number_in(0.0, 1.0)
+_SEGMENT_RATIO = number_in(0.0, 1.0, low_open=True)
+AUGMENTS = Registry("augment")
+AUGMENTS.register("eam", EnergyAdaptiveMixup, {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
+                   "max_segment_ratio": _SEGMENT_RATIO})
+AUGMENTS.register("lam", LengthMixup, {"prob": 0.5, "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "max_segment_ratio": _SEGMENT_RATIO})
+AUGMENTS.register("none", lambda domain: None, {}, {})
 
 
 def build_augment(name: str, conf: dict | None, domain: str) -> Mixup | None:
-    """The mixup named ``name`` (eam | lam | none) with ``conf`` over AUGMENT_DEFAULTS[name]."""
-    if name not in AUGMENT_DEFAULTS:
-        raise AugmentConfigError(f"unknown augment '{name}', expected one of {sorted(AUGMENT_DEFAULTS)}")
-    conf = dict(conf or {})
-    unknown = sorted(set(conf) - set(AUGMENT_DEFAULTS[name]))
-    if unknown:
-        raise AugmentConfigError(f"unknown augment_conf key(s) {unknown} for augment '{name}', "
-                                 f"expected {sorted(AUGMENT_DEFAULTS[name])}")
-    if domain not in DOMAINS:
-        raise AugmentConfigError(f"augment domain must be one of {DOMAINS}, got {domain!r}")
-    if name == "none":
-        return None
-    return _CLASSES[name](domain, **{**AUGMENT_DEFAULTS[name], **conf})
+    """The mixup named ``name`` (eam | lam | none) acting on ``domain``, with ``conf`` over its defaults."""
+    return AUGMENTS.build(name, AUGMENTS.resolve(name, conf), domain)

@@ -1,8 +1,9 @@
 """Experiment configs: ESPnet-style YAML, every key with a default, every key checked at load.
 
 A config names components (``encoder: flam``) and gives their options (``encoder_conf: {...}``). The defaults
-of each component live beside its code (ENCODER_DEFAULTS, AUGMENT_DEFAULTS, LOSS_DEFAULTS, each front-end class);
-this module merges them, rejects unknown keys by name and writes the resolved config that a run is reproduced from.
+of each component are written once, in its registry (ser.registry: FRONTENDS, ENCODERS, AUGMENTS) or beside its
+code (LOSS_DEFAULTS); this module merges them, rejects unknown keys by name (one ConfigError) and writes the
+resolved config that a run is reproduced from.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import copy
 import hashlib
 import json
 import os
-from typing import Any, Callable
 
 import yaml
 
@@ -57,14 +57,13 @@ CENTER_OPTIMIZERS = ("sgd", "adam")
 AMP_MODES = ("none", "bf16", "fp16")
 
 
-def _component_defaults() -> dict[str, dict[str, dict]]:
-    """component key -> {name: defaults}; imported lazily so the config module stays light."""
-    from ser.augment import AUGMENT_DEFAULTS
+def _registries() -> dict:
+    """component key -> its registry (ser.registry); imported lazily so the config module stays light."""
+    from ser.augment import AUGMENTS
     from ser.frontends import FRONTENDS
-    from ser.models import ENCODER_DEFAULTS
+    from ser.models import ENCODERS
 
-    return {"frontend": {name: cls.defaults for name, cls in FRONTENDS.items()}, "encoder": ENCODER_DEFAULTS,
-            "augment": AUGMENT_DEFAULTS}
+    return {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS}
 
 
 def check_keys(given: dict, allowed, where: str) -> None:
@@ -100,28 +99,6 @@ def check_type(value, default, where: str):
     return value
 
 
-def resolve_component_conf(component: str, name: str, given: dict | None, table: dict[str, dict[str, Any]],
-                           rules: dict[str, tuple[Callable[[Any], bool], str]]) -> dict[str, Any]:
-    """table[name] overridden by given (the ``<component>_conf`` mapping), every key and value checked
-    against ``rules`` (key -> (is_valid, what is expected)); errors name the key."""
-    if name not in table:
-        raise ValueError(f"unknown {component} {name!r}; choose one of {', '.join(table)}")
-    given = {} if given is None else given
-    if not isinstance(given, dict):
-        raise ValueError(f"{component}_conf must be a mapping, got {type(given).__name__}")
-    defaults = table[name]
-    for key in given:
-        if key not in defaults:
-            raise ValueError(f"unknown key {component}_conf.{key} for {component} {name!r}; "
-                             f"valid keys: {', '.join(defaults)}")
-    conf = {**defaults, **given}
-    for key, value in conf.items():
-        is_valid, expected = rules[key]
-        if not is_valid(value):
-            raise ValueError(f"{component}_conf.{key} must be {expected}, got {value!r}")
-    return conf
-
-
 def _merge(defaults: dict, given: dict, where: str) -> dict:
     check_keys(given, defaults, where)
     merged = copy.deepcopy(defaults)
@@ -144,25 +121,13 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         else:
             config[key] = check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
 
-    tables = _component_defaults()
-    for component, table in tables.items():
-        if config[component] not in table:
-            raise ConfigError(f"{source}: {component}: unknown value {config[component]!r}; "
-                              f"choose one of {', '.join(table)}")
-    # frontend_conf and encoder_conf are merged and checked by their own resolvers below
-    config["augment_conf"] = _merge(tables["augment"][config["augment"]], config["augment_conf"],
-                                    f"{source}: augment_conf")
-    config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], f"{source}: loss_conf")
-    # Each component checks its own values (one place for each rule); errors are reported against this file.
-    from ser.augment import build_augment
-    from ser.frontends import resolve_frontend_conf
     from ser.losses import MultiLoss
-    from ser.models import resolve_encoder_conf
 
     try:
-        config["frontend_conf"] = resolve_frontend_conf(config["frontend"], config["frontend_conf"])
-        config["encoder_conf"] = resolve_encoder_conf(config["encoder"], config["encoder_conf"])
-        build_augment(config["augment"], config["augment_conf"], domain="fbank")
+        # Each component's conf is resolved by its registry: the one place of its defaults and value rules.
+        for component, registry in _registries().items():
+            config[f"{component}_conf"] = registry.resolve(config[component], config[f"{component}_conf"])
+        config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], "loss_conf")
         MultiLoss(config["loss_conf"], num_classes=2, embed_dim=config["encoder_conf"]["embed_dim"])
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
@@ -188,9 +153,9 @@ def resolve_config(given: dict, source: str = "config") -> dict:
                          ("functionals", ("none",) + FEATURE_SETS)):
         if config[key] not in allowed:
             raise ConfigError(f"{source}: {key}: unknown value {config[key]!r}; choose one of {', '.join(allowed)}")
-    from ser.frontends import frontend_class
+    from ser.frontends import frontend_of
 
-    if config["speaker_norm"] != "none" and not frontend_class(config["frontend"]).supports_speaker_norm:
+    if config["speaker_norm"] != "none" and not frontend_of(config).supports_speaker_norm:
         raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs a front-end with frame features "
                           f"such as fbank ({config['frontend']} normalises each utterance itself)")
     if config["amp"] not in AMP_MODES:

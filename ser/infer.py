@@ -14,7 +14,7 @@ from ser.dataset import LabelledSet, eval_batches
 from ser.distributed import Distributed
 from ser.frontends import Frontend, frontend_of
 from ser.inputs import prepare_test_inputs, standardise_utterance, uses_functionals
-from ser.models import build_model
+from ser.models import model_of
 
 
 @dataclass
@@ -61,8 +61,7 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
             int(state["encoder.head.utterance.1.weight"].shape[1])
     frontend = frontend_of(config)
     normaliser = frontend.fold_normaliser(os.path.join(model_dir, "cmvn.ark")) if frontend.uses_fold_cmvn else None
-    model = build_model(config["encoder"], config["encoder_conf"], normaliser.dim if normaliser else None,
-                        len(classes), frontend=frontend, utterance_dim=utterance_dim)
+    model = model_of(config, normaliser.dim if normaliser else None, len(classes), utterance_dim)
     model.load_state_dict(state)
     model.to(device).eval()
     return TrainedModel(model, config, classes, normaliser, model_dir)

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ser.config import ConfigError
+
 LOSS_DEFAULTS = {"ce": 0.0, "kl": 1.0, "focal": 1.0, "focal_gamma": 2.0, "center": 0.002, "supcon": 0.1,
                  "temperature": 0.07, "scale_by_running_magnitude": False, "running_momentum": 0.99,
                  "hard_label": False}
@@ -23,10 +25,6 @@ BOOLEAN_KEYS = ("scale_by_running_magnitude", "hard_label")
 TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed
 # floor of the running magnitude a term is divided by
 MAGNITUDE_FLOOR = 1e-8
-
-
-class LossConfigError(ValueError):
-    """A loss_conf key or value is invalid; the message names the key."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -118,23 +116,23 @@ def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: floa
 def _check_conf(conf: dict) -> dict:
     unknown = sorted(set(conf) - set(LOSS_DEFAULTS))
     if unknown:
-        raise LossConfigError(f"unknown loss_conf key(s) {unknown}, expected {sorted(LOSS_DEFAULTS)}")
+        raise ConfigError(f"unknown loss_conf key(s) {unknown}, expected {sorted(LOSS_DEFAULTS)}")
     conf = {**LOSS_DEFAULTS, **conf}
     for key, value in conf.items():
         if key in BOOLEAN_KEYS:
             if not isinstance(value, bool):
-                raise LossConfigError(f"loss_conf key '{key}' must be true or false, got {value!r}")
+                raise ConfigError(f"loss_conf key '{key}' must be true or false, got {value!r}")
             continue
         if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise LossConfigError(f"loss_conf key '{key}' must be a finite number, got {value!r}")
+            raise ConfigError(f"loss_conf key '{key}' must be a finite number, got {value!r}")
         if key == "temperature" and not value > 0:
-            raise LossConfigError(f"loss_conf key '{key}' must be > 0, got {value}")
+            raise ConfigError(f"loss_conf key '{key}' must be > 0, got {value}")
         if key == "running_momentum" and not 0 <= value < 1:
-            raise LossConfigError(f"loss_conf key '{key}' must be in [0, 1), got {value}")
+            raise ConfigError(f"loss_conf key '{key}' must be in [0, 1), got {value}")
         if value < 0:
-            raise LossConfigError(f"loss_conf key '{key}' must be >= 0, got {value}")
+            raise ConfigError(f"loss_conf key '{key}' must be >= 0, got {value}")
     if not any(conf[term] > 0 for term in TERMS):
-        raise LossConfigError(f"every loss weight ({', '.join(TERMS)}) is 0: nothing to train")
+        raise ConfigError(f"every loss weight ({', '.join(TERMS)}) is 0: nothing to train")
     return conf
 
 

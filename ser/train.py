@@ -36,7 +36,7 @@ from ser.infer import predict
 from ser.inputs import prepare_training_inputs, uses_functionals
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
-from ser.models import build_model
+from ser.models import model_of
 from ser.stamps import inputs_digest
 
 log = logging.getLogger("ser.train")
@@ -248,8 +248,7 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
                            int(round(config["crop_seconds"] * frontend.inputs_per_second)), config["bucketing"],
                            mixup, config["seed"], shard=(dist.rank, dist.world))
 
-    model = build_model(config["encoder"], config["encoder_conf"], train_set.feat_dim, num_classes,
-                        frontend=frontend, utterance_dim=utterance_dim).to(device)
+    model = model_of(config, train_set.feat_dim, num_classes, utterance_dim).to(device)
     criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
     optimizer = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(config, optimizer)

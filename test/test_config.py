@@ -10,7 +10,7 @@ import yaml
 
 from ser.config import ConfigError, config_hash, load_any_config, load_config, resolve_config
 from ser.losses import LOSS_DEFAULTS
-from ser.models import ENCODER_DEFAULTS
+from ser.models import ENCODERS
 
 from conftest import REPO
 
@@ -18,7 +18,7 @@ from conftest import REPO
 def test_defaults_are_the_method_defaults():
     config = resolve_config({})
     assert config["encoder"] == "flam" and config["augment"] == "eam"
-    assert config["encoder_conf"] == ENCODER_DEFAULTS["flam"]
+    assert config["encoder_conf"] == ENCODERS.defaults("flam")
     assert config["loss_conf"] == LOSS_DEFAULTS
     assert config["optim_conf"] == {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0}
     assert config["center_lr"] == 5.0e-3 and config["scheduler_conf"]["gamma"] == 0.875

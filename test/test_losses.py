@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
 import ser.losses as losses
+from ser.config import ConfigError
 from ser.losses import (
     LOSS_DEFAULTS,
     CenterLoss,
-    LossConfigError,
     MultiLoss,
     NonFiniteLossError,
     focal_loss,
@@ -287,9 +287,9 @@ def test_missing_input_for_an_active_term_is_an_error():
     ({"kl": 0, "focal": 0, "center": 0, "supcon": 0}, "every loss weight"),
 ])
 def test_config_errors_name_the_key(conf, key):
-    with pytest.raises(LossConfigError, match=key):
+    with pytest.raises(ConfigError, match=key):
         MultiLoss(conf, NUM_CLASSES, EMBED_DIM)
-    assert issubclass(LossConfigError, ValueError)
+    assert issubclass(ConfigError, ValueError)
 
 
 def test_missing_keys_take_defaults():
@@ -381,5 +381,5 @@ def test_hard_label_option_reads_the_dominant_class_only():
     # KL to a one-hot target is the cross-entropy: with hard labels the two rungs coincide.
     kl = MultiLoss({"ce": 0.0, "kl": 1.0, "focal": 0.0, "center": 0.0, "supcon": 0.0, "hard_label": True}, 4, 8)
     torch.testing.assert_close(kl(logits, None, None, soft)[0], total)
-    with pytest.raises(LossConfigError, match="hard_label"):
+    with pytest.raises(ConfigError, match="hard_label"):
         MultiLoss({"hard_label": 1}, 4, 8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ser.models import ENCODER_DEFAULTS, ModelOutput, build_model
+from ser.models import ENCODERS, ModelOutput, build_model
 from ser.models.flam import AttentionPooling, context_broadcast, masked_max, masked_mean
 from ser.models.subsampling import Conv2dSubsampling, receptive_field_center, subsampled_length, valid_mask
 from ser.plot import attention_frame_edges, plot_attention, plot_confusion
@@ -62,7 +62,7 @@ def test_output_shapes(encoder, conf):
 
 def test_default_configs_build_and_run():
     feats, lengths = torch.randn(2, 30, 80), torch.tensor([30, 9])
-    for encoder in ENCODER_DEFAULTS:
+    for encoder in ENCODERS.names():
         out = build_model(encoder, {}, 80, 7)(feats, lengths)
         assert out.logits.shape == (2, 7)
         assert out.embedding.shape == (2, 64)

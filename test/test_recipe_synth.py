@@ -86,6 +86,30 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
     assert fold1.stat().st_mtime_ns == before1 and fold2.exists()
 
 
+def test_recomputed_identical_features_do_not_retrain(finished_recipe):
+    """Stage 1 run again computes new archives with the same content: ser.sh's up-to-date check and the trainer's
+    own run identity agree that every finished fold stays finished."""
+    tmp, _ = finished_recipe
+    runs = tmp / "exp" / "train" / "seed0"
+    models = {fold: (runs / f"fold{fold}" / "model.pth").stat().st_mtime_ns for fold in range(1, 5)}
+    arks = sorted((tmp / "dump").glob("*.ark"))
+    ark_times = [ark.stat().st_mtime_ns for ark in arks]
+    (tmp / "dump" / ".stage1.done").unlink()  # forces the features to be computed again
+    proc = run_recipe(tmp, "--stage", "1", "--stop-stage", "2")
+    assert [ark.stat().st_mtime_ns for ark in arks] != ark_times  # new archives
+    assert proc.stderr.count("is trained and up to date; nothing to do") == 4
+    assert {fold: (runs / f"fold{fold}" / "model.pth").stat().st_mtime_ns for fold in range(1, 5)} == models
+    assert not list(runs.glob("*.bak*"))
+    dump = tmp / "dump" / "fold1"
+    direct = subprocess.run(
+        [sys.executable, "-m", "ser.bin.train", "--config", str(tmp / "exp" / "train" / "train_config.yaml"),
+         "--classes", str(tmp / "dump" / "all" / "classes.txt"), "--train-dir", str(dump / "train"),
+         "--valid-dir", str(dump / "valid"), "--cmvn", str(dump / "train" / "cmvn.ark"),
+         "--outdir", str(runs / "fold1"), "--seed", "0", "--set", "max_epoch=3"], capture_output=True, text=True)
+    assert direct.returncode == 0, direct.stderr[-3000:]
+    assert "already trained; nothing to do" in direct.stderr and not list(runs.glob("*.bak*"))
+
+
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr

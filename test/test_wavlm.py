@@ -11,8 +11,8 @@ from conftest import overfit_losses
 pytest.importorskip("transformers")
 from transformers import Wav2Vec2FeatureExtractor, WavLMModel  # noqa: E402
 
-from ser.frontends import FRONTEND_DEFAULTS, resolve_frontend_conf  # noqa: E402
-from ser.frontends.wavlm import WavLM  # noqa: E402
+from ser.config import ConfigError  # noqa: E402
+from ser.frontends import FRONTENDS, resolve_frontend_conf  # noqa: E402
 from ser.models import ModelOutput, build_model  # noqa: E402
 from ser.models.subsampling import Conv2dSubsampling, LinearInput  # noqa: E402
 from ser.models.wavlm import WaveModel, WavLMFrontend, build_tiny_wavlm, normalize_waveform  # noqa: E402
@@ -53,7 +53,7 @@ def make_wave(lengths, seed=0, scale=3000.0):
 
 def frontend(path, **conf):
     torch.manual_seed(0)
-    return WavLMFrontend(WavLM.resolve({"path": path, **conf}))
+    return WavLMFrontend(resolve_frontend_conf("wavlm", {"path": path, **conf}))
 
 
 def reference_model(path):
@@ -78,7 +78,7 @@ def conv_stack_frames(num_samples, config):
 
 
 def test_frontend_defaults_and_resolution():
-    assert FRONTEND_DEFAULTS["fbank"] == {"norm_vars": True}
+    assert FRONTENDS.defaults("fbank") == {"norm_vars": True}
     conf = resolve_frontend_conf("wavlm", {"layer": "7"})
     assert conf["layer"] == 7 and conf["freeze"] == "feature_encoder" and conf["normalize_wave"] is True
     assert resolve_frontend_conf("wavlm", None)["layer"] == "weighted"
@@ -274,7 +274,7 @@ def test_missing_path_error_tells_how_to_fix():
 
 def test_path_without_checkpoint_is_an_error(tmp_path):
     with pytest.raises(ValueError, match="frontend_conf.path.*config.json"):
-        WavLMFrontend(WavLM.resolve({"path": str(tmp_path)}))
+        WavLMFrontend(resolve_frontend_conf("wavlm", {"path": str(tmp_path)}))
 
 
 @pytest.mark.parametrize("conf,key", [
@@ -302,7 +302,7 @@ def test_layer_index_beyond_checkpoint_is_an_error(tiny_path):
 def test_bad_build_arguments(tiny_path):
     with pytest.raises(ValueError, match="input_dim must be None"):
         build_model("flam", {}, 80, NUM_CLASSES, "wavlm", {"path": tiny_path})
-    with pytest.raises(ValueError, match="unknown frontend"):
+    with pytest.raises(ConfigError, match="frontend: unknown value .mfcc."):
         build_model("flam", {}, 80, NUM_CLASSES, "mfcc")
     with pytest.raises(ValueError, match="encoder_conf.input_layer"):
         build_model("flam", {"input_layer": "conv1d"}, 80, NUM_CLASSES)

@@ -1,6 +1,6 @@
 """Front-ends: what turns a stored utterance into the input of a model (the interface: ser.frontends.base).
 
-Adding a front-end is one module with a ``Frontend`` subclass and one line in ``FRONTENDS``.
+Adding a front-end is one module with a ``Frontend`` subclass and one line in the registration below.
 """
 
 from __future__ import annotations
@@ -10,27 +10,23 @@ from typing import Any
 from ser.frontends.base import Frontend
 from ser.frontends.fbank import Fbank
 from ser.frontends.wavlm import WavLM
+from ser.registry import Registry
 
-FRONTENDS: dict[str, type[Frontend]] = {cls.name: cls for cls in (Fbank, WavLM)}
-
-FRONTEND_DEFAULTS: dict[str, dict[str, Any]] = {name: cls.defaults for name, cls in FRONTENDS.items()}
-
-
-def frontend_class(name: str) -> type[Frontend]:
-    if name not in FRONTENDS:
-        raise ValueError(f"unknown frontend {name!r}; choose one of {', '.join(FRONTENDS)}")
-    return FRONTENDS[name]
+FRONTENDS = Registry("frontend")
+for _cls in (Fbank, WavLM):
+    FRONTENDS.register(_cls.name, _cls.from_conf, _cls.defaults, _cls.rules, _cls.check)
 
 
 def resolve_frontend_conf(name: str, given: dict | None) -> dict[str, Any]:
     """The front-end's defaults overridden by ``given`` (frontend_conf), every key and value checked."""
-    return frontend_class(name).resolve(given)
+    return FRONTENDS.resolve(name, given)
 
 
 def make_frontend(name: str, conf: dict | None = None) -> Frontend:
-    return frontend_class(name)(conf)
+    """The front-end ``name`` with ``conf`` resolved over its defaults."""
+    return FRONTENDS.build(name, FRONTENDS.resolve(name, conf))
 
 
 def frontend_of(config: dict) -> Frontend:
-    """The front-end of a resolved config."""
-    return make_frontend(config["frontend"], config["frontend_conf"])
+    """The front-end of a resolved config (its frontend_conf trusted as it is)."""
+    return FRONTENDS.build(config["frontend"], config["frontend_conf"])

@@ -1,7 +1,7 @@
 """The front-end interface: everything the trainer, inference and plotting need to know about what a model reads.
 
 A front-end turns a stored utterance into the input of a model. One subclass per front-end owns:
-- its options (``defaults``, ``rules``) and how they are resolved;
+- its options (``defaults``, ``rules``, ``check``), which ser.frontends.FRONTENDS resolves;
 - how its inputs are loaded from a data dir (``load``) and their digest (``digest``), which names a run's data;
 - inputs per second (``inputs_per_second``: crops are given in seconds) and the augmentation domain;
 - normalisation: the training fold's statistics (``fold_normaliser``) or per-speaker ones (``speaker_normaliser``);
@@ -31,16 +31,17 @@ class Frontend:
     uses_fold_cmvn: ClassVar[bool] = False  # normalised with the training fold's global CMVN statistics
     supports_speaker_norm: ClassVar[bool] = False  # its inputs are frames that per-speaker CMVN can normalise
 
-    def __init__(self, conf: dict | None = None):
-        self.conf = self.resolve(conf)
+    def __init__(self, conf: dict):
+        """conf: a frontend_conf resolved by FRONTENDS (ser.frontends), trusted as it is."""
+        self.conf = conf
 
     @classmethod
-    def resolve(cls, given: dict | None) -> dict[str, Any]:
-        """The defaults overridden by ``given`` (frontend_conf), every key and value checked; errors name the key.
-        Resolving a resolved conf gives it back unchanged."""
-        from ser.config import resolve_component_conf
+    def from_conf(cls, **conf) -> "Frontend":
+        return cls(conf)
 
-        return resolve_component_conf("frontend", cls.name, given, {cls.name: cls.defaults}, cls.rules)
+    @staticmethod
+    def check(conf: dict) -> None:
+        """Checks across values of a frontend_conf, after each value passed its rule (may normalise in place)."""
 
     def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
         raise NotImplementedError

@@ -59,13 +59,11 @@ class WavLM(Frontend):
     augment_domain = "wave"
     default_input_layer = "linear"
 
-    @classmethod
-    def resolve(cls, given: dict | None) -> dict[str, Any]:
-        """A ``layer`` given as a decimal string comes back as an int."""
-        conf = super().resolve(given)
+    @staticmethod
+    def check(conf: dict) -> None:
+        """A ``layer`` given as a decimal string becomes an int."""
         if conf["layer"] not in WAVLM_LAYER_NAMES:
             conf["layer"] = int(conf["layer"])
-        return conf
 
     def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
         return load_wave_set(data_dir, classes, WAVE_SAMPLE_RATE)

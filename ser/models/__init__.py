@@ -14,55 +14,67 @@ for fbank, linear for wavlm).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from torch import nn
 
-from ser.config import resolve_component_conf
+from ser.config import ConfigError
 from ser.frontends import Frontend, make_frontend
 from ser.models.baseline import BaselineModel
 from ser.models.flam import POOLING_NAMES, FLAMModel
 from ser.models.output import ModelOutput  # noqa: F401 (re-exported)
 from ser.models.subsampling import INPUT_LAYERS
+from ser.registry import Registry, is_bool, number_in, one_of, positive_int
 
-ENCODER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "baseline": {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto",
-                 "fusion_dim": 128, "fusion_dropout": 0.5},
-    "flam": {"d_model": 256, "num_heads": 16, "conv_channels": 32, "embed_dim": 64,
-             "dropout": 0.1, "pooling": "flam", "context_broadcasting": True, "input_layer": "auto",
-             "fusion_dim": 128, "fusion_dropout": 0.5},
-}
-
-_ENCODER_CLASSES = {"baseline": BaselineModel, "flam": FLAMModel}
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-_VALUE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "d_model": (_positive_int, "a positive integer"),
-    "num_heads": (_positive_int, "a positive integer"),
-    "conv_channels": (_positive_int, "a positive integer"),
-    "embed_dim": (_positive_int, "a positive integer"),
-    "dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-                "a number in [0, 1)"),
-    "pooling": (lambda v: v in POOLING_NAMES, "one of " + ", ".join(POOLING_NAMES)),
-    "context_broadcasting": (lambda v: isinstance(v, bool), "true or false"),
-    "input_layer": (lambda v: v in ("auto",) + INPUT_LAYERS, "one of auto, " + ", ".join(INPUT_LAYERS)),
-    "fusion_dim": (_positive_int, "a positive integer"),
-    "fusion_dropout": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1,
-                       "a number in [0, 1)"),
+_POSITIVE = (positive_int, "a positive integer")
+_RULES = {
+    "d_model": _POSITIVE, "num_heads": _POSITIVE, "conv_channels": _POSITIVE, "embed_dim": _POSITIVE,
+    "dropout": number_in(0.0, 1.0, high_open=True),
+    "pooling": one_of(*POOLING_NAMES),
+    "context_broadcasting": (is_bool, "true or false"),
+    "input_layer": one_of("auto", *INPUT_LAYERS),  # auto: the front-end's default_input_layer
+    "fusion_dim": _POSITIVE,  # width of the projection of fused utterance features (config key functionals)
+    "fusion_dropout": number_in(0.0, 1.0, high_open=True),
 }
 
 
-def resolve_encoder_conf(encoder: str, encoder_conf: dict) -> dict[str, Any]:
+def _check_heads(conf: dict) -> None:
+    if conf["d_model"] % conf["num_heads"]:
+        raise ConfigError(f"encoder_conf.d_model ({conf['d_model']}) must be divisible by "
+                          f"encoder_conf.num_heads ({conf['num_heads']})")
+
+
+ENCODERS = Registry("encoder")
+ENCODERS.register("baseline", BaselineModel,
+                  {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto",
+                   "fusion_dim": 128, "fusion_dropout": 0.5}, _RULES)
+ENCODERS.register("flam", FLAMModel,
+                  {"d_model": 256, "num_heads": 16, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1,
+                   "pooling": "flam", "context_broadcasting": True, "input_layer": "auto", "fusion_dim": 128,
+                   "fusion_dropout": 0.5}, _RULES, check=_check_heads)
+
+
+def resolve_encoder_conf(encoder: str, encoder_conf: dict | None) -> dict[str, Any]:
     """The encoder's defaults overridden by encoder_conf, every key and value checked."""
-    conf = resolve_component_conf("encoder", encoder, encoder_conf, ENCODER_DEFAULTS, _VALUE_RULES)
-    if "num_heads" in conf and conf["d_model"] % conf["num_heads"]:
-        raise ValueError(f"encoder_conf.d_model ({conf['d_model']}) must be divisible by "
-                         f"encoder_conf.num_heads ({conf['num_heads']})")
-    return conf
+    return ENCODERS.resolve(encoder, encoder_conf)
+
+
+def model_of(config: dict, feat_dim: Optional[int], num_classes: int, utterance_dim: int = 0) -> nn.Module:
+    """The model of a resolved config (trusted as it is): its encoder behind its front-end."""
+    from ser.frontends import frontend_of
+
+    return _assemble(config["encoder"], config["encoder_conf"], frontend_of(config), feat_dim, num_classes,
+                     utterance_dim)
+
+
+def _assemble(encoder: str, conf: dict, frontend: Frontend, feat_dim, num_classes: int, utterance_dim: int):
+    if not positive_int(num_classes):
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    conf = dict(conf)
+    if conf["input_layer"] == "auto":
+        conf["input_layer"] = frontend.default_input_layer
+    return frontend.wrap(lambda dim: ENCODERS.build(encoder, conf, input_dim=dim, num_classes=num_classes,
+                                                    utterance_dim=utterance_dim), feat_dim)
 
 
 def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_classes: int,
@@ -76,12 +88,7 @@ def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_
     loaded). utterance_dim > 0: the head fuses an utterance-level feature vector of that size (the config's
     ``functionals``), given to forward as ``utterance``.
     """
-    conf = resolve_encoder_conf(encoder, encoder_conf)
     if isinstance(frontend, str):
         frontend = make_frontend(frontend, frontend_conf)
-    if not _positive_int(num_classes):
-        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if conf["input_layer"] == "auto":
-        conf["input_layer"] = frontend.default_input_layer
-    return frontend.wrap(lambda dim: _ENCODER_CLASSES[encoder](input_dim=dim, num_classes=num_classes,
-                                                               utterance_dim=utterance_dim, **conf), input_dim)
+    return _assemble(encoder, resolve_encoder_conf(encoder, encoder_conf), frontend, input_dim, num_classes,
+                     utterance_dim)

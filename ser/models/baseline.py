@@ -15,8 +15,9 @@ from ser.models.subsampling import build_input_layer, valid_mask
 
 class BaselineModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, conv_channels: int,
-                 embed_dim: int, dropout: float, input_layer: str = "conv2d", utterance_dim: int = 0,
-                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
+                 embed_dim: int, dropout: float, input_layer: str, utterance_dim: int, fusion_dim: int,
+                 fusion_dropout: float):
+        """Options as resolved by ser.models.ENCODERS (their defaults are written there)."""
         super().__init__()
         self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.frame_dropout = nn.Dropout(dropout)

@@ -85,8 +85,8 @@ class EmbeddingClassifier(nn.Module):
     dropout fusion_dropout (a strong one: ComParE has 6373 values for about 1000 training utterances).
     """
 
-    def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float, utterance_dim: int = 0,
-                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
+    def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float, utterance_dim: int,
+                 fusion_dim: int, fusion_dropout: float):
         super().__init__()
         fused_dim = fusion_dim if utterance_dim else 0
         self.embed = nn.Linear(input_dim + fused_dim, embed_dim)
@@ -113,8 +113,9 @@ class EmbeddingClassifier(nn.Module):
 class FLAMModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
                  conv_channels: int, embed_dim: int, dropout: float, pooling: str,
-                 context_broadcasting: bool, input_layer: str = "conv2d", utterance_dim: int = 0,
-                 fusion_dim: int = 0, fusion_dropout: float = 0.0):
+                 context_broadcasting: bool, input_layer: str, utterance_dim: int, fusion_dim: int,
+                 fusion_dropout: float):
+        """Options as resolved by ser.models.ENCODERS (their defaults are written there)."""
         super().__init__()
         self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.norm = nn.LayerNorm(d_model)

@@ -94,7 +94,7 @@ class WavLMFrontend(nn.Module):
     """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, hidden_size), frame_lengths (B,))."""
 
     def __init__(self, conf: dict):
-        """conf: a resolved frontend_conf (ser.frontends.wavlm.WavLM.resolve)."""
+        """conf: a resolved frontend_conf (ser.frontends.resolve_frontend_conf)."""
         super().__init__()
         self.wavlm = load_wavlm(conf["path"], conf["download"], conf["model_id"])
         config = self.wavlm.config
