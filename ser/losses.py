@@ -7,6 +7,7 @@ mean over the batch.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Real
 
 import torch
@@ -22,7 +23,7 @@ LOSS_DEFAULTS = {"ce": 0.0, "kl": 1.0, "focal": 1.0, "focal_gamma": 2.0, "center
 # instead of the soft label itself; with it, CE against KL measures what the soft label brings (KL to a one-hot
 # target equals CE).
 BOOLEAN_KEYS = ("scale_by_running_magnitude", "hard_label")
-TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed
+TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed (TERM_FUNCTIONS)
 # floor of the running magnitude a term is divided by
 MAGNITUDE_FLOOR = 1e-8
 
@@ -205,28 +206,6 @@ class MultiLoss(nn.Module):
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
 
-    def _term(self, term: str, logits, embedding, contrastive_embedding, soft_target, labels, ranks) -> Tensor:
-        if term == "ce":
-            return soft_cross_entropy(logits, soft_target)
-        if term == "kl":
-            return kl_divergence(logits, soft_target)
-        if term == "focal":
-            return focal_loss(logits, soft_target, self.conf["focal_gamma"])
-        if term == "center":
-            if embedding is None:
-                raise ValueError("the center loss is on but no embedding was given")
-            return self.center(embedding, labels)
-        if contrastive_embedding is None:
-            raise ValueError("the supcon loss is on but no contrastive_embedding was given")
-        if ranks is None or ranks.world == 1:
-            return supervised_contrastive(contrastive_embedding, labels, self.conf["temperature"])
-        # Data-parallel: the contrastive pairs span the whole batch, as in one process. Every rank computes the
-        # loss of the whole batch with only its own rows differentiable; the gradient is multiplied by the number
-        # of ranks (the value is not), so that the ranks' averaged gradients are the one-process gradient.
-        loss = supervised_contrastive(ranks.gather_rows(contrastive_embedding), ranks.gather_rows(labels),
-                                      self.conf["temperature"])
-        return loss * ranks.world - loss.detach() * (ranks.world - 1)
-
     def _magnitudes(self, values: dict[str, float]) -> dict[str, float]:
         """Update (in training mode) and return the bias-corrected running magnitude per term."""
         momentum = self.conf["running_momentum"]
@@ -253,7 +232,8 @@ class MultiLoss(nn.Module):
             soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
         losses, values = {}, {}
         for term in self.active:
-            loss = self._term(term, logits, embedding, contrastive_embedding, soft_target, labels, ranks)
+            loss = TERM_FUNCTIONS[term](self, LossInputs(logits, embedding, contrastive_embedding, soft_target,
+                                                          labels, ranks))
             value = float(loss.detach())
             if not math.isfinite(value):
                 raise NonFiniteLossError(term, value)
@@ -264,3 +244,44 @@ class MultiLoss(nn.Module):
         total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
         values["total"] = float(total.detach())
         return total, values
+
+
+@dataclass
+class LossInputs:
+    logits: Tensor
+    embedding: Tensor | None
+    contrastive_embedding: Tensor | None
+    soft_target: Tensor
+    labels: Tensor  # argmax of the soft target
+    ranks: object | None  # ser.distributed.Distributed, for terms that span the whole batch
+
+
+def _center_term(loss: MultiLoss, x: LossInputs) -> Tensor:
+    if x.embedding is None:
+        raise ValueError("the center loss is on but no embedding was given")
+    return loss.center(x.embedding, x.labels)
+
+
+def _supcon_term(loss: MultiLoss, x: LossInputs) -> Tensor:
+    if x.contrastive_embedding is None:
+        raise ValueError("the supcon loss is on but no contrastive_embedding was given")
+    temperature = loss.conf["temperature"]
+    if x.ranks is None or x.ranks.world == 1:
+        return supervised_contrastive(x.contrastive_embedding, x.labels, temperature)
+    # Data-parallel: the contrastive pairs span the whole batch, as in one process. Every rank computes the
+    # loss of the whole batch with only its own rows differentiable; the gradient is multiplied by the number
+    # of ranks (the value is not), so that the ranks' averaged gradients are the one-process gradient.
+    value = supervised_contrastive(x.ranks.gather_rows(x.contrastive_embedding), x.ranks.gather_rows(x.labels),
+                                   temperature)
+    return value * x.ranks.world - value.detach() * (x.ranks.world - 1)
+
+
+# Each term of the objective, by its weight key: (MultiLoss, its inputs) -> the unweighted term.
+TERM_FUNCTIONS = {
+    "ce": lambda loss, x: soft_cross_entropy(x.logits, x.soft_target),
+    "kl": lambda loss, x: kl_divergence(x.logits, x.soft_target),
+    "focal": lambda loss, x: focal_loss(x.logits, x.soft_target, loss.conf["focal_gamma"]),
+    "center": _center_term,
+    "supcon": _supcon_term,
+}
+assert tuple(TERM_FUNCTIONS) == TERMS
