@@ -30,6 +30,17 @@ class TrainedModel:
         return frontend_of(self.config)
 
 
+def read_weights(path: str, device: str = "cpu") -> dict:
+    """A state dict saved by ser, loaded weights-only; an unreadable file is a ValueError naming it."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path}: cannot read the model weights ({reason})") from None
+
+
 @torch.no_grad()
 def predict(model, data: LabelledSet, normaliser, device, num_classes: int,
             batch_size: int = 16, dist: Distributed | None = None) -> np.ndarray:
@@ -54,7 +65,7 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
         config = resolve_config(yaml.safe_load(f), source=os.path.join(model_dir, "config.yaml"))
     with open(os.path.join(model_dir, "run.json")) as f:
         classes = json.load(f)["identity"]["classes"]
-    state = torch.load(os.path.join(model_dir, weights), map_location=device, weights_only=True)
+    state = read_weights(os.path.join(model_dir, weights), device)
     utterance_dim = 0
     if uses_functionals(config):
         utterance_dim = int(state["head.utterance.1.weight"].shape[1]) if "head.utterance.1.weight" in state else \

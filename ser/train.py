@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import random
 import shutil
 import subprocess
@@ -69,7 +70,10 @@ def set_seed(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG's state as tensors and plain Python values, which a weights-only load accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+             "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -77,7 +81,8 @@ def rng_state() -> dict:
 
 def restore_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -98,11 +103,9 @@ def build_scheduler(config: dict, optimizer):
 
 
 def _move_aside(outdir: str, reason: str) -> None:
-    n = 1
-    while os.path.exists(f"{outdir}.bak{n}"):
-        n += 1
-    log.warning("%s: %s; moving the old run to %s.bak%d", outdir, reason, outdir, n)
-    os.rename(outdir, f"{outdir}.bak{n}")
+    aside = _free_name(f"{outdir}.bak")
+    log.warning("%s: %s; moving the old run to %s", outdir, reason, aside)
+    os.rename(outdir, aside)
 
 
 def claim_run_dir(outdir: str, identity: dict) -> None:
@@ -269,10 +272,9 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
 def _resume(run: Run) -> list[dict]:
     """Restore the state after the last finished epoch from checkpoint.pt, if any; returns the history so far."""
     checkpoint_path = os.path.join(run.outdir, "checkpoint.pt")
-    if not os.path.isfile(checkpoint_path):
+    state = _read_checkpoint(checkpoint_path, run.dist.is_main)
+    if state is None:
         return []
-    # Loaded on the CPU: RNG states must stay CPU tensors; parameters and optimizer states follow the model.
-    state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
     run.model.load_state_dict(state["model"])
     run.criterion.load_state_dict(state["criterion"])
     run.optimizer.load_state_dict(state["optimizer"])
@@ -284,6 +286,36 @@ def _resume(run: Run) -> list[dict]:
     restore_rng_state(state["rng"])
     log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
     return state["history"]
+
+
+def _read_checkpoint(path: str, is_main: bool) -> dict | None:
+    """checkpoint.pt, loaded weights-only (nothing in it is executed), or None when there is none. A file that
+    cannot be read (truncated, not a checkpoint) is moved aside by the main rank, and training starts from
+    scratch; one that holds objects other than tensors and plain values is refused."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        # Loaded on the CPU: RNG states must stay CPU tensors; parameters and optimizer states follow the model.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0]
+        raise TrainingError(f"{path}: refusing to load it: it holds objects that a weights-only load does not "
+                            f"allow ({reason}); ser executes nothing from a checkpoint. Move it aside to train "
+                            "from scratch") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if is_main:
+            aside = _free_name(path + ".corrupt")
+            os.rename(path, aside)
+            log.warning("%s cannot be read (%s); moved to %s; training starts from scratch", path, reason, aside)
+        return None
+
+
+def _free_name(stem: str) -> str:
+    n = 1
+    while os.path.exists(f"{stem}{n}"):
+        n += 1
+    return f"{stem}{n}"
 
 
 def _tensorboard(run: Run, start_epoch: int):
@@ -338,7 +370,8 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
     criterion.end_epoch()
     keys = sorted(sums)
     totals = run.dist.sum_(np.array([sums[k] for k in keys] + [num_batches, correct, seen], dtype=np.float64))
-    return {k: float(v) / totals[-3] for k, v in zip(keys, totals)}, 100.0 * totals[-2] / totals[-1]
+    # plain floats: the history is saved in the checkpoint, which is loaded weights-only
+    return {k: float(v / totals[-3]) for k, v in zip(keys, totals)}, float(100.0 * totals[-2] / totals[-1])
 
 
 def _validate(run: Run) -> dict:

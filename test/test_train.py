@@ -234,3 +234,41 @@ def test_a_frontend_is_one_class_and_one_registry_line(feature_dirs, tmp_path, m
     renamed = torch.load(tmp_path / "renamed_fbank" / "model.pth")
     assert all(torch.equal(fbank[k], renamed[k]) for k in fbank)
     assert (posteriors["fbank"] == posteriors["renamed_fbank"]).all()
+
+
+class _RunsOnLoad:
+    """Unpickling this object would create the file named by ``path``."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_checkpoints_are_loaded_weights_only_and_a_corrupt_one_restarts(feature_dirs, tmp_path):
+    """A checkpoint holding other objects is refused, naming the file, and nothing in it runs; a truncated one is
+    moved aside and training starts from scratch, saying so; a corrupt model file is an error naming it."""
+    config = write_config(tmp_path / "c.yaml", max_epoch=2)
+    outdir = tmp_path / "run"
+    run_training(feature_dirs, config, outdir)
+    checkpoint = outdir / "checkpoint.pt"
+    state = torch.load(checkpoint, weights_only=True)  # ser's own checkpoints load weights-only
+    good = checkpoint.read_bytes()
+    marker = tmp_path / "executed"
+    torch.save({**state, "extra": _RunsOnLoad(str(marker))}, checkpoint)
+    (outdir / "selection.json").unlink()  # as if the run had been killed before it finished
+    proc = subprocess.run(train_command(feature_dirs, config, outdir), env=python_env(), capture_output=True,
+                          text=True)
+    assert proc.returncode != 0 and not marker.exists()
+    assert f"{checkpoint}: refusing to load it" in proc.stderr and "Traceback" not in proc.stderr
+    checkpoint.write_bytes(good[: len(good) // 2])
+    proc = run_training(feature_dirs, config, outdir)
+    assert "cannot be read" in proc.stderr and "training starts from scratch" in proc.stderr
+    assert (outdir / "checkpoint.pt.corrupt1").exists() and len(load_history(outdir)) == 2
+    model = outdir / "model.pth"
+    model.write_bytes(model.read_bytes()[:100])
+    from ser.infer import load_trained
+
+    with pytest.raises(ValueError, match=f"{model}: cannot read the model weights"):
+        load_trained(str(outdir))
