@@ -27,14 +27,16 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file or command."""
 
 
-def read_audio(spec: str) -> tuple[np.ndarray, int]:
-    """Read a wav.scp value; return (float32 samples of shape (N, C) in the int16 range, rate).
+def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, int]:
+    """Read an audio file, or with ``command_allowed`` a wav.scp value (a file, or a command ending in ``|``
+    whose output is the audio); return (float32 samples of shape (N, C) in the int16 range, rate). Only
+    wav.scp values may be commands: a file name given anywhere else is always a file.
 
     soundfile decodes to float32 in [-1, 1) and the result is scaled by 32768, which is exact for
     16- and 24-bit PCM; float files keep their values (times 32768), unclipped.
     """
-    spec = spec.strip()
-    if spec.endswith("|"):
+    spec = spec.strip() if command_allowed else spec
+    if command_allowed and spec.endswith("|"):
         source = _run_command(spec[:-1].strip())
         where = f"command '{spec}'"
     else:
@@ -91,14 +93,16 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 
 def load_mono(
-    spec: str, sample_rate: int, channel: int | None = None, min_duration: float = 0.0
+    spec: str, sample_rate: int, channel: int | None = None, min_duration: float = 0.0,
+    command_allowed: bool = False,
 ) -> np.ndarray:
-    """Read a wav.scp value, reduce it to one channel and resample it to ``sample_rate``.
+    """Read an audio file (or a wav.scp value, see read_audio), reduce it to one channel and resample it to
+    ``sample_rate``.
 
     Raises AudioError (naming the file or command) for missing or undecodable audio, a failing
     command, a bad channel, no samples, or a duration below ``min_duration`` seconds.
     """
-    samples, rate = read_audio(spec)
+    samples, rate = read_audio(spec, command_allowed)
     if samples.shape[0] == 0:
         raise AudioError(f"audio has no samples: {spec}")
     try:

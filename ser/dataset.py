@@ -96,7 +96,7 @@ def load_wave_set(data_dir: str, classes: list[str], sample_rate: int, channel: 
     keys, waves = [], []
     for lineno, (utt, spec) in enumerate(entries.items(), 1):
         try:
-            waves.append(load_mono(spec, sample_rate, channel, min_duration))
+            waves.append(load_mono(spec, sample_rate, channel, min_duration, command_allowed=True))
         except AudioError as e:
             raise DataDirError(f"{scp}:{lineno}: {utt}: {e}") from None
         keys.append(utt)

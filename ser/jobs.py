@@ -7,8 +7,10 @@ Both take the same command line, Kaldi's convention::
 Every occurrence of the variable name (``JOB``) in LOG and COMMAND is replaced by
 the job id; without a JOB= spec there is one job.  A single COMMAND argument is a
 shell string run as is (pipes, redirections and quotes work); several arguments are
-joined with spaces, quoting the ones that hold whitespace or quotes, so an escaped
-``\\|`` still acts as a pipe.  The command runs under ``bash -o pipefail -c``.
+joined with spaces, every one shell-quoted (so a path holding ``&``, ``;``, ``$( )``, backticks
+or spaces is a path, and nothing in it runs) except a word that is exactly a shell operator
+(``|``, ``&&``, ``>``, ...), so an escaped ``\\|`` still acts as a pipe.
+The command runs under ``bash -o pipefail -c``.
 
 Each job writes one log: ``# COMMAND`` and the start time first, then the
 command's stdout and stderr, then ``# Ended (code N) at TIME, elapsed S s``.
@@ -148,13 +150,15 @@ def parse_job_ids(spec: str) -> list[int]:
     return sorted(ids)
 
 
+# Words kept unquoted among several COMMAND words: the shell's operators, as Kaldi's runners allow.
+SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", ">", ">>", "<", "2>", "2>>", "2>&1", "&>", "|&"})
+
+
 def shell_command(words: Sequence[str]) -> str:
     """The shell string run for COMMAND words (see the module docstring)."""
     if len(words) == 1:
         return words[0]
-    return " ".join(
-        w if w and not re.search(r"[\s'\"]", w) else shlex.quote(w) for w in words
-    )
+    return " ".join(w if w in SHELL_OPERATORS else shlex.quote(w) for w in words)
 
 
 def parse_command_line(argv: Sequence[str], prog: str, runner_notes: str = "") -> JobRequest:

@@ -80,8 +80,16 @@ def test_command_entry_reads_stdout(tmp_path):
     signal = _tone(440, 16000, 0.2)
     path = _write(tmp_path / "c.wav", signal, 16000)
     direct = load_mono(path, 16000)
-    np.testing.assert_array_equal(load_mono(f"cat {path} |", 16000), direct)
-    np.testing.assert_array_equal(load_mono(f"cat {path} | cat |", 16000), direct)
+    np.testing.assert_array_equal(load_mono(f"cat {path} |", 16000, command_allowed=True), direct)
+    np.testing.assert_array_equal(load_mono(f"cat {path} | cat |", 16000, command_allowed=True), direct)
+
+
+def test_a_file_name_is_never_run_as_a_command(tmp_path):
+    """Only wav.scp values may be commands: a file name ending in '|' given directly is a file name."""
+    marker = tmp_path / "ran"
+    with pytest.raises(AudioError, match="audio file not found"):
+        load_mono(f"touch {marker} |", 16000)
+    assert not marker.exists()
 
 
 def test_command_entry_with_streamed_wav_header(tmp_path):
@@ -93,19 +101,20 @@ def test_command_entry_with_streamed_wav_header(tmp_path):
     data[4:8] = data[40:44] = b"\xff\xff\xff\xff"
     streamed = tmp_path / "streamed.wav"
     streamed.write_bytes(bytes(data))
-    np.testing.assert_array_equal(load_mono(f"cat {streamed} |", 16000), load_mono(path, 16000))
+    np.testing.assert_array_equal(load_mono(f"cat {streamed} |", 16000, command_allowed=True),
+                                  load_mono(path, 16000))
 
 
 def test_failing_command_is_an_error(tmp_path):
     missing = tmp_path / "missing.wav"
     with pytest.raises(AudioError, match="missing.wav") as err:
-        read_audio(f"cat {missing} |")
+        read_audio(f"cat {missing} |", command_allowed=True)
     assert "exit status" in str(err.value)
     # pipefail: a failure early in a pipeline is not hidden by a succeeding last command.
     with pytest.raises(AudioError, match="exit status"):
-        read_audio(f"cat {missing} | cat |")
+        read_audio(f"cat {missing} | cat |", command_allowed=True)
     with pytest.raises(AudioError, match="nothing"):
-        read_audio("true |")
+        read_audio("true |", command_allowed=True)
 
 
 def test_missing_file(tmp_path):

@@ -83,9 +83,23 @@ def test_parse_command_line_other_variable_name_and_no_spec():
     assert [j.command for j in request.jobs] == ["echo 1 JOB", "echo 2 JOB"]
 
 
-def test_shell_command_quotes_words_with_spaces_only():
+def test_shell_command_quotes_every_word_but_operators():
     assert jobs.shell_command(["echo a | wc"]) == "echo a | wc"
     assert jobs.shell_command(["echo", "a b", "|", "wc", "it's"]) == "echo 'a b' | wc 'it'\"'\"'s'"
+    assert jobs.shell_command(["ls", "/x/R&D/a;b", "$(id)", "`id`", "2>&1"]) == \
+        "ls '/x/R&D/a;b' '$(id)' '`id`' 2>&1"
+
+
+def test_nothing_in_a_path_runs(tmp_path):
+    """Paths holding &, ;, $( ), backticks and spaces reach the command as they are; nothing in them runs."""
+    odd = tmp_path / "R&D; $(touch ran1) `touch ran2` x"
+    odd.mkdir()
+    (odd / "in.txt").write_text("hello\n")
+    proc = subprocess.run([sys.executable, RUN, str(tmp_path / "log"), "cat", str(odd / "in.txt")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "hello" in (tmp_path / "log").read_text()
+    assert not (tmp_path / "ran1").exists() and not (tmp_path / "ran2").exists()
 
 
 @pytest.mark.parametrize("args, message", [

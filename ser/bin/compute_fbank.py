@@ -104,7 +104,7 @@ def write_feature_archive(
             ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
                 for done, (lineno, key, spec) in enumerate(entries, 1):
                     try:
-                        samples = load_mono(spec, sample_rate, channel, min_duration)
+                        samples = load_mono(spec, sample_rate, channel, min_duration, command_allowed=True)
                         feats = compute(samples)
                         if feats.shape[0] == 0:
                             raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
