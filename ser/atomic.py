@@ -6,8 +6,10 @@ which is renamed over the destination only when the writer finishes; on any erro
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from typing import Iterator
@@ -32,10 +34,23 @@ def atomic_path(path: str) -> Iterator[str]:
         yield tmp
         os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, Exception) and not isinstance(error, OSError) and _disk_full(directory):
+            # Writers such as torch.save report a full disk in their own words ("iostream error").
+            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}", path) from error
         raise
+
+
+FULL_DISK_BYTES = 1 << 20  # less free space than this, after a failed write, is a full disk
+
+
+def _disk_full(directory: str) -> bool:
+    try:
+        return shutil.disk_usage(directory).free < FULL_DISK_BYTES
+    except OSError:
+        return False
 
 
 def write_text(path: str, text: str) -> None:

@@ -42,6 +42,7 @@ def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, in
     else:
         if not os.path.isfile(spec):
             raise AudioError(f"audio file not found: {spec}")
+        check_wav_complete(spec)
         source = spec
         where = f"audio file {spec}"
     try:
@@ -51,6 +52,31 @@ def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, in
     if not np.all(np.isfinite(samples)):
         raise AudioError(f"{where} contains NaN or infinite samples")
     return samples * np.float32(INT16_SCALE), int(rate)
+
+
+def check_wav_complete(path: str) -> None:
+    """A RIFF/WAVE file whose data chunk promises more bytes than the file holds is cut short (a copy or download
+    that stopped): an AudioError naming the file. Decoders read such a file as if it were shorter. Streamed
+    headers (size 0 or 0xFFFFFFFF, written by tools that cannot seek back) are not checked. Other formats pass."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header = f.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        offset = 12
+        while offset + 8 <= size:
+            f.seek(offset)
+            chunk = f.read(8)
+            chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return
+                held = size - offset - 8
+                if chunk_size > held:
+                    raise AudioError(f"audio file {path} is cut short: its data chunk promises {chunk_size} bytes, "
+                                     f"the file holds {held}")
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)
 
 
 def _run_command(command: str) -> io.BytesIO:

@@ -31,6 +31,7 @@ class LabelledSet:
     feats: list[np.ndarray]  # each (T, D) float32 fbank, or (N,) float32 samples
     speakers: list[str] | None = None  # from utt2spk; read when a speaker normalisation needs them
     utterance: np.ndarray | None = None  # (N, F) normalised utterance-level features fused into the model
+    utterance_norm: tuple[np.ndarray, np.ndarray] | None = None  # (mean, scale) that standardised them
 
     @property
     def lengths(self) -> np.ndarray:

@@ -71,9 +71,9 @@ def _speaker_normalised_utterances(sets: list[LabelledSet]) -> None:
 
 
 def prepare_training_inputs(config: dict, train_set: LabelledSet, valid_set: LabelledSet, train_dir: str,
-                            valid_dir: str, cmvn_path: str | None, functionals_scp: str | None, outdir: str | None):
+                            valid_dir: str, cmvn_path: str | None, functionals_scp: str | None):
     """Attach speakers and utterance features to both sets; return the front-end's normaliser (None where its inputs
-    need none). The utterance standardisation is written to outdir/utterance_norm.npz."""
+    need none). The utterance standardisation is kept in train_set.utterance_norm (write_utterance_norm)."""
     for data, data_dir in ((train_set, train_dir), (valid_set, valid_dir)):
         attach_speakers(config, data, data_dir)
         if uses_functionals(config):
@@ -86,13 +86,19 @@ def prepare_training_inputs(config: dict, train_set: LabelledSet, valid_set: Lab
         scale[scale < 1e-8] = 1.0
         for data in (train_set, valid_set):
             data.utterance = ((data.utterance - mean) / scale).astype(np.float32)
-        if outdir:
-            with atomic_path(os.path.join(outdir, UTTERANCE_NORM_FILE)) as tmp:
-                np.savez(tmp, mean=mean, scale=scale)
+        train_set.utterance_norm = (mean, scale)
     frontend = frontend_of(config)
     if config["speaker_norm"] == "cmvn":
         return frontend.speaker_normaliser([train_set, valid_set])
     return frontend.fold_normaliser(cmvn_path)
+
+
+def write_utterance_norm(outdir: str, train_set: LabelledSet) -> None:
+    """outdir/utterance_norm.npz: the standardisation of the fused utterance features (when there are any)."""
+    if train_set.utterance_norm is not None:
+        mean, scale = train_set.utterance_norm
+        with atomic_path(os.path.join(outdir, UTTERANCE_NORM_FILE)) as tmp:
+            np.savez(tmp, mean=mean, scale=scale)
 
 
 def prepare_test_inputs(config: dict, data: LabelledSet, data_dir: str, model_dir: str, global_normaliser,

@@ -211,20 +211,31 @@ def parse_command_line(argv: Sequence[str], prog: str, runner_notes: str = "") -
 
 
 def wrapper_script(
-    job: Job, exit_file: Optional[Path] = None, preamble: Iterable[str] = ()
+    job: Job, exit_file: Optional[Path] = None, preamble: Iterable[str] = (),
+    stop_group_on_term: bool = False,
 ) -> str:
     """The bash script that runs one job with its stdout and stderr going to the log.
 
     It writes the log's header and footer and exits with the command's status; with
     ``exit_file`` it also records that status there (atomically) as its last act.
     ``preamble``: lines put right after the ``#!`` line (``#SBATCH`` directives).
+    ``stop_group_on_term``: SIGTERM or SIGHUP to the script kills its whole process group (the
+    job and everything it started); the script must lead its own group (a session of its own).
     """
     header = "\n".join("# " + line for line in job.command.split("\n"))
     lines = ["#!/bin/bash", *preamble]
     lines += [
         f"printf '%s\\n' {shlex.quote(header)}",
         "echo \"# Started at $(date '+%F %T %Z') on $(hostname)\"",
-        f"bash -o pipefail -c {shlex.quote(job.command)}",
+    ]
+    if stop_group_on_term:
+        # The command runs in the background so that the trap runs at once, not when it ends.
+        lines += ["trap 'trap \"\" TERM HUP; kill -TERM -- -$$; sleep 2; kill -KILL -- -$$' TERM HUP",
+                  f"bash -o pipefail -c {shlex.quote(job.command)} &",
+                  "wait $!"]
+    else:
+        lines.append(f"bash -o pipefail -c {shlex.quote(job.command)}")
+    lines += [
         "status=$?",
         "echo \"# Ended (code $status) at $(date '+%F %T %Z'), elapsed $SECONDS s\"",
     ]

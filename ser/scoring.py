@@ -91,8 +91,22 @@ def summarize(per_seed: dict[int, dict[int, dict]]) -> dict:
     return summary
 
 
-def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
-    """Score every seed and fold of exp_dir against data_dir/fold<k>/test; write results.json and RESULTS.md."""
+def _configs_of(run_dirs: list[str]) -> dict[str, list[str]]:
+    """{hash of a run's config.yaml with its seed left out: the runs trained with it}."""
+    from ser.config import config_hash
+
+    runs_of: dict[str, list[str]] = {}
+    for run_dir in run_dirs:
+        with open(os.path.join(run_dir, "config.yaml")) as f:
+            config = yaml.safe_load(f)
+        config.pop("seed", None)
+        runs_of.setdefault(config_hash(config), []).append(run_dir)
+    return runs_of
+
+
+def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed_configs: bool = False) -> dict:
+    """Score every seed and fold of exp_dir against data_dir/fold<k>/test; write results.json and RESULTS.md.
+    Runs trained with different configs (their seeds aside) are not averaged unless ``allow_mixed_configs``."""
     with open(os.path.join(data_dir, "protocol.json")) as f:
         protocol = json.load(f)
     classes = protocol["classes"]
@@ -110,6 +124,13 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
                           for k in folds}
         run_dirs += folds.values()
     folds_scored = sorted({k for f in per_seed.values() for k in f})
+    runs_of_config = _configs_of(run_dirs)
+    if len(runs_of_config) > 1 and not allow_mixed_configs:
+        groups = "; ".join(f"config {h}: {', '.join(os.path.relpath(r, exp_dir) for r in runs)}"
+                           for h, runs in runs_of_config.items())
+        raise ValueError(f"{exp_dir}: its runs were trained with {len(runs_of_config)} different configs (seed "
+                         f"aside), which are not averaged: {groups}. Retrain them alike, or score with "
+                         "--allow-mixed-configs")
     first_run = run_dirs[0]
     with open(os.path.join(first_run, "config.yaml")) as f:
         config = yaml.safe_load(f)
@@ -126,6 +147,7 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "") -> dict:
         "git_revision": run.get("git_revision", "unknown"),
         "config": config,
         "command": command,
+        "mixed_configs": sorted(runs_of_config) if len(runs_of_config) > 1 else None,
         "summary": summarize(per_seed),
         "runs": {str(s): {str(k): {m: v[m] for m in (*METRICS, "num_utts", "per_class_recall", "confusion",
                                                         "per_speaker_ua", "selection") if m in v}

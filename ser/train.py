@@ -34,7 +34,7 @@ from ser.dataset import LabelledSet, TrainBatches
 from ser.distributed import Distributed
 from ser.frontends import frontend_of
 from ser.infer import predict
-from ser.inputs import prepare_training_inputs, uses_functionals
+from ser.inputs import prepare_training_inputs, uses_functionals, write_utterance_norm
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import model_of
@@ -146,7 +146,8 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
     if not dist.is_main:
         log.setLevel(logging.WARNING)
     try:
-        run_json = os.path.join(outdir, "run.json")
+        # Everything that can fail on the config or the data fails here, before a file of outdir is touched.
+        run = _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist)
         if dist.is_main:
             claim_run_dir(outdir, identity)
         dist.barrier()
@@ -164,14 +165,16 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             write_config(config, os.path.join(outdir, "config.yaml"))
             for name, src in (extra_files or {}).items():
                 shutil.copyfile(src, os.path.join(outdir, name))
-            write_json(run_json, {"identity": identity, "train_dir": train_dir, "valid_dir": valid_dir,
-                                  "cmvn": cmvn_path, "functionals_scp": functionals_scp, "device": dist.device,
-                                  "world_size": dist.world, "git_revision": git_revision()})
+            write_json(os.path.join(outdir, "run.json"), {
+                "identity": identity, "train_dir": train_dir, "valid_dir": valid_dir, "cmvn": cmvn_path,
+                "functionals_scp": functionals_scp, "device": dist.device, "world_size": dist.world,
+                "git_revision": git_revision()})
             if cmvn_path:
                 shutil.copyfile(cmvn_path, os.path.join(outdir, "cmvn.ark"))
+            write_utterance_norm(outdir, run.train_set)
         dist.barrier()
         try:
-            return _train(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist)
+            return _train(run)
         finally:
             if file_log:
                 log.removeHandler(file_log)
@@ -209,9 +212,13 @@ class Run:
         return self.dist.device
 
 
-def _train(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist: Distributed) -> dict:
-    """Build, resume, then per epoch: train, validate, checkpoint; finally select the model."""
-    run = _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist)
+def _train(run: Run) -> dict:
+    """(After _build) resume, then per epoch: train, validate, checkpoint; finally select the model."""
+    config, dist = run.config, run.dist
+    log.info("model %s/%s: %.2fM parameters (%.2fM trained); %d train / %d valid utterances; device %s x %d",
+             config["frontend"], config["encoder"], sum(p.numel() for p in run.model.parameters()) / 1e6,
+             sum(p.numel() for p in run.model.parameters() if p.requires_grad) / 1e6,
+             len(run.train_set.keys), len(run.valid_set.keys), dist.device, dist.world)
     history = _resume(run)
     writer = _tensorboard(run, start_epoch=len(history) + 1)
     for epoch in range(len(history) + 1, config["max_epoch"] + 1):
@@ -243,7 +250,7 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     train_set = frontend.load(train_dir, classes)
     valid_set = frontend.load(valid_dir, classes)
     normaliser = prepare_training_inputs(config, train_set, valid_set, train_dir, valid_dir, cmvn_path,
-                                         functionals_scp, outdir if dist.is_main else None)
+                                         functionals_scp)
     utterance_dim = 0 if train_set.utterance is None else train_set.utterance.shape[1]
     num_classes = len(classes)
     mixup = build_augment(config["augment"], config["augment_conf"], domain=frontend.augment_domain)
@@ -257,10 +264,6 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     scheduler = build_scheduler(config, optimizer)
     criterion.attach_optimizer(config["center_optim"], config["center_lr"], lambda o: build_scheduler(config, o))
     scaler = torch.amp.GradScaler("cuda", enabled=config["amp"] == "fp16")
-    log.info("model %s/%s: %.2fM parameters (%.2fM trained); %d train / %d valid utterances; device %s x %d",
-             config["frontend"], config["encoder"], sum(p.numel() for p in model.parameters()) / 1e6,
-             sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
-             len(train_set.keys), len(valid_set.keys), device, dist.world)
     trained_model = model
     if dist.world > 1:
         trained_model = torch.nn.parallel.DistributedDataParallel(

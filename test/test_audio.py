@@ -151,3 +151,14 @@ def test_non_finite_samples(tmp_path):
     path = _write(tmp_path / "nan.wav", signal, 16000, subtype="FLOAT")
     with pytest.raises(AudioError, match="nan.wav"):
         load_mono(path, 16000)
+
+
+def test_a_cut_short_wav_is_an_error_naming_it(tmp_path):
+    """A wav whose data chunk promises more samples than the file holds is not read as a shorter utterance."""
+    path = _write(tmp_path / "whole.wav", _tone(440, 16000, 0.5), 16000)
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 4])
+    assert len(load_mono(path, 16000)) == 8000
+    with pytest.raises(AudioError, match=r"cut.wav is cut short: its data chunk promises 16000 bytes"):
+        load_mono(str(cut), 16000)

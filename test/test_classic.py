@@ -147,7 +147,7 @@ def test_training_fold_normalisation_never_includes_a_test_speaker(feature_dirs)
     train = load_labelled_set(str(feature_dirs / "train"), CLASSES)
     valid = load_labelled_set(str(feature_dirs / "valid"), CLASSES)
     norm = prepare_training_inputs(config, train, valid, str(feature_dirs / "train"), str(feature_dirs / "valid"),
-                                   None, None, None)
+                                   None, None)
     test_speakers = {line.split()[1] for line in open(feature_dirs / "test" / "utt2spk")}
     assert set(norm.speakers) == {"spk1", "spk2", "spk3"} and not set(norm.speakers) & test_speakers
     spk1 = [f for f, s in zip(train.feats + valid.feats, train.speakers + valid.speakers) if s == "spk1"]

@@ -424,3 +424,29 @@ def test_slurm_rejected_submission_fails_the_runner(tmp_path):
                         cwd=tmp_path, timeout=120)
     assert result.returncode == 1
     assert "the job failed (sbatch" in result.stderr and "log: r.log" in result.stderr
+
+
+def test_jobs_die_with_a_killed_runner(tmp_path):
+    """kill -9 of the runner's process group (a killed run.sh) stops every job it started: nothing outlives it."""
+    runner = subprocess.Popen([sys.executable, RUN, "JOB=1:2", "log/sleep.JOB.log",
+                               "echo $$ > pid.JOB; exec sleep 60"], cwd=tmp_path, start_new_session=True)
+    pid_files = [tmp_path / "pid.1", tmp_path / "pid.2"]
+    deadline = time.time() + 30
+    while not all(p.exists() and p.read_text().strip() for p in pid_files):
+        assert time.time() < deadline, "the jobs did not start"
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in pid_files]
+    os.killpg(runner.pid, signal.SIGKILL)
+    runner.wait()
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in pids):
+        assert time.time() < deadline, "a job outlived its runner"
+        time.sleep(0.1)

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import REPO
 
 RECIPE = os.path.join(REPO, "egs", "synth")
 
 
-def run_recipe(tmp, *args, check=True, env_extra=None):
+def recipe_command(tmp, *args, env_extra=None):
     cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
            "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
            "--train-args", "--set max_epoch=3", "--classic-configs", "", *args]  # later options in args win
     # Use the environment running the tests (path.sh would otherwise activate tools/venv)
     env = {**os.environ, "SER_PYTHON_ENV": "none",
            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}
+    return cmd, env
+
+
+def run_recipe(tmp, *args, check=True, env_extra=None):
+    cmd, env = recipe_command(tmp, *args, env_extra=env_extra)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if check:
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -108,6 +117,56 @@ def test_recomputed_identical_features_do_not_retrain(finished_recipe):
          "--outdir", str(runs / "fold1"), "--seed", "0", "--set", "max_epoch=3"], capture_output=True, text=True)
     assert direct.returncode == 0, direct.stderr[-3000:]
     assert "already trained; nothing to do" in direct.stderr and not list(runs.glob("*.bak*"))
+
+
+def test_a_failing_run_leaves_an_existing_experiment_as_it_was(finished_recipe, tmp_path):
+    """A run aimed at a finished experiment that fails before training (fp16 on a CPU) moves no run aside and
+    changes none of its files (only the failing job's log is new)."""
+    tmp, _ = finished_recipe
+    exp = tmp / "exp" / "train"
+
+    def files():
+        return {p: p.stat().st_mtime_ns for p in exp.rglob("*") if p.is_file() and p.parent.name != "log"}
+
+    before = files()
+    config = tmp_path / "fp16.yaml"
+    config.write_text(open(os.path.join(RECIPE, "conf", "train.yaml")).read() + "\namp: fp16\n")
+    proc = run_recipe(tmp, "--stage", "2", "--stop-stage", "2", "--train-config", str(config), "--tag", "train",
+                      "--folds", "1", check=False)
+    assert proc.returncode != 0 and "fp16 needs a GPU" in (exp / "seed0" / "log" / "train.1.log").read_text()
+    assert files() == before and not list(exp.rglob("*.bak*"))
+
+
+def _wait_for(condition, what, seconds=120):
+    deadline = time.time() + seconds
+    while not condition():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finished_recipe):
+    """A second run in a busy workspace is refused, naming the first. kill -9 of the first run's process group
+    in stage 2 stops its jobs; an immediate re-run takes the lock over and ends with the result of an
+    uninterrupted run (tag train: the same config and data)."""
+    tmp, _ = finished_recipe
+    cmd, env = recipe_command(tmp, "--stage", "2", "--stop-stage", "3", "--tag", "killed", "--folds", "1")
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             start_new_session=True)
+    lock = tmp / "exp" / ".ser.lock"
+    _wait_for(lambda: lock.exists() and "--tag killed" in lock.read_text(), "the first run's lock")
+    second = run_recipe(tmp, "--stage", "4", check=False)
+    assert second.returncode == 1 and "another run is using" in second.stderr
+    assert "--tag killed" in second.stderr and re.search(r"pid \d+, started \d{4}-\d\d-\d\d", second.stderr)
+    run = tmp / "exp" / "killed" / "seed0" / "fold1"
+    _wait_for(lambda: (run / "history.json").exists(), "an epoch of training")  # killed mid-training
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    run_recipe(tmp, "--stage", "2", "--stop-stage", "3", "--tag", "killed", "--folds", "1")
+    uninterrupted = tmp / "exp" / "train" / "seed0" / "fold1"
+    a, b = torch.load(run / "model.pth"), torch.load(uninterrupted / "model.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (run / "decode_test" / "posteriors").read_text() == \
+        (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
 def test_unknown_option_is_named(tmp_path):

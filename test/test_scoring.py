@@ -127,3 +127,19 @@ def test_compare_results_table(tmp_path):
     empty = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(tmp_path / "none")],
                            capture_output=True, text=True)
     assert empty.returncode != 0 and "no results.json" in empty.stderr
+
+
+def test_runs_of_different_configs_are_not_averaged(tmp_path):
+    """One fold retrained with another config: stage 4 names the runs instead of averaging them, unless told to
+    (and then results.json records it). Different seeds of one config are one config."""
+    data, exp, _, _ = fake_experiment(tmp_path)
+    for seed in (0, 1):  # the seeds differ, as they do in a real experiment
+        config = exp / f"seed{seed}" / "fold2" / "config.yaml"
+        config.write_text(config.read_text() + f"seed: {seed}\n")
+    assert score_experiment(str(exp), str(data))["mixed_configs"] is None
+    changed = exp / "seed1" / "fold2" / "config.yaml"
+    changed.write_text(changed.read_text().replace("augment: eam", "augment: lam"))
+    with pytest.raises(ValueError, match=r"2 different configs .*seed1/fold2"):
+        score_experiment(str(exp), str(data))
+    results = score_experiment(str(exp), str(data), allow_mixed_configs=True)
+    assert len(results["mixed_configs"]) == 2

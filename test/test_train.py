@@ -272,3 +272,27 @@ def test_checkpoints_are_loaded_weights_only_and_a_corrupt_one_restarts(feature_
 
     with pytest.raises(ValueError, match=f"{model}: cannot read the model weights"):
         load_trained(str(outdir))
+
+
+def test_a_full_disk_is_named_and_leaves_no_partial_file(feature_dirs, tmp_path, monkeypatch):
+    """torch.save on a full disk says only "iostream error": the trainer names the file and the cause, and the
+    partial temporary file is removed."""
+    import shutil
+    from collections import namedtuple
+
+    from ser.config import resolve_config
+    from ser.train import train
+
+    def failing_save(obj, path):
+        open(path, "wb").write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . basic_ios::clear: iostream error")
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(torch, "save", failing_save)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10 << 30, 10 << 30, 0))
+    classes = [c.strip() for c in open(feature_dirs / "classes.txt") if c.strip()]
+    outdir = tmp_path / "run"
+    with pytest.raises(OSError, match=r"No space left on device while writing .*(best|last)\.pth"):
+        train(resolve_config({**FAST_CONFIG, "max_epoch": 1}), classes, str(feature_dirs / "train"),
+              str(feature_dirs / "valid"), str(feature_dirs / "train" / "cmvn.ark"), str(outdir))
+    assert not [name for name in os.listdir(outdir) if ".tmp" in name]

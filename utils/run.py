@@ -29,6 +29,17 @@ run without that assignment (a warning says so). --mem, --num-threads, --time,
 SIGINT or SIGTERM kills the running jobs.
 """
 KILL_GRACE_S = 5.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _terminate_with_parent() -> None:
+    """In a job's child process before exec: SIGTERM when the runner dies (Linux; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 def visible_gpus() -> list[str]:
@@ -80,10 +91,13 @@ class LocalBackend(jobs.Backend):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         try:
             with open(job.log, "w") as log:
-                # A session of its own: the job's whole process group can be killed.
+                # A session of its own: the job's whole process group can be killed. The job dies with the
+                # runner, however the runner dies: the kernel sends its wrapper SIGTERM (parent-death signal),
+                # and the wrapper kills the job's group.
                 process = subprocess.Popen(
-                    ["bash", "-c", jobs.wrapper_script(job)], stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                    ["bash", "-c", jobs.wrapper_script(job, stop_group_on_term=True)], stdin=subprocess.DEVNULL,
+                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                    preexec_fn=_terminate_with_parent)
         except OSError as error:
             self.free_gpus.extend(gpus)
             raise jobs.JobStartError(f"could not start: {error}") from None

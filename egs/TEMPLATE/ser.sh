@@ -99,6 +99,36 @@ if [ "$(config_info "$train_config" functionals $(args_of "$train_config"))" != 
   exit 1
 fi
 
+# One run per workspace: a lock on each dir this run writes (data, dump, exp), held until the run ends. The kernel
+# releases it when the run dies, however it dies, so a dead run's lock is simply taken over; the lock file names
+# the holder. Jobs inherit it: a workspace stays locked while a job of the run still writes to it.
+lock_workspace() {
+  local dir fd
+  if ! command -v flock >/dev/null; then
+    log "warning: flock (util-linux) is missing: two runs at once in this workspace are not refused"
+    return 0
+  fi
+  for dir in "$data_dir" "$dump_dir" "$exp_root"; do
+    mkdir -p "$dir"
+    exec {fd}>>"$dir/.ser.lock"
+    if ! flock -n "$fd"; then
+      local holder
+      holder=$(sed -n 's/^pid \([0-9]*\),.*/\1/p' "$dir/.ser.lock")
+      if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+        # The run is dead and its jobs, which inherited the lock, are being stopped (utils/run.py).
+        log "note: the run that held $dir (pid $holder) has ended; waiting for its jobs to stop"
+        flock -w 30 "$fd" || { log "error: jobs of the ended run $holder still hold $dir/.ser.lock"; exit 1; }
+      else
+        log "error: another run is using $dir: $(cat "$dir/.ser.lock") (lock: $dir/.ser.lock)"
+        exit 1
+      fi
+    fi
+    printf 'pid %s, started %s, command: %s\n' "$$" "$(date '+%Y-%m-%d %H:%M:%S')" "$command_line" \
+      > "$dir/.ser.lock"
+  done
+}
+lock_workspace
+
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
   prep_opts="--corpus $corpus --corpus-dir $corpus_dir --data-dir $data_dir --strict-counts $strict_counts \
@@ -187,7 +217,6 @@ run_experiment() {
     mkdir -p "$exp_dir"
     [ -f "$exp_dir/train_config.yaml" ] && ! cmp -s "$config" "$exp_dir/train_config.yaml" && \
       log "note: $config differs from the config this experiment was started with; changed folds are retrained and the old runs moved aside"
-    cp "$config" "$exp_dir/train_config.yaml"
     threads=$(( $(nproc) / train_jobs )); [ "$threads" -ge 1 ] || threads=1
     # More than one GPU per fold: data-parallel training, one process per GPU, launched by torchrun.
     trainer="python -m ser.bin.train"
@@ -218,6 +247,8 @@ run_experiment() {
           "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
       done
     done
+    # Recorded once its folds trained: a run that fails leaves an earlier experiment's record as it was.
+    cp "$config" "$exp_dir/train_config.yaml"
   fi
 
   if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then

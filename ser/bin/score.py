@@ -12,11 +12,13 @@ def main(argv=None) -> None:
     p.add_argument("--exp-dir", required=True)
     p.add_argument("--data-dir", required=True, help="the recipe's data dir (protocol.json, fold<k>/test)")
     p.add_argument("--command", default="", help="the command that produced the experiment, recorded with it")
+    p.add_argument("--allow-mixed-configs", action="store_true",
+                   help="average runs trained with different configs (recorded in results.json as mixed_configs)")
     args = p.parse_args(argv)
     from ser.scoring import METRICS, score_experiment
 
     try:
-        results = score_experiment(args.exp_dir, args.data_dir, args.command)
+        results = score_experiment(args.exp_dir, args.data_dir, args.command, args.allow_mixed_configs)
     except (OSError, ValueError, KeyError) as e:
         die(str(e))
     s = results["summary"]

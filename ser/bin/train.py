@@ -44,7 +44,7 @@ def main(argv=None) -> None:
         extra = {"fbank.conf": args.fbank_conf} if args.fbank_conf else {}
         train(config, classes, args.train_dir, args.valid_dir, args.cmvn, args.outdir, select_device(args.ngpu), extra,
               args.functionals_scp)
-    except (ConfigError, DataDirError, TrainingError, ValueError) as e:
+    except (ConfigError, DataDirError, TrainingError, ValueError, OSError) as e:  # one line; no traceback
         die(str(e))
 
 
