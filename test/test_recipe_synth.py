@@ -169,6 +169,43 @@ def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finis
         (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
+@pytest.mark.parametrize("stage", [1, 3])
+def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finished_recipe, stage):
+    """kill -9 of the run's process group while its stage-1 (features) or stage-3 (decoding) jobs run, then an
+    immediate re-run: it succeeds, and its outputs equal the uninterrupted run's."""
+    import kaldiio
+
+    tmp, _ = finished_recipe
+    if stage == 1:
+        def outputs():
+            return {k: v.copy() for k, v in kaldiio.load_scp(str(tmp / "dump" / "all" / "feats.scp")).items()}
+
+        stamp, log = tmp / "dump" / ".stage1.done", tmp / "dump" / "log" / "fbank.1.log"
+        args = ("--stage", "1", "--stop-stage", "1")
+    else:
+        decode = tmp / "exp" / "train" / "seed0" / "fold1" / "decode_test"
+
+        def outputs():
+            return {"posteriors": (decode / "posteriors").read_text()}
+
+        stamp, log = decode / ".stage3.done", tmp / "exp" / "train" / "seed0" / "log" / "decode.1.log"
+        args = ("--stage", "3", "--stop-stage", "3", "--folds", "1")
+    uninterrupted = outputs()
+    stamp.unlink()
+    log.unlink()
+    cmd, env = recipe_command(tmp, *args)
+    run = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)
+    _wait_for(log.exists, f"the stage-{stage} jobs")
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    run_recipe(tmp, *args)
+    again = outputs()
+    assert again.keys() == uninterrupted.keys()
+    for key, value in uninterrupted.items():
+        assert np.array_equal(again[key], value) if stage == 1 else again[key] == value
+
+
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr
@@ -256,10 +293,10 @@ def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
     pytest.importorskip("transformers")
     import yaml
 
-    from ser.models.wavlm import build_tiny_wavlm
+    from ser.models.ssl import build_tiny_ssl
 
     tmp, _ = finished_recipe
-    build_tiny_wavlm(str(tmp_path / "tiny_wavlm"))
+    build_tiny_ssl(str(tmp_path / "tiny_wavlm"))
     with open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")) as f:
         config = yaml.safe_load(f)
     config["frontend_conf"]["path"] = str(tmp_path / "tiny_wavlm")

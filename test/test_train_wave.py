@@ -12,7 +12,7 @@ pytest.importorskip("transformers")
 
 from ser.config import resolve_config
 from ser.infer import classify_data_dir, load_trained
-from ser.models.wavlm import build_tiny_wavlm
+from ser.models.ssl import build_tiny_ssl
 from ser.train import train
 
 CLASSES = ["low", "high"]
@@ -36,14 +36,17 @@ def write_wave_dir(path, rng, n_per_class=10, sample_rate=22050):
             f.writelines(sorted(lines))
 
 
-def test_wavlm_model_trains_on_waveforms_and_classifies(tmp_path):
+@pytest.mark.parametrize("frontend, model_type", [("wavlm", "wavlm"), ("ssl", "wav2vec2"), ("ssl", "hubert"),
+                                                   ("ssl", "data2vec-audio")])
+def test_ssl_model_trains_on_waveforms_and_classifies(tmp_path, frontend, model_type):
     rng = np.random.default_rng(0)
     write_wave_dir(tmp_path / "train", rng)
     write_wave_dir(tmp_path / "valid", rng, n_per_class=5)
-    wavlm = tmp_path / "tiny_wavlm"
-    build_tiny_wavlm(str(wavlm))
+    checkpoint = tmp_path / f"tiny_{model_type}"
+    build_tiny_ssl(str(checkpoint), model_type)
     config = resolve_config({
-        "frontend": "wavlm", "frontend_conf": {"path": str(wavlm), "freeze": "feature_encoder", "layer": "weighted"},
+        "frontend": frontend,
+        "frontend_conf": {"path": str(checkpoint), "freeze": "feature_encoder", "layer": "weighted"},
         "encoder": "flam", "encoder_conf": {"d_model": 32, "num_heads": 4, "embed_dim": 16},
         "augment": "eam", "augment_conf": {"prob": 0.5}, "optim_conf": {"lr": 2.0e-3},
         "max_epoch": 8, "batch_size": 4, "crop_seconds": 0.5, "num_threads": 1, "log_interval": 0})

@@ -9,11 +9,11 @@ from typing import Any
 
 from ser.frontends.base import Frontend
 from ser.frontends.fbank import Fbank
-from ser.frontends.wavlm import WavLM
+from ser.frontends.wavlm import SSL, WavLM
 from ser.registry import Registry
 
 FRONTENDS = Registry("frontend")
-for _cls in (Fbank, WavLM):
+for _cls in (Fbank, WavLM, SSL):
     FRONTENDS.register(_cls.name, _cls.from_conf, _cls.defaults, _cls.rules, _cls.check)
 
 

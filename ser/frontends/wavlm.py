@@ -1,7 +1,10 @@
-"""``wavlm``: a pretrained WavLM encoder (ser.models.wavlm) on the raw 16 kHz waveform (wav.scp), 50 frames/s.
+"""``wavlm``: a pretrained WavLM encoder (ser.models.ssl) on the raw 16 kHz waveform (wav.scp), 50 frames/s.
+``ssl``: the same for any self-supervised encoder of ser.models.ssl.SSL_MODEL_TYPES (WavLM, wav2vec 2.0, HuBERT,
+data2vec-audio), the type read from the checkpoint's config.json.
 
 Options:
 - path: a local Hugging Face checkpoint directory (config.json + weights). Required unless download is true.
+  With ``wavlm`` it must hold a WavLM model.
 - download: with an empty path, fetch ``model_id`` from the Hugging Face hub (needs internet).
 - model_id: the hub name used by download.
 - freeze: "all" (WavLM frozen and run in eval mode, only what follows it learns), "feature_encoder" (the
@@ -58,6 +61,7 @@ class WavLM(Frontend):
     inputs_per_second = WAVE_SAMPLE_RATE
     augment_domain = "wave"
     default_input_layer = "linear"
+    model_types: tuple[str, ...] = ("wavlm",)  # the config.model_type a checkpoint must have
 
     @staticmethod
     def check(conf: dict) -> None:
@@ -75,12 +79,19 @@ class WavLM(Frontend):
         if feat_dim is not None:
             raise ValueError(f"input_dim must be None for frontend {self.name!r} (its frame dimension comes "
                              f"from the checkpoint), got {feat_dim!r}")
-        from ser.models.wavlm import WaveModel, WavLMFrontend
+        from ser.models.ssl import SSLEncoder, WaveModel
 
-        wave_frontend = WavLMFrontend(self.conf)
-        return WaveModel(wave_frontend, make_encoder(wave_frontend.output_dim))
+        ssl = SSLEncoder(self.conf, self.model_types)
+        return WaveModel(ssl, make_encoder(ssl.output_dim))
 
     def inputs_of_wav(self, wav: str, model_dir: str, normaliser) -> np.ndarray:
         from ser.audio import load_mono
 
         return load_mono(wav, WAVE_SAMPLE_RATE, None, min_duration=0.1)
+
+
+class SSL(WavLM):
+    """Any encoder of ser.models.ssl.SSL_MODEL_TYPES, with the options of ``wavlm``."""
+
+    name = "ssl"
+    model_types = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")

@@ -5,7 +5,7 @@
 
 One batch of random int16-range audio; the fbank model reads its Kaldi fbank (computed with
 ser.features.compute_fbank, timed separately: a recipe computes it once in stage 1), the WavLM model the
-waveform. Both feed a FLAM encoder of d_model 256. The WavLM is a tiny random checkpoint (build_tiny_wavlm);
+waveform. Both feed a FLAM encoder of d_model 256. The WavLM is a tiny random checkpoint (build_tiny_ssl);
 --large adds a randomly initialised model of WavLM Large's shape (no download). Reported: median seconds per
 forward + backward (Adam step included) and the ratio to the fbank model measured in the same run.
 """
@@ -24,7 +24,7 @@ import torch
 from ser.features import compute_fbank, read_fbank_conf
 from ser.frontends.wavlm import WAVE_SAMPLE_RATE
 from ser.models import build_model
-from ser.models.wavlm import build_tiny_wavlm
+from ser.models.ssl import build_tiny_ssl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NUM_CLASSES = 4
@@ -81,9 +81,9 @@ def main() -> None:
     reference = step_seconds(fbank_model, feats_t, frame_lengths, args.repeats, args.device)
     print(f"  fbank FLAM (d_model 256):            {reference:8.3f} s/step   1.00")
     with tempfile.TemporaryDirectory() as tmp:
-        checkpoints = [("tiny WavLM + FLAM (d_model 256)", build_tiny_wavlm(os.path.join(tmp, "tiny")))]
+        checkpoints = [("tiny WavLM + FLAM (d_model 256)", build_tiny_ssl(os.path.join(tmp, "tiny")))]
         if args.large:
-            checkpoints.append(("WavLM Large shape + FLAM, random", build_tiny_wavlm(os.path.join(tmp, "large"),
+            checkpoints.append(("WavLM Large shape + FLAM, random", build_tiny_ssl(os.path.join(tmp, "large"),
                                                                                   **WAVLM_LARGE_SHAPE)))
         for name, path in checkpoints:
             torch.manual_seed(0)

@@ -1,6 +1,8 @@
-"""WavLM front-end (docs/method.md section 1): a pretrained Hugging Face ``WavLMModel`` on the raw 16 kHz
-waveform, giving hidden_size-dim frames at 50 frames/s; and ``WaveModel``, a front-end followed by a
-frame encoder. Its options are those of the wavlm front-end (ser.frontends.wavlm, which documents them).
+"""Self-supervised waveform encoders (docs/method.md section 1): a pretrained Hugging Face WavLM, wav2vec 2.0,
+HuBERT or data2vec-audio model on the raw 16 kHz waveform, giving hidden_size-dim frames at 50 frames/s
+(``SSLEncoder``); and ``WaveModel``, such an encoder followed by a frame encoder. Their options are those of the
+``wavlm`` and ``ssl`` front-ends (ser.frontends.wavlm, which documents them). The four share one layout (a
+convolutional feature encoder, then transformer layers in ``encoder.layers``), which is what this module relies on.
 
 Input: samples in the int16 range (as Kaldi reads them), padded to the longest utterance, with lengths in
 samples. With normalize_wave each utterance is scaled to zero mean and unit variance over its valid samples,
@@ -11,7 +13,8 @@ Padding: WavLM gets the attention mask of the valid samples; frame t reads sampl
 so the first frame_lengths[b] frames of row b read valid samples only, and frames beyond are zeroed. For
 checkpoints whose convolutional feature encoder uses layer norm (WavLM Large) an utterance gives the same
 frames alone as inside a padded batch. Checkpoints with group norm (WavLM Base, Base+) normalise the first
-convolution over the whole padded time axis, so there padding changes the frames slightly.
+convolution over the whole padded time axis, so there padding changes the frames slightly; data2vec-audio's
+positional embedding is a stack of convolutions, through which padding reaches the valid frames too.
 
 Hidden states: state 0 is the input of the first transformer layer, state k the output of layer k (for
 stable-layer-norm models like WavLM Large before the final LayerNorm, as fairseq and s3prl define them); a
@@ -38,37 +41,48 @@ INT16_SCALE = 32768.0
 NORMALIZE_VARIANCE_FLOOR = 1e-7
 
 
-def load_wavlm(path: str, download: bool, model_id: str) -> nn.Module:
-    """transformers.WavLMModel in float32 from the local checkpoint directory `path`, or, when path is
-    empty and download is true, from the hub's `model_id`."""
-    from transformers import WavLMModel
+SSL_MODEL_TYPES = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")  # Hugging Face config.model_type
+_CONFIG_CLASSES = {"wavlm": "WavLMConfig", "wav2vec2": "Wav2Vec2Config", "hubert": "HubertConfig",
+                   "data2vec-audio": "Data2VecAudioConfig"}
+
+
+def load_ssl_encoder(path: str, download: bool, model_id: str, model_types: tuple[str, ...]) -> nn.Module:
+    """The Hugging Face model in float32 from the local checkpoint directory `path`, or, when path is empty and
+    download is true, from the hub's `model_id`; its config.model_type must be one of `model_types`."""
+    from transformers import AutoConfig, AutoModel
 
     if path:
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise ValueError(f"frontend_conf.path: {path!r} is not a Hugging Face checkpoint directory "
                              "(no config.json in it)")
-        return WavLMModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        model_type = AutoConfig.from_pretrained(path, local_files_only=True).model_type
+        if model_type not in model_types:
+            raise ValueError(f"frontend_conf.path: {path!r} holds a {model_type!r} model; this front-end reads "
+                             f"{', '.join(model_types)}")
+        return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     if not download:
-        raise ValueError("frontend_conf.path is empty: set it to a local WavLM checkpoint directory "
+        raise ValueError("frontend_conf.path is empty: set it to a local checkpoint directory "
                          "(config.json + weights, e.g. a download of microsoft/wavlm-large), or set "
                          "frontend_conf.download: true to fetch frontend_conf.model_id from the Hugging Face hub")
-    return WavLMModel.from_pretrained(model_id, dtype=torch.float32)
+    return AutoModel.from_pretrained(model_id, dtype=torch.float32)
 
 
-def build_tiny_wavlm(path: str, seed: int = 0, **config_overrides) -> str:
-    """Save a tiny randomly initialised WavLM (hidden 32, 2 layers, 2 heads, 16-channel convolutions with
-    WavLM's strides, layer-norm convolutions and stable layer norm as in WavLM Large) to the directory
-    `path` for tests and benchmarks; returns path. No download."""
-    from transformers import WavLMConfig, WavLMModel
+def build_tiny_ssl(path: str, model_type: str = "wavlm", seed: int = 0, **config_overrides) -> str:
+    """Save a tiny randomly initialised model of `model_type` (hidden 32, 2 layers, 2 heads, 16-channel
+    convolutions with the real strides, layer-norm convolutions and stable layer norm as in the Large models) to
+    the directory `path` for tests and benchmarks; returns path. No download."""
+    import transformers
 
     settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                     conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-                    num_buckets=32, max_bucket_distance=100, feat_extract_norm="layer",
-                    do_stable_layer_norm=True)
+                    feat_extract_norm="layer", do_stable_layer_norm=True)
+    if model_type == "wavlm":
+        settings.update(num_buckets=32, max_bucket_distance=100)
     settings.update(config_overrides)
+    config = getattr(transformers, _CONFIG_CLASSES[model_type])(**settings)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = WavLMModel(WavLMConfig(**settings))
+        model = transformers.AutoModel.from_config(config)
     model.save_pretrained(path)
     return path
 
@@ -90,14 +104,14 @@ def _keep_layer_io(layer: nn.Module, args: tuple, output) -> None:
     layer.kept_io = (args[0], output[0] if isinstance(output, tuple) else output)
 
 
-class WavLMFrontend(nn.Module):
+class SSLEncoder(nn.Module):
     """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, hidden_size), frame_lengths (B,))."""
 
-    def __init__(self, conf: dict):
+    def __init__(self, conf: dict, model_types: tuple[str, ...] = SSL_MODEL_TYPES):
         """conf: a resolved frontend_conf (ser.frontends.resolve_frontend_conf)."""
         super().__init__()
-        self.wavlm = load_wavlm(conf["path"], conf["download"], conf["model_id"])
-        config = self.wavlm.config
+        self.ssl = load_ssl_encoder(conf["path"], conf["download"], conf["model_id"], model_types)
+        config = self.ssl.config
         self.output_dim = config.hidden_size
         self.freeze = conf["freeze"]
         self.layer = conf["layer"]
@@ -105,10 +119,10 @@ class WavLMFrontend(nn.Module):
         self.min_samples = self._receptive_field(config.conv_kernel, config.conv_stride)
 
         if self.freeze == "all":
-            self.wavlm.requires_grad_(False)
-            self.wavlm.eval()
+            self.ssl.requires_grad_(False)
+            self.ssl.eval()
         elif self.freeze == "feature_encoder":
-            self.wavlm.freeze_feature_encoder()
+            self.ssl.feature_extractor._freeze_parameters()  # as the models' freeze_feature_encoder
 
         num_layers = config.num_hidden_layers
         if isinstance(self.layer, int) and self.layer > num_layers:
@@ -117,8 +131,11 @@ class WavLMFrontend(nn.Module):
         if self.layer == "weighted":
             self.layer_weights = nn.Parameter(torch.zeros(num_layers + 1))  # softmax: equal at start
         if self.layer != "last":
-            for layer in self.wavlm.encoder.layers:
+            for layer in self.ssl.encoder.layers:
                 layer.register_forward_hook(_keep_layer_io)
+            # The encoder's dropout is the last step before its first layer: its output is hidden state 0, also
+            # when LayerDrop skips that layer.
+            self.ssl.encoder.dropout.register_forward_hook(_keep_layer_io)
             self._forget_layer_io()
 
     @staticmethod
@@ -129,16 +146,16 @@ class WavLMFrontend(nn.Module):
             field = (field - 1) * stride + kernel
         return field
 
-    def train(self, mode: bool = True) -> "WavLMFrontend":
+    def train(self, mode: bool = True) -> "SSLEncoder":
         """A WavLM frozen with freeze "all" stays in eval mode (no dropout, LayerDrop or masking)."""
         super().train(mode)
         if self.freeze == "all":
-            self.wavlm.eval()
+            self.ssl.eval()
         return self
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Frames that WavLM's convolutional feature encoder makes of `lengths` samples."""
-        return self.wavlm._get_feat_extract_output_lengths(lengths).to(torch.long)
+        return self.ssl._get_feat_extract_output_lengths(lengths).to(torch.long)
 
     def layer_weight_probs(self) -> Tensor:
         """The softmax-normalised weights of the hidden states (layer "weighted" only)."""
@@ -151,7 +168,7 @@ class WavLMFrontend(nn.Module):
         if self.layer != "last":
             self._forget_layer_io()  # a layer skipped by LayerDrop must not show a stale output
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
-            output = self.wavlm(samples, attention_mask=attention_mask,
+            output = self.ssl(samples, attention_mask=attention_mask,
                                 mask_time_indices=self._no_time_mask_if_too_short(wave))
             states = None if self.layer == "last" else self._collect_hidden_states()
         if self.layer == "last":
@@ -166,24 +183,23 @@ class WavLMFrontend(nn.Module):
     def _no_time_mask_if_too_short(self, wave: Tensor) -> Optional[Tensor]:
         """An all-False time mask when training on a batch shorter than one masked span (WavLM's own time
         masking would raise); None (WavLM draws its masks) otherwise."""
-        config = self.wavlm.config
+        config = self.ssl.config
         num_frames = int(self.frame_lengths(torch.tensor(wave.size(1))))
-        if self.wavlm.training and config.mask_time_prob > 0 and num_frames < config.mask_time_length:
+        if self.ssl.training and config.mask_time_prob > 0 and num_frames < config.mask_time_length:
             return torch.zeros(wave.size(0), num_frames, dtype=torch.bool, device=wave.device)
         return None
 
     def _collect_hidden_states(self) -> list[Tensor]:
         """[input of layer 0, output of layer 1, ..., output of layer L] of the forward just run."""
-        layers = self.wavlm.encoder.layers
-        states = [layers[0].kept_io[0]]
-        for layer in layers:
+        states = [self.ssl.encoder.dropout.kept_io[1]]
+        for layer in self.ssl.encoder.layers:
             states.append(states[-1] if layer.kept_io is None else layer.kept_io[1])  # None: LayerDrop
         self._forget_layer_io()
         return states
 
     def _forget_layer_io(self) -> None:
-        for layer in self.wavlm.encoder.layers:
-            layer.kept_io = None
+        for module in (self.ssl.encoder.dropout, *self.ssl.encoder.layers):
+            module.kept_io = None
 
     def _check_inputs(self, wave: Tensor, lengths: Tensor) -> None:
         if wave.dim() != 2 or not wave.is_floating_point():
@@ -196,7 +212,7 @@ class WavLMFrontend(nn.Module):
             raise ValueError("empty batch")
         shortest, longest = int(lengths.min()), int(lengths.max())
         if shortest < self.min_samples:
-            raise ValueError(f"an utterance has {shortest} samples; WavLM needs at least {self.min_samples} "
+            raise ValueError(f"an utterance has {shortest} samples; the encoder needs at least {self.min_samples} "
                              "(one frame)")
         if longest > wave.size(1):
             raise ValueError(f"a length ({longest}) exceeds the padded number of samples ({wave.size(1)})")
