@@ -37,6 +37,14 @@ def select_device(ngpu: int) -> str:
     return "cuda"
 
 
+VERBOSE_ENV = "SER_VERBOSE"  # set to 1: an error also prints its traceback (before the one-line message)
+
+
 def die(message: str) -> None:
+    """Stop with one line naming the problem; with SER_VERBOSE=1 the traceback of the error being handled too."""
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        import traceback
+
+        traceback.print_exc()
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)

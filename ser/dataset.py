@@ -60,7 +60,7 @@ def load_labelled_set(data_dir: str, classes: list[str]) -> LabelledSet:
     """Read feats.scp and utt2emo of a data dir (features are loaded into memory)."""
     labels = read_labels(data_dir, classes)
     scp = os.path.join(data_dir, "feats.scp")
-    entries = read_table(scp, min_fields=2, max_fields=2)
+    entries = read_table(scp, min_fields=2)  # the value is the rest of the line: paths may hold spaces
     missing = sorted(set(entries) ^ set(labels))
     if missing:
         raise DataDirError(f"{data_dir}: feats.scp and utt2emo hold different utterances (e.g. {missing[0]}); "

@@ -38,7 +38,7 @@ def read_utterance_features(functionals_scp: str | None, keys: list[str]) -> np.
     """(N, F) float32 functionals of ``keys`` from an archive of (1, F) matrices."""
     if not functionals_scp:
         raise InputError("the config fuses functionals but no functionals archive was given (--functionals-scp)")
-    table = read_table(functionals_scp, 2, 2)
+    table = read_table(functionals_scp, 2)  # the value is the rest of the line: paths may hold spaces
     rows = []
     for key in keys:
         if key not in table:

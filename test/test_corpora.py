@@ -336,9 +336,14 @@ def test_interrupted_or_failed_stage_never_looks_done(tmp_path):
         prepare_recipe_data(utts, {1: ["s0"], 2: ["s1"]}, str(data_dir), **kwargs)
 
 
-def test_write_data_dir_rejects_whitespace_paths_and_mixed_genders(tmp_path):
-    with pytest.raises(CorpusError, match="contains whitespace"):
-        write_data_dir(str(tmp_path / "d"), [Utterance("s1-u1", "s1", "/a b/c.wav", "a", "m")])
+def test_write_data_dir_takes_paths_with_spaces_and_rejects_ambiguous_ones_and_mixed_genders(tmp_path):
+    from ser.datadir import read_table
+
+    write_data_dir(str(tmp_path / "ok"), [Utterance("s1-u1", "s1", "/my corpus/a  b.wav", "a", "m")])
+    assert read_table(str(tmp_path / "ok" / "wav.scp")) == {"s1-u1": "/my corpus/a  b.wav"}
+    for wav in (" /a.wav", "/a.wav ", "/odd/name.wav |"):
+        with pytest.raises(CorpusError, match="cannot be a wav.scp value"):
+            write_data_dir(str(tmp_path / "d"), [Utterance("s1-u1", "s1", wav, "a", "m")])
     with pytest.raises(CorpusError, match="both genders"):
         write_data_dir(str(tmp_path / "d"), [Utterance("s1-u1", "s1", "/a.wav", "a", "m"),
                                              Utterance("s1-u2", "s1", "/b.wav", "a", "f")])

@@ -206,6 +206,17 @@ def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finishe
         assert np.array_equal(again[key], value) if stage == 1 else again[key] == value
 
 
+def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
+    """Corpus, data, dump and exp under a path holding spaces, &, ;, $( ) and backticks: every stage works, and
+    nothing in the path runs."""
+    odd = tmp_path / "R&D; $(touch ran1) `touch ran2` a  b"
+    odd.mkdir()
+    run_recipe(odd, "--train-args", "--set max_epoch=1", "--stop-stage", "3")
+    for fold in range(1, 5):
+        assert (odd / "exp" / "train" / "seed0" / f"fold{fold}" / "decode_test" / "predictions").exists()
+    assert not [p for d in (tmp_path, odd, odd / "exp", RECIPE) for p in os.listdir(d) if p.startswith("ran")]
+
+
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr

@@ -296,3 +296,13 @@ def test_a_full_disk_is_named_and_leaves_no_partial_file(feature_dirs, tmp_path,
         train(resolve_config({**FAST_CONFIG, "max_epoch": 1}), classes, str(feature_dirs / "train"),
               str(feature_dirs / "valid"), str(feature_dirs / "train" / "cmvn.ark"), str(outdir))
     assert not [name for name in os.listdir(outdir) if ".tmp" in name]
+
+
+def test_errors_are_one_line_and_ser_verbose_keeps_the_traceback(feature_dirs, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("max_epochs: 3\n")
+    for verbose, traceback in (("", False), ("1", True)):
+        proc = subprocess.run(train_command(feature_dirs, str(bad), tmp_path / "run"), capture_output=True, text=True,
+                              env={**python_env(), "SER_VERBOSE": verbose})
+        assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+        assert "max_epochs" in proc.stderr.strip().splitlines()[-1] and ("Traceback" in proc.stderr) == traceback

@@ -131,16 +131,16 @@ lock_workspace
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
-  prep_opts="--corpus $corpus --corpus-dir $corpus_dir --data-dir $data_dir --strict-counts $strict_counts \
---valid-fraction $valid_fraction --valid-mode $valid_mode --seed $data_seed${class_set:+ --class-set $class_set}"
+  prep_opts=(--corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" --strict-counts "$strict_counts"
+             --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed")
+  [ -z "$class_set" ] || prep_opts+=(--class-set "$class_set")
   if [ -x local/data.sh ]; then
     log "stage 0: local/data.sh $corpus_dir"
     local/data.sh "$corpus_dir"
   fi
   [ -d "$corpus_dir" ] || { log "error: corpus directory $corpus_dir does not exist (set --corpus-dir)"; exit 1; }
   log "stage 0: data preparation: $corpus_dir -> $data_dir"
-  # shellcheck disable=SC2086
-  python -m ser.bin.prepare_data $prep_opts --skip-if-up-to-date
+  python -m ser.bin.prepare_data "${prep_opts[@]}" --skip-if-up-to-date
 fi
 
 all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys.argv[1]))['folds'], key=int)))" \
@@ -157,7 +157,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     rm -rf "$dump_dir"
     mkdir -p "$dump_dir/all" "$dump_dir/log"
     split_dirs=$(python -m ser.bin.datadir split "$data_dir/all" "$nj")
-    n_parts=$(echo "$split_dirs" | wc -w)
+    n_parts=$(printf '%s\n' "$split_dirs" | wc -l)  # one part dir per line (paths may hold spaces)
     part_dir=$(dirname "$(echo "$split_dirs" | head -n 1)")
     ark_dir=$(cd "$dump_dir" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$dump_dir/log/fbank.JOB.log" \
@@ -187,7 +187,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     rm -rf "$out"
     mkdir -p "$out/log"
     split_dirs=$(python -m ser.bin.datadir split "$data_dir/all" "$nj")
-    n_parts=$(echo "$split_dirs" | wc -w)
+    n_parts=$(printf '%s\n' "$split_dirs" | wc -l)  # one part dir per line (paths may hold spaces)
     part_dir=$(dirname "$(echo "$split_dirs" | head -n 1)")
     ark_dir=$(cd "$out" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$out/log/functionals.JOB.log" \

@@ -136,9 +136,11 @@ def folds_by_group(utts: list[Utterance], fold_of_speaker: Callable[[str], int],
 
 
 def _check_wav_value(utt: Utterance) -> None:
-    if not utt.wav.endswith("|") and any(c.isspace() for c in utt.wav):
-        raise CorpusError(f"utterance {utt.utt_id}: audio path {utt.wav!r} contains whitespace, which a "
-                          "wav.scp entry cannot hold; link the corpus to a path without spaces")
+    """A wav.scp value is the rest of its line: a path may hold spaces inside, but not at its ends, and must not
+    end in '|' (that would make it a command)."""
+    if utt.wav != utt.wav.strip() or "\n" in utt.wav or (os.path.isabs(utt.wav) and utt.wav.endswith("|")):
+        raise CorpusError(f"utterance {utt.utt_id}: audio path {utt.wav!r} cannot be a wav.scp value (whitespace "
+                          "at an end, a line break, or a final '|'); link the corpus to a plainer path")
 
 
 def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] | None = None) -> None:
