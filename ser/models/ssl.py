@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from ser.models.output import ModelOutput
-from ser.models.subsampling import valid_mask
+from ser.models.subsampling import check_lengths, valid_mask
 
 INT16_SCALE = 32768.0
 NORMALIZE_VARIANCE_FLOOR = 1e-7
@@ -205,17 +205,8 @@ class SSLEncoder(nn.Module):
         if wave.dim() != 2 or not wave.is_floating_point():
             raise ValueError(f"wave must be a float tensor of shape (batch, samples), got {wave.dtype} "
                              f"{tuple(wave.shape)}")
-        if lengths.shape != (wave.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
-            raise ValueError(f"lengths must be an integer tensor of shape ({wave.size(0)},), "
-                             f"got {lengths.dtype} {tuple(lengths.shape)}")
-        if wave.size(0) == 0:
-            raise ValueError("empty batch")
-        shortest, longest = int(lengths.min()), int(lengths.max())
-        if shortest < self.min_samples:
-            raise ValueError(f"an utterance has {shortest} samples; the encoder needs at least {self.min_samples} "
-                             "(one frame)")
-        if longest > wave.size(1):
-            raise ValueError(f"a length ({longest}) exceeds the padded number of samples ({wave.size(1)})")
+        check_lengths(lengths, wave.size(0), wave.size(1), self.min_samples, "samples",
+                      f"the encoder needs at least {self.min_samples} (one frame)")
 
 
 class WaveModel(nn.Module):

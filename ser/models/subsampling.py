@@ -115,16 +115,21 @@ def check_frame_inputs(feats: Tensor, lengths: Tensor, input_dim: int) -> None:
     """feats (B, T, input_dim) with B >= 1, lengths (B,) integers in [1, T]."""
     if feats.dim() != 3 or feats.size(2) != input_dim:
         raise ValueError(f"feats must have shape (batch, frames, {input_dim}), got {tuple(feats.shape)}")
-    if lengths.shape != (feats.size(0),) or lengths.dtype not in (torch.int32, torch.int64):
-        raise ValueError(f"lengths must be an integer tensor of shape ({feats.size(0)},), "
+    check_lengths(lengths, feats.size(0), feats.size(1), 1, "frames", "the input layer needs at least 1")
+
+
+def check_lengths(lengths: Tensor, batch: int, padded: int, minimum: int, unit: str, need: str) -> None:
+    """lengths (batch,) integers in [minimum, padded] of a non-empty batch; errors say what is wrong."""
+    if lengths.shape != (batch,) or lengths.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"lengths must be an integer tensor of shape ({batch},), "
                          f"got {lengths.dtype} {tuple(lengths.shape)}")
-    if feats.size(0) == 0:
+    if batch == 0:
         raise ValueError("empty batch")
     shortest, longest = int(lengths.min()), int(lengths.max())
-    if shortest < 1:
-        raise ValueError(f"an utterance has {shortest} frames; the input layer needs at least 1")
-    if longest > feats.size(1):
-        raise ValueError(f"a length ({longest}) exceeds the padded number of frames ({feats.size(1)})")
+    if shortest < minimum:
+        raise ValueError(f"an utterance has {shortest} {unit}; {need}")
+    if longest > padded:
+        raise ValueError(f"a length ({longest}) exceeds the padded number of {unit} ({padded})")
 
 
 def _zero_padding(frames: Tensor, lengths: Tensor) -> Tensor:
