@@ -283,9 +283,7 @@ def _resume(run: Run) -> list[dict]:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.scaler.load_state_dict(state["scaler"])
-    if "center_optimizer" in state:  # a checkpoint of ser before the loss owned its optimizer
-        state["criterion_optimizer"] = {"optimizer": state["center_optimizer"], "scheduler": state["center_scheduler"]}
-    run.criterion.load_optimizer_state(state.get("criterion_optimizer", {}))
+    run.criterion.load_optimizer_state(state["criterion_optimizer"])
     restore_rng_state(state["rng"])
     log.info("resuming after epoch %d from %s", state["epoch"], checkpoint_path)
     return state["history"]

@@ -33,6 +33,7 @@ from ser.stamps import inputs_digest
 WAVE_SAMPLE_RATE = 16000  # what WavLM was trained on; waveform front-ends read audio at this rate
 WAVLM_FREEZE_MODES = ("all", "feature_encoder", "none")
 WAVLM_LAYER_NAMES = ("last", "weighted")
+SSL_MODEL_TYPES = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")  # Hugging Face config.model_type
 
 
 def _is_layer(value: Any) -> bool:
@@ -94,4 +95,4 @@ class SSL(WavLM):
     """Any encoder of ser.models.ssl.SSL_MODEL_TYPES, with the options of ``wavlm``."""
 
     name = "ssl"
-    model_types = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")
+    model_types = SSL_MODEL_TYPES

@@ -34,6 +34,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ser.frontends.wavlm import SSL_MODEL_TYPES
 from ser.models.output import ModelOutput
 from ser.models.subsampling import check_lengths, valid_mask
 
@@ -41,7 +42,6 @@ INT16_SCALE = 32768.0
 NORMALIZE_VARIANCE_FLOOR = 1e-7
 
 
-SSL_MODEL_TYPES = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")  # Hugging Face config.model_type
 _CONFIG_CLASSES = {"wavlm": "WavLMConfig", "wav2vec2": "Wav2Vec2Config", "hubert": "HubertConfig",
                    "data2vec-audio": "Data2VecAudioConfig"}
 
