@@ -27,6 +27,8 @@ TRAINER_DEFAULTS = {
     "encoder_conf": {},
     "augment": "eam",
     "augment_conf": {},
+    "specaug": "none",  # none | specaug: frequency warp, time stretch and masks of training fbank (ser.specaug)
+    "specaug_conf": {},
     "loss_conf": {},
     "optim": "adam",
     "optim_conf": {},  # merged onto OPTIM_DEFAULTS[optim]
@@ -62,8 +64,9 @@ def _registries() -> dict:
     from ser.augment import AUGMENTS
     from ser.frontends import FRONTENDS
     from ser.models import ENCODERS
+    from ser.specaug import SPECAUGS
 
-    return {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS}
+    return {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS, "specaug": SPECAUGS}
 
 
 def check_keys(given: dict, allowed, where: str) -> None:
@@ -158,6 +161,9 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     if config["speaker_norm"] != "none" and not frontend_of(config).supports_speaker_norm:
         raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs a front-end with frame features "
                           f"such as fbank ({config['frontend']} normalises each utterance itself)")
+    if config["specaug"] != "none" and frontend_of(config).augment_domain != "fbank":
+        raise ConfigError(f"{source}: specaug: {config['specaug']} acts on frame features such as fbank, not on "
+                          f"the {config['frontend']} front-end's waveforms")
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
     for key in ("max_epoch", "batch_size"):
@@ -227,8 +233,18 @@ def _canonical(value):
     return value
 
 
+# Keys added after runs were published, with the value that trains as before they existed. At that value they are
+# left out of the hash, so a finished run keeps its identity (and stays finished) when ser gains a key.
+ADDED_KEYS_NO_OP = {"specaug": ("none", "specaug_conf")}
+
+
 def config_hash(config: dict) -> str:
     """A short, stable hash of a resolved config: key order and int/float spelling do not matter."""
+    config = dict(config)
+    for key, (no_op, conf_key) in ADDED_KEYS_NO_OP.items():
+        if config.get(key) == no_op:
+            config.pop(key)
+            config.pop(conf_key, None)
     return hashlib.sha1(json.dumps(_canonical(config), sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -135,17 +135,18 @@ def pad_batch(feats: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class TrainBatches(torch.utils.data.Dataset):
-    """One item per batch of an epoch: cropped, mixed, normalised inputs and soft labels.
+    """One item per batch of an epoch: cropped, mixed, (spec-)augmented, normalised inputs and soft labels.
 
     Call set_epoch(e) before iterating an epoch. Items are pure functions of (seed, epoch, batch), so a DataLoader
     with worker processes gives the same batches as the main process.
     """
 
     def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser | None, batch_size: int,
-                 max_frames: int, bucketing: bool, mixup, seed: int, shard: tuple[int, int] = (0, 1)):
+                 max_frames: int, bucketing: bool, mixup, seed: int, shard: tuple[int, int] = (0, 1),
+                 specaug=None):
         self.data, self.num_classes, self.normaliser = data, num_classes, normaliser
         self.batch_size, self.max_frames, self.bucketing = batch_size, max_frames, bucketing
-        self.mixup, self.seed = mixup, seed
+        self.mixup, self.specaug, self.seed = mixup, specaug, seed
         self.rank, self.world = shard
         self.set_epoch(1)
 
@@ -178,7 +179,10 @@ class TrainBatches(torch.utils.data.Dataset):
             partner_label = self.data.labels[partner]
             feats, lam = self.mixup(feats, self.data.feats[partner], rng)
         target = soft_label(int(label), int(partner_label), lam, self.num_classes)
-        return normalise(self.normaliser, feats, self.data, index), target.astype(np.float32), lam, partner
+        if self.specaug is None:
+            return normalise(self.normaliser, feats, self.data, index), target.astype(np.float32), lam, partner
+        feats = self.specaug.mask(normalise(self.normaliser, self.specaug.warp(feats, rng), self.data, index), rng)
+        return feats, target.astype(np.float32), lam, partner
 
     def __getitem__(self, batch_index: int) -> dict | None:
         """The batch, or with several ranks this rank's share of it (examples rank, rank + world, ...); None

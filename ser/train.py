@@ -38,6 +38,7 @@ from ser.inputs import prepare_training_inputs, uses_functionals, write_utteranc
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import model_of
+from ser.specaug import SPECAUGS
 from ser.stamps import inputs_digest
 
 log = logging.getLogger("ser.train")
@@ -254,9 +255,10 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     utterance_dim = 0 if train_set.utterance is None else train_set.utterance.shape[1]
     num_classes = len(classes)
     mixup = build_augment(config["augment"], config["augment_conf"], domain=frontend.augment_domain)
+    specaug = SPECAUGS.build(config["specaug"], config["specaug_conf"])
     batches = TrainBatches(train_set, num_classes, normaliser, config["batch_size"],
                            int(round(config["crop_seconds"] * frontend.inputs_per_second)), config["bucketing"],
-                           mixup, config["seed"], shard=(dist.rank, dist.world))
+                           mixup, config["seed"], shard=(dist.rank, dist.world), specaug=specaug)
 
     model = model_of(config, train_set.feat_dim, num_classes, utterance_dim).to(device)
     criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
