@@ -91,6 +91,64 @@ def summarize(per_seed: dict[int, dict[int, dict]]) -> dict:
     return summary
 
 
+def read_posteriors(path: str, num_classes: int) -> dict[str, np.ndarray]:
+    """A decode dir's ``posteriors`` file -> {utt: (C,) array}; a malformed line is an error naming it."""
+    table = {}
+    for lineno, (utt, values) in enumerate(read_table(path, 2).items(), 1):
+        try:
+            row = np.array([float(v) for v in values.split()])
+        except ValueError:
+            row = np.array([])
+        if row.shape != (num_classes,) or not np.all(np.isfinite(row)):
+            raise ValueError(f"{path}:{lineno}: expected {num_classes} finite posteriors for {utt}")
+        table[utt] = row
+    return table
+
+
+def ensemble_scores(run_dirs: list[str], set_name: str, data_dir: str, classes: list[str]) -> dict | None:
+    """Scores of the mean posteriors of ``run_dirs`` (one fold, several seeds) on ``decode_<set_name>``; None when
+    a run has not decoded that set."""
+    paths = [os.path.join(r, f"decode_{set_name}", "posteriors") for r in run_dirs]
+    if not all(os.path.isfile(p) for p in paths):
+        return None
+    tables = [read_posteriors(p, len(classes)) for p in paths]
+    reference = read_table(os.path.join(data_dir, "utt2emo"), 2, 2)
+    for path, table in zip(paths, tables):
+        if set(table) != set(reference):
+            raise ValueError(f"{path}: its utterances differ from {data_dir}/utt2emo")
+    keys = sorted(reference)
+    index = {c: i for i, c in enumerate(classes)}
+    y_true = [index[reference[k]] for k in keys]
+    mean = np.mean([[t[k] for k in keys] for t in tables], axis=0)
+    single = [classification_scores(y_true, np.array([t[k] for k in keys]).argmax(1), len(classes))["ua"]
+              for t in tables]
+    return {**classification_scores(y_true, mean.argmax(1), len(classes)), "single_run_ua": single}
+
+
+def seed_ensemble(seed_dirs: dict[int, str], folds: list[int], data_dir: str, classes: list[str]) -> dict | None:
+    """The seeds of each fold as one system (their test posteriors averaged), with the validation evidence for it:
+    the same ensemble on each fold's validation set (training-fold speakers) against the single runs there.
+    None when a run has no test posteriors."""
+    per_fold, valid = {}, {}
+    for k in folds:
+        runs = [os.path.join(d, f"fold{k}") for d in seed_dirs.values()]
+        per_fold[k] = ensemble_scores(runs, "test", os.path.join(data_dir, f"fold{k}", "test"), classes)
+        if per_fold[k] is None:
+            return None
+        scored = ensemble_scores(runs, "valid", os.path.join(data_dir, f"fold{k}", "valid"), classes)
+        if scored is not None:
+            valid[k] = scored
+    summary = {m: dict(zip(("mean", "std_over_folds"), mean_std(r[m] for r in per_fold.values()))) for m in METRICS}
+    evidence = None
+    if len(valid) == len(folds):
+        evidence = {"ensemble_ua": mean_std(v["ua"] for v in valid.values())[0],
+                    "single_run_ua": mean_std(u for v in valid.values() for u in v["single_run_ua"])[0]}
+    return {"seeds": sorted(seed_dirs), "rule": "mean of the seeds' posteriors per fold", "summary": summary,
+            "valid": evidence,
+            "folds": {str(k): {m: r[m] for m in (*METRICS, "per_class_recall", "confusion")}
+                      for k, r in per_fold.items()}}
+
+
 def _configs_of(run_dirs: list[str]) -> dict[str, list[str]]:
     """{hash of a run's config.yaml with its seed left out: the runs trained with it}."""
     from ser.config import config_hash
@@ -149,6 +207,9 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
         "command": command,
         "mixed_configs": sorted(runs_of_config) if len(runs_of_config) > 1 else None,
         "summary": summarize(per_seed),
+        "seed_ensemble": (seed_ensemble(seeds, folds_scored, data_dir, classes)
+                          if len(per_seed) > 1 and all(sorted(f) == folds_scored for f in per_seed.values())
+                          else None),
         "runs": {str(s): {str(k): {m: v[m] for m in (*METRICS, "num_utts", "per_class_recall", "confusion",
                                                         "per_speaker_ua", "selection") if m in v}
                           for k, v in folds.items()} for s, folds in per_seed.items()},
@@ -208,4 +269,14 @@ def results_markdown(results: dict) -> str:
                      f"{m['std_over_folds']:.2f} | {m['seed_std']:.2f} |")
     if s.get("speaker_averaged_ua") is not None:
         lines += ["", f"Speaker-averaged UA: {s['speaker_averaged_ua']:.2f}"]
+    ensemble = results.get("seed_ensemble")
+    if ensemble:
+        e = ensemble["summary"]
+        lines += ["", f"Seed ensemble (another system: the posteriors of seeds {ensemble['seeds']} averaged per fold): "
+                  f"UA {e['ua']['mean']:.2f} +- {e['ua']['std_over_folds']:.2f}, WA {e['wa']['mean']:.2f}, "
+                  f"macro-F1 {e['macro_f1']['mean']:.2f}."]
+        if ensemble["valid"]:
+            v = ensemble["valid"]
+            lines.append(f"On the validation sets (training-fold speakers) the ensemble's UA is {v['ensemble_ua']:.2f}"
+                         f" against {v['single_run_ua']:.2f} for its single runs.")
     return "\n".join(lines) + "\n"

@@ -188,7 +188,7 @@ def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finishe
         def outputs():
             return {"posteriors": (decode / "posteriors").read_text()}
 
-        stamp, log = decode / ".stage3.done", tmp / "exp" / "train" / "seed0" / "log" / "decode.1.log"
+        stamp, log = decode / ".stage3.done", tmp / "exp" / "train" / "seed0" / "log" / "decode_test.1.log"
         args = ("--stage", "3", "--stop-stage", "3", "--folds", "1")
     uninterrupted = outputs()
     stamp.unlink()

@@ -143,3 +143,43 @@ def test_runs_of_different_configs_are_not_averaged(tmp_path):
         score_experiment(str(exp), str(data))
     results = score_experiment(str(exp), str(data), allow_mixed_configs=True)
     assert len(results["mixed_configs"]) == 2
+
+
+def test_seed_ensemble_averages_posteriors_and_is_judged_on_validation(tmp_path):
+    data, exp, truth, _ = fake_experiment(tmp_path, seeds=(0, 1, 2))
+    rng = np.random.default_rng(5)
+    posteriors = {}
+    for fold in (1, 2, 3):
+        for set_name in ("valid", "test"):
+            if set_name == "valid":  # validation utterances of training-fold speakers
+                utts = [(f"tr{fold}-u{n:03d}", CLASSES[rng.integers(4)]) for n in range(30)]
+                write(str(data / f"fold{fold}" / "valid" / "utt2emo"), [f"{u} {e}" for u, e in utts])
+            else:
+                utts = [(u, e) for u, _, e in truth[fold]]
+            for seed in (0, 1, 2):
+                # Noisy posteriors leaning to the truth: each seed alone errs, their mean errs less.
+                p = rng.dirichlet(np.ones(4), size=len(utts)) + 0.35 * np.eye(4)[[CLASSES.index(e) for _, e in utts]]
+                p /= p.sum(1, keepdims=True)
+                posteriors[(fold, set_name, seed)] = (utts, p)
+                write(str(exp / f"seed{seed}" / f"fold{fold}" / f"decode_{set_name}" / "posteriors"),
+                      [f"{u} " + " ".join(f"{v:.6f}" for v in row) for (u, _), row in zip(utts, p)])
+    ensemble = score_experiment(str(exp), str(data))["seed_ensemble"]
+    assert ensemble["seeds"] == [0, 1, 2]
+
+    def ua_of(fold, set_name):
+        utts = posteriors[(fold, set_name, 0)][0]
+        mean = np.mean([np.round(posteriors[(fold, set_name, s)][1], 6) for s in (0, 1, 2)], axis=0)
+        return 100 * balanced_accuracy_score([e for _, e in utts], [CLASSES[i] for i in mean.argmax(1)])
+
+    test_uas = [ua_of(k, "test") for k in (1, 2, 3)]
+    assert ensemble["summary"]["ua"]["mean"] == pytest.approx(np.mean(test_uas))
+    assert [ensemble["folds"][str(k)]["ua"] for k in (1, 2, 3)] == pytest.approx(test_uas)
+    assert ensemble["valid"]["ensemble_ua"] == pytest.approx(np.mean([ua_of(k, "valid") for k in (1, 2, 3)]))
+    singles = [100 * balanced_accuracy_score([e for _, e in posteriors[(k, "valid", s)][0]],
+                                             [CLASSES[i] for i in posteriors[(k, "valid", s)][1].argmax(1)])
+               for k in (1, 2, 3) for s in (0, 1, 2)]
+    assert ensemble["valid"]["single_run_ua"] == pytest.approx(np.mean(singles))
+    assert "Seed ensemble (another system" in (exp / "RESULTS.md").read_text()
+    # One seed: no ensemble.
+    data1, exp1, _, _ = fake_experiment(tmp_path / "one", seeds=(0,))
+    assert score_experiment(str(exp1), str(data1))["seed_ensemble"] is None

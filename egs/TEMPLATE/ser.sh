@@ -6,8 +6,10 @@
 #      openSMILE functionals of data/all -> dump/functionals/<set>/ for every experiment that reads them
 #   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint); the
 #      classic references (openSMILE functionals + logistic regression) train beside the neural experiment
-#   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}
-#   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md
+#   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}; with
+#      several seeds also on the validation sets (decode_valid/), which judge the seed ensemble
+#   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md; with
+#      several seeds also their ensemble (posteriors averaged per fold), reported apart
 #
 # Each stage checks whether its outputs are up to date with its inputs; if so it does nothing and says so.
 # Options (defaults in brackets; --name value or --name=value):
@@ -252,27 +254,33 @@ run_experiment() {
   fi
 
   if [ "$stage" -le 3 ] && [ "$stop_stage" -ge 3 ]; then
+    # With several seeds the validation sets are decoded too: the seed ensemble of stage 4 is judged on them.
+    sets=test
+    [ "$(wc -w <<< "$seeds")" -lt 2 ] || sets="valid test"
     for seed in $seeds; do
-      todo=""
-      for fold in $folds; do
-        run_dir=$exp_dir/seed$seed/fold$fold
-        [ -f "$run_dir/$model_file" ] || { log "error: $run_dir has no trained model; run stage 2 first"; return 1; }
-        if stamp check "$run_dir/decode_test/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/test"; then
-          log "stage 3: $run_dir/decode_test is up to date; nothing to do"
-        else
-          rm -f "$run_dir/decode_test/.stage3.done"
-          todo="$todo${todo:+,}$fold"
-        fi
-      done
-      [ -n "$todo" ] || continue
-      log "stage 3: inference on the test sets, seed $seed, folds $todo"
-      ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" "$exp_dir/seed$seed/log/decode.JOB.log" \
-        python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/test" \
-          --outdir "$exp_dir/seed$seed/foldJOB/decode_test" --ngpu "$ngpu" \
-          ${functionals_scp:+--functionals-scp "$functionals_scp"}
-      for fold in ${todo//,/ }; do
-        run_dir=$exp_dir/seed$seed/fold$fold
-        stamp write "$run_dir/decode_test/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/test"
+      for set in $sets; do
+        todo=""
+        for fold in $folds; do
+          run_dir=$exp_dir/seed$seed/fold$fold
+          [ -f "$run_dir/$model_file" ] || { log "error: $run_dir has no trained model; run stage 2 first"; return 1; }
+          if stamp check "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/$set"; then
+            log "stage 3: $run_dir/decode_$set is up to date; nothing to do"
+          else
+            rm -f "$run_dir/decode_$set/.stage3.done"
+            todo="$todo${todo:+,}$fold"
+          fi
+        done
+        [ -n "$todo" ] || continue
+        log "stage 3: inference on the $set sets, seed $seed, folds $todo"
+        ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" \
+          "$exp_dir/seed$seed/log/decode_$set.JOB.log" \
+          python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/$set" \
+            --outdir "$exp_dir/seed$seed/foldJOB/decode_$set" --ngpu "$ngpu" \
+            ${functionals_scp:+--functionals-scp "$functionals_scp"}
+        for fold in ${todo//,/ }; do
+          run_dir=$exp_dir/seed$seed/fold$fold
+          stamp write "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/$set"
+        done
       done
     done
   fi
