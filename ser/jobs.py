@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import collections
 import dataclasses
+import os
 import re
 import shlex
 import signal
@@ -289,9 +290,25 @@ class JobStartError(RuntimeError):
     """A job that could not be started (its failure reason is the message)."""
 
 
+LOG_TAIL_LINES = 8
+
+
+def log_tail(path, lines: int = LOG_TAIL_LINES) -> list[str]:
+    """The last ``lines`` lines of a job log (its own command's output, without the runner's header lines)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 16384))
+            text = f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    kept = [line for line in text.splitlines() if line.strip() and not line.startswith("# ")]
+    return kept[-lines:]
+
+
 def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int], prog: str) -> int:
-    """Run ``jobs`` through ``backend``, at most ``max_jobs_run`` at a time; report the
-    failed jobs on stderr; return the runner's exit status."""
+    """Run ``jobs`` through ``backend``, at most ``max_jobs_run`` at a time; say on stderr when each job ends (a
+    line per fold of a training stage) and, for a failed one, the end of its log; return the exit status."""
     limit = max_jobs_run or len(jobs)
     pending = collections.deque(jobs)
     running = 0
@@ -312,6 +329,10 @@ def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int],
                     running -= 1
                     if failure is not None:
                         failures.append((job, failure))
+                    elif len(jobs) > 1:
+                        done = len(jobs) - len(pending) - running - len(failures)
+                        print(f"{prog}: {job.describe()} done ({done} of {len(jobs)}), log: {job.log}",
+                              file=sys.stderr)
     except Interrupted as interruption:
         for signum in (signal.SIGINT, signal.SIGTERM):  # let the clean-up finish
             signal.signal(signum, signal.SIG_IGN)
@@ -324,6 +345,8 @@ def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int],
         return 128 + interruption.signum
     for job, failure in sorted(failures, key=lambda f: f[0].id or 0):
         print(f"{prog}: {job.describe()} failed ({failure}), log: {job.log}", file=sys.stderr)
+        for line in log_tail(job.log):
+            print(f"{prog}:   | {line}", file=sys.stderr)
     if failures:
         print(f"{prog}: {len(failures)} of {len(jobs)} job(s) failed", file=sys.stderr)
         return 1

@@ -158,6 +158,12 @@ def test_local_failing_jobs_fail_the_runner_and_are_named(tmp_path):
     assert failed == [f"utils/run.py: job {i} failed (exit code 3), log: log/f.{i}.log"
                       for i in (2, 4)]
     assert "2 of 4 job(s) failed" in result.stderr
+    # Each job that ends well is announced; a failed one shows the end of its log (its own output only).
+    assert sorted(line.split(" (")[0] for line in result.stderr.splitlines() if " done (" in line) == \
+        ["utils/run.py: job 1 done", "utils/run.py: job 3 done"]
+    lines = result.stderr.splitlines()
+    tail = lines[lines.index("utils/run.py: job 2 failed (exit code 3), log: log/f.2.log") + 1]
+    assert tail == "utils/run.py:   | 2"
     for i in (1, 2, 3, 4):  # the other jobs ran to the end
         assert_log(tmp_path / f"log/f.{i}.log", command.replace("JOB", str(i)), [str(i)],
                    3 if i in (2, 4) else 0)
@@ -167,6 +173,14 @@ def test_local_pipefail(tmp_path):
     result = run_runner(RUN, "p.log", "false | cat", cwd=tmp_path)
     assert result.returncode == 1
     assert "the job failed (exit code 1), log: p.log" in result.stderr
+
+
+def test_a_failed_jobs_message_reaches_the_console(tmp_path):
+    command = "for i in $(seq 1 30); do echo noise $i; done; echo 'config.yaml: unknown key max_epochs' >&2; exit 1"
+    result = run_runner(RUN, "t.log", command, cwd=tmp_path)
+    assert result.returncode == 1
+    shown = [line.split("| ", 1)[1] for line in result.stderr.splitlines() if "   | " in line]
+    assert shown == [f"noise {i}" for i in range(24, 31)] + ["config.yaml: unknown key max_epochs"]
 
 
 def test_local_bad_command_line_exits_2(tmp_path):
