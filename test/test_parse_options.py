@@ -94,6 +94,7 @@ def test_double_dash_ends_options(run_script):
     (["--foo", "1"], "--foo: unknown option"),
     (["--foo=1"], "--foo: unknown option"),
     (["--stage"], "option --stage: missing value"),
+    (["--bogus"], "--bogus: unknown option"),
     (["--use-gpu", "yes"], "option --use-gpu takes true or false, not 'yes'"),
     (["--use-gpu=1"], "option --use-gpu takes true or false, not '1'"),
     (["--bad.name", "1"], "--bad.name: unknown option"),

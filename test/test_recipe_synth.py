@@ -222,6 +222,27 @@ def test_unknown_option_is_named(tmp_path):
     assert proc.returncode != 0 and "--stgae" in proc.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--stage", "5"], "--stage must be a stage from 0 to 4, got '5'"),
+    (["--stage", "3", "--stop-stage", "1"], "--stage 3 is after --stop-stage 1: nothing would run"),
+    (["--seeds", "0;1"], "--seeds takes numbers separated by spaces, got '0;1'"),
+    (["--stage", "2", "--folds", "7"], "has no fold 7 (its folds: 1 2 3 4)"),
+])
+def test_stage_fold_and_seed_options_are_checked_before_any_work(finished_recipe, args, message):
+    tmp, _ = finished_recipe
+    before = sorted(str(p) for p in (tmp / "exp").rglob("*"))
+    proc = run_recipe(tmp, *args, check=False)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr[-2000:]
+    assert "stage 2:" not in proc.stderr and sorted(str(p) for p in (tmp / "exp").rglob("*")) == before
+
+
+def test_folds_may_be_separated_by_commas(finished_recipe):
+    tmp, _ = finished_recipe
+    proc = run_recipe(tmp, "--stage", "2", "--folds", "1,2")
+    assert "stage 2: exp/" not in proc.stderr and "folds 1,2" not in proc.stderr
+    assert proc.stderr.count("is trained and up to date; nothing to do") == 2
+
+
 def test_classify_wav_and_attention_picture(finished_recipe, tmp_path):
     import soundfile as sf
     from scipy.signal import resample_poly

@@ -42,6 +42,18 @@ _parse_options_help() {
   fi
 }
 
+# Exits with an error naming the option unless --name[=value] is one of the script's options.
+_parse_options_known() {
+  local _po_known=${1%%=*}
+  _po_known=${_po_known#--}
+  _po_known=${_po_known//-/_}
+  if ! [[ "$_po_known" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_po_known+set}" ] || \
+      { [ -f "$0" ] && ! _parse_options_names | grep -qx "$_po_known"; }; then
+    echo "$0: ${1%%=*}: unknown option (--help lists the options)" >&2
+    exit 1
+  fi
+}
+
 # Sets the variables and leaves in _parse_options_count how many arguments were options.
 # Locals carry the _po_ prefix so that they shadow no variable of the script.
 _parse_options() {
@@ -66,6 +78,7 @@ _parse_options() {
         ;;
       --?*)
         _po_name=$_po_arg
+        _parse_options_known "$_po_arg"
         if [ $# -lt 2 ]; then
           echo "$0: option $_po_arg: missing value" >&2
           exit 1
@@ -78,13 +91,9 @@ _parse_options() {
         return 0
         ;;
     esac
+    _parse_options_known "$_po_arg"
     _po_name=${_po_name#--}
     _po_name=${_po_name//-/_}
-    if ! [[ "$_po_name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || [ -z "${!_po_name+set}" ] || \
-        { [ -f "$0" ] && ! _parse_options_names | grep -qx "$_po_name"; }; then
-      echo "$0: ${_po_arg%%=*}: unknown option (--help lists the options)" >&2
-      exit 1
-    fi
     _po_old=${!_po_name}
     if { [ "$_po_old" = true ] || [ "$_po_old" = false ]; } && [ "$_po_value" != true ] && [ "$_po_value" != false ]; then
       echo "$0: option ${_po_arg%%=*} takes true or false, not '$_po_value'" >&2
@@ -97,5 +106,5 @@ _parse_options() {
 
 _parse_options "$@"
 shift "$_parse_options_count"
-unset -f _parse_options _parse_options_help _parse_options_names
+unset -f _parse_options _parse_options_help _parse_options_names _parse_options_known
 unset _parse_options_count

@@ -14,7 +14,7 @@
 # Each stage checks whether its outputs are up to date with its inputs; if so it does nothing and says so.
 # Options (defaults in brackets; --name value or --name=value):
 #   --stage 0 --stop-stage 4      stages to run
-#   --folds "1 3"                 only these folds (stages 2-4) [all]
+#   --folds "1 3"                 only these folds (stages 2-4; "1,3" also works) [all]
 #   --seeds "0 1 2"               train/score each seed; scores aggregate over seeds [the config's seed]
 #   --nj 4                        parallel feature jobs
 #   --train-jobs N                folds trained at once by the local runner [2]
@@ -62,6 +62,17 @@ readonly command_line="$0 $*"  # recorded with the results; not an option
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
 [ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
+# The stage range, folds and seeds are checked before any work.
+for option in stage stop_stage; do
+  [[ "${!option}" =~ ^[0-4]$ ]] || { log "error: --${option//_/-} must be a stage from 0 to 4, got '${!option}'"; exit 1; }
+done
+[ "$stage" -le "$stop_stage" ] || { log "error: --stage $stage is after --stop-stage $stop_stage: nothing would run"; exit 1; }
+folds=${folds//,/ }  # "1,3" and "1 3" alike
+for option in folds seeds; do
+  for value in ${!option}; do
+    [[ "$value" =~ ^[0-9]+$ ]] || { log "error: --$option takes numbers separated by spaces, got '${!option}'"; exit 1; }
+  done
+done
 [ -n "$functionals_dir" ] || functionals_dir=${dump_dir%/fbank}/functionals
 
 . ./path.sh
@@ -148,6 +159,10 @@ fi
 all_folds=$(python -c "import json,sys; print(' '.join(sorted(json.load(open(sys.argv[1]))['folds'], key=int)))" \
   "$data_dir/protocol.json" 2>/dev/null || true)
 [ -n "$folds" ] || folds=$all_folds
+for fold in $folds; do
+  [ -z "$all_folds" ] || [[ " $all_folds " == *" $fold "* ]] || \
+    { log "error: --folds: $data_dir has no fold $fold (its folds: $all_folds)"; exit 1; }
+done
 [ -n "$seeds" ] || seeds=$(config_info "$train_config" seed)
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
