@@ -233,18 +233,21 @@ def _canonical(value):
     return value
 
 
-# Keys added after runs were published, with the value that trains as before they existed. At that value they are
-# left out of the hash, so a finished run keeps its identity (and stays finished) when ser gains a key.
-ADDED_KEYS_NO_OP = {"specaug": ("none", "specaug_conf")}
+# Keys added after runs were published (as paths into the resolved config), with the value that trains as before
+# they existed. At that value they are left out of the hash, so a finished run keeps its identity (and stays
+# finished) when ser gains a key.
+ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False}
 
 
 def config_hash(config: dict) -> str:
     """A short, stable hash of a resolved config: key order and int/float spelling do not matter."""
-    config = dict(config)
-    for key, (no_op, conf_key) in ADDED_KEYS_NO_OP.items():
-        if config.get(key) == no_op:
-            config.pop(key)
-            config.pop(conf_key, None)
+    config = copy.deepcopy(config)
+    for path, no_op in ADDED_KEYS_NO_OP.items():
+        parent = config
+        for key in path[:-1]:
+            parent = parent.get(key) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == no_op:
+            del parent[path[-1]]
     return hashlib.sha1(json.dumps(_canonical(config), sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -24,8 +24,9 @@ CONFIGS = [
     ("flam", {**SMALL_FLAM, "pooling": "mean"}),
     ("flam", {**SMALL_FLAM, "pooling": "max"}),
     ("flam", {**SMALL_FLAM, "pooling": "flam", "context_broadcasting": False}),
+    ("flam", {**SMALL_FLAM, "pooling": "flam", "utterance_mean_norm": True}),
 ]
-CONFIG_IDS = ["baseline", "flam", "mean", "max", "flam-no-cb"]
+CONFIG_IDS = ["baseline", "flam", "mean", "max", "flam-no-cb", "flam-utt-mean"]
 
 
 def make_batch(lengths, seed=0, pad_value=None):
@@ -85,6 +86,20 @@ def test_utterance_alone_equals_its_row_in_padded_batch(encoder, conf):
             if batch_out.attention is not None:
                 torch.testing.assert_close(batch_out.attention[row, :num_sub], alone.attention[0],
                                            atol=1e-5, rtol=1e-5)
+
+
+def test_utterance_mean_norm_removes_each_utterances_own_offset():
+    model = build("flam", {**SMALL_FLAM, "utterance_mean_norm": True}).eval()
+    lengths = [30, 11]
+    feats, lengths_t = make_batch(lengths, pad_value=0.0)
+    offset = torch.randn(2, 1, INPUT_DIM) * 5.0  # a channel/speaker tilt per utterance
+    shifted = feats.clone()
+    for row, length in enumerate(lengths):
+        shifted[row, :length] += offset[row, 0]
+    with torch.no_grad():
+        torch.testing.assert_close(model(shifted, lengths_t).logits, model(feats, lengths_t).logits)
+        plain = build("flam", SMALL_FLAM).eval()
+        assert not torch.allclose(plain(shifted, lengths_t).logits, plain(feats, lengths_t).logits)
 
 
 def test_subsampling_output_alone_equals_padded_row_frame_by_frame():

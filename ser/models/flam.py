@@ -114,9 +114,10 @@ class FLAMModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
                  conv_channels: int, embed_dim: int, dropout: float, pooling: str,
                  context_broadcasting: bool, input_layer: str, utterance_dim: int, fusion_dim: int,
-                 fusion_dropout: float):
+                 fusion_dropout: float, utterance_mean_norm: bool = False):
         """Options as resolved by ser.models.ENCODERS (their defaults are written there)."""
         super().__init__()
+        self.utterance_mean_norm = utterance_mean_norm
         self.subsampling = build_input_layer(input_layer, input_dim, d_model, conv_channels, dropout)
         self.norm = nn.LayerNorm(d_model)
         self.self_attention = nn.MultiheadAttention(d_model, num_heads, dropout=dropout,
@@ -128,6 +129,11 @@ class FLAMModel(nn.Module):
         self.context_broadcasting = context_broadcasting
 
     def forward(self, feats: Tensor, lengths: Tensor, utterance: Optional[Tensor] = None) -> ModelOutput:
+        if self.utterance_mean_norm:
+            # Each utterance's mean input frame removed (padding stays 0): its own channel and speaker tilt, as
+            # ESPnet's utterance_mvn without the variance. Uses the utterance alone, so no protocol changes.
+            input_mask = valid_mask(lengths, feats.size(1)).unsqueeze(-1).to(feats.dtype)
+            feats = (feats - masked_mean(feats, input_mask[..., 0] > 0).unsqueeze(1)) * input_mask
         frames, frame_lengths = self.subsampling(feats, lengths)
         mask = valid_mask(frame_lengths, frames.size(1))
         # Every utterance keeps >= 1 valid frame (the input layer needs >= 1 input frame), so no
