@@ -12,6 +12,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 
 import yaml
 
@@ -75,6 +76,9 @@ def check_keys(given: dict, allowed, where: str) -> None:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(allowed))}")
 
 
+FLOAT_LITERAL = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 def check_type(value, default, where: str):
     """Values must have the default's type (ints are accepted for floats); None defaults accept anything."""
     if default is None:
@@ -83,6 +87,8 @@ def check_type(value, default, where: str):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r}")
     elif isinstance(default, float):
+        if isinstance(value, str) and FLOAT_LITERAL.fullmatch(value.strip()):
+            return float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string; it means the number
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -178,7 +184,8 @@ def resolve_config(given: dict, source: str = "config") -> dict:
 
 
 def parse_overrides(items: list[str]) -> dict:
-    """``KEY=VALUE`` strings (VALUE in YAML) -> {key: value}; a malformed item is a ConfigError naming it."""
+    """``KEY=VALUE`` strings (VALUE in YAML; KEY may be a dotted path such as ``optim_conf.lr``) -> {key: value};
+    a malformed item is a ConfigError naming it."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -191,10 +198,26 @@ def parse_overrides(items: list[str]) -> dict:
     return overrides
 
 
+def apply_overrides(given: dict, overrides: dict | None) -> dict:
+    """Set each override in ``given``: ``a.b`` sets key b of mapping a (created if absent). The result is checked
+    as a config file is, so an unknown key at any depth is an error naming it."""
+    for dotted, value in (overrides or {}).items():
+        *parents, leaf = dotted.split(".")
+        node = given
+        for depth, key in enumerate(parents):
+            child = node.setdefault(key, {})
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: {'.'.join(parents[:depth + 1])} is {child!r}, not a mapping")
+            node = child
+        node[leaf] = value
+    return given
+
+
 def load_any_config(path: str, overrides: dict | None = None) -> dict:
     """A neural training config, or a classic-reference one (``system: classic``, ser.classic), resolved."""
-    given = _read_yaml(path)
-    given.update(overrides or {})
+    given = apply_overrides(_read_yaml(path), overrides)
     if given.get("system") == "classic":
         from ser.classic import resolve_classic_config
 
@@ -203,9 +226,8 @@ def load_any_config(path: str, overrides: dict | None = None) -> dict:
 
 
 def load_config(path: str, overrides: dict | None = None) -> dict:
-    """Read a YAML config, apply ``overrides`` (top-level keys), and resolve it."""
-    given = _read_yaml(path)
-    given.update(overrides or {})
+    """Read a YAML config, apply ``overrides`` (dotted keys reach into mappings), and resolve it."""
+    given = apply_overrides(_read_yaml(path), overrides)
     return resolve_config(given, source=path)
 
 

@@ -79,3 +79,36 @@ def test_every_shipped_config_loads():
         load_any_config(path)
         with open(path) as f:
             assert isinstance(yaml.safe_load(f), dict)
+
+
+def test_nested_overrides_are_checked_like_a_config_file(tmp_path):
+    from ser.config import parse_overrides
+
+    path = tmp_path / "c.yaml"
+    path.write_text("encoder: flam\noptim_conf: {lr: 1.0e-3}\n")
+    config = load_config(str(path), parse_overrides(["optim_conf.lr=3e-4", "encoder_conf.d_model=64",
+                                                      "augment_conf.prob=0.25", "max_epoch=4"]))
+    assert config["optim_conf"]["lr"] == pytest.approx(3e-4) and isinstance(config["optim_conf"]["lr"], float)
+    assert config["encoder_conf"]["d_model"] == 64 and config["augment_conf"]["prob"] == 0.25
+    assert config["max_epoch"] == 4 and config["optim_conf"]["betas"] == [0.9, 0.98]  # the rest stays
+    with pytest.raises(ConfigError, match="optim_conf: unknown key.*lrr"):
+        load_config(str(path), parse_overrides(["optim_conf.lrr=1e-4"]))
+    with pytest.raises(ConfigError, match="encoder_conf.dmodel"):
+        load_config(str(path), parse_overrides(["encoder_conf.dmodel=64"]))
+    with pytest.raises(ConfigError, match="--set max_epoch.x: max_epoch is 20, not a mapping"):
+        load_config(str(path), parse_overrides(["max_epoch=20", "max_epoch.x=1"]))
+
+
+def test_print_config_shows_the_resolved_config_with_overrides():
+    import subprocess
+    import sys
+
+    recipe = os.path.join(REPO, "egs", "synth")
+    env = {**os.environ, "SER_PYTHON_ENV": "none",
+           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    proc = subprocess.run(["./run.sh", "--print-config", "true", "--train-args", "--set optim_conf.lr=3e-4"],
+                          cwd=recipe, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    printed = yaml.safe_load(proc.stdout)
+    expected = load_config(os.path.join(recipe, "conf", "train.yaml"), {"optim_conf.lr": 3e-4})
+    assert printed == expected and "stage" not in proc.stderr

@@ -27,6 +27,7 @@
 #                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
 #   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
+#   --print-config true           print the resolved training config (every default, --train-args applied); exit
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%d %H:%M:%S') ($(basename "$0"):${BASH_LINENO[0]}) $*" >&2; }
@@ -53,6 +54,7 @@ speaker_norm=none
 valid_fraction=0.1
 valid_mode=utt
 data_seed=0
+print_config=false
 data_dir=data
 dump_dir=dump/fbank
 functionals_dir=""   # [beside the fbank dump dir: dump/functionals]
@@ -100,6 +102,11 @@ fi
 # The tag and trainer options of an experiment: --train-args and --tag belong to the training config only.
 tag_of() { if [ "$1" = "$train_config" ]; then echo "$tag$tag_suffix"; else echo "$(basename "$1" .yaml)$tag_suffix"; fi; }
 args_of() { if [ "$1" = "$train_config" ]; then echo "$train_args $norm_args"; else echo "$norm_args"; fi; }
+if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
+  # shellcheck disable=SC2046
+  config_info "$train_config" resolved $(args_of "$train_config")
+  exit
+fi
 for config in $experiments; do
   [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
   # shellcheck disable=SC2046

@@ -1,7 +1,8 @@
 """What a stage script needs to know of a training config: python -m ser.bin.config_info CONFIG FIELD [--set K=V]
 
 FIELD: system (neural | classic), seed, functionals (the openSMILE feature set the run reads, or none),
-model_file (the file a finished fold's model is stored in). The config is fully resolved, so a bad key or value
+model_file (the file a finished fold's model is stored in), resolved (the whole config with every default, as
+YAML: what training will use). The config is fully resolved, so a bad key or value
 stops here with an error naming the file and key.
 """
 
@@ -11,7 +12,7 @@ import argparse
 
 from ser.cli import die
 
-FIELDS = ("system", "seed", "functionals", "model_file")
+FIELDS = ("system", "seed", "functionals", "model_file", "resolved")
 
 
 def main(argv=None) -> None:
@@ -26,6 +27,11 @@ def main(argv=None) -> None:
         config = load_any_config(args.config, parse_overrides(args.set))
     except ConfigError as e:
         die(str(e))
+    if args.field == "resolved":
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False, default_flow_style=None), end="")
+        return
     classic = config.get("system") == "classic"
     value = {
         "system": "classic" if classic else "neural",

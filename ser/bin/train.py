@@ -21,7 +21,8 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, help="overrides the config's seed")
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a top-level config key (YAML value), e.g. --set max_epoch=5")
+                   help="override a config key (YAML value); dotted keys reach into mappings, e.g. --set max_epoch=5 "
+                   "--set optim_conf.lr=1e-4")
     args = p.parse_args(argv)
 
     from ser.config import ConfigError, load_any_config, parse_overrides
