@@ -258,7 +258,8 @@ def _canonical(value):
 # Keys added after runs were published (as paths into the resolved config), with the value that trains as before
 # they existed. At that value they are left out of the hash, so a finished run keeps its identity (and stays
 # finished) when ser gains a key.
-ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False}
+ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False,
+                    ("encoder_conf", "branch_dropout"): 0.0}
 
 
 def config_hash(config: dict) -> str:

@@ -318,3 +318,32 @@ def test_plot_confusion_writes_png(tmp_path):
     _assert_png(out, 10_000)
     with pytest.raises(ValueError, match="shape"):
         plot_confusion(matrix, ["ang", "hap", "neu"], str(tmp_path / "bad.png"))
+
+
+def test_branch_dropout_drops_one_whole_branch_per_utterance_in_training_only():
+    torch.manual_seed(0)
+    conf = {**SMALL_FLAM, "dropout": 0.0, "fusion_dropout": 0.0, "branch_dropout": 0.9}
+    model = build_model("flam", conf, INPUT_DIM, NUM_CLASSES, utterance_dim=12)
+    feats, lengths = make_batch([20, 15, 9, 30, 12, 18, 25, 7])
+    utterance = torch.randn(8, 12)
+    head = model.head
+    with torch.no_grad():
+        model.eval()
+        evaluated = model(feats, lengths, utterance)
+        model.train()
+        trained = model(feats, lengths, utterance)
+        # The embedding is e = W_u u + W_f f + b: split it into the frame part and the functionals part.
+        both = evaluated.embedding
+        functionals_part = torch.nn.functional.linear(head.utterance(utterance),
+                                                      head.embed.weight[:, SMALL_FLAM["d_model"]:])
+        frames_part = both - functionals_part - head.embed.bias
+        candidates = {"both": both, "frames x2": 2 * frames_part + head.embed.bias,
+                      "functionals x2": 2 * functionals_part + head.embed.bias}
+        kinds = []
+        for row in range(8):
+            match = [k for k, c in candidates.items() if torch.allclose(trained.embedding[row], c[row], atol=1e-5)]
+            assert len(match) == 1, row
+            kinds.append(match[0])
+        assert {"frames x2", "functionals x2"} <= set(kinds)  # at rate 0.9, both kinds occur among 8 utterances
+    plain = build_model("flam", {**conf, "branch_dropout": 0.0}, INPUT_DIM, NUM_CLASSES, utterance_dim=12)
+    assert plain.head.branch_scales(8, "cpu") is None

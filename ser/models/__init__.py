@@ -36,6 +36,7 @@ _RULES = {
     "fusion_dim": _POSITIVE,  # width of the projection of fused utterance features (config key functionals)
     "fusion_dropout": number_in(0.0, 1.0, high_open=True),
     "utterance_mean_norm": (is_bool, "true or false"),  # subtract each utterance's own mean input frame
+    "branch_dropout": number_in(0.0, 1.0, high_open=True),  # drop the frame or the functionals branch in training
 }
 
 
@@ -52,7 +53,8 @@ ENCODERS.register("baseline", BaselineModel,
 ENCODERS.register("flam", FLAMModel,
                   {"d_model": 256, "num_heads": 16, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1,
                    "pooling": "flam", "context_broadcasting": True, "input_layer": "auto", "fusion_dim": 128,
-                   "fusion_dropout": 0.5, "utterance_mean_norm": False}, _RULES, check=_check_heads)
+                   "fusion_dropout": 0.5, "utterance_mean_norm": False, "branch_dropout": 0.0}, _RULES,
+                  check=_check_heads)
 
 
 def resolve_encoder_conf(encoder: str, encoder_conf: dict | None) -> dict[str, Any]:

@@ -82,12 +82,14 @@ class EmbeddingClassifier(nn.Module):
 
     With utterance-level features v (F-dim, e.g. openSMILE functionals; utterance_dim > 0), the embedding fuses
     them: e = Linear([u; Dropout(ReLU(Linear(Dropout_in(v))))]), the projection fusion_dim wide and the input
-    dropout fusion_dropout (a strong one: ComParE has 6373 values for about 1000 training utterances).
+    dropout fusion_dropout (a strong one: ComParE has 6373 values for about 1000 training utterances). In training,
+    branch_dropout > 0 drops one whole branch of an utterance at that rate (see ``embedding``).
     """
 
     def __init__(self, input_dim: int, embed_dim: int, num_classes: int, dropout: float, utterance_dim: int,
-                 fusion_dim: int, fusion_dropout: float):
+                 fusion_dim: int, fusion_dropout: float, branch_dropout: float = 0.0):
         super().__init__()
+        self.branch_dropout = branch_dropout
         fused_dim = fusion_dim if utterance_dim else 0
         self.embed = nn.Linear(input_dim + fused_dim, embed_dim)
         self.dropout = nn.Dropout(dropout)
@@ -97,14 +99,28 @@ class EmbeddingClassifier(nn.Module):
             self.utterance = nn.Sequential(nn.Dropout(fusion_dropout), nn.Linear(utterance_dim, fusion_dim),
                                            nn.ReLU(), nn.Dropout(dropout))
 
-    def embedding(self, pooled: Tensor, utterance: Optional[Tensor]) -> Tensor:
+    def embedding(self, pooled: Tensor, utterance: Optional[Tensor], branch_scales: Optional[Tensor] = None) -> Tensor:
         if self.utterance is None:
             if utterance is not None:
                 raise ValueError("this model was built without utterance-level features")
             return self.embed(pooled)
         if utterance is None:
             raise ValueError("this model fuses utterance-level features; none were given")
-        return self.embed(torch.cat([pooled, self.utterance(utterance.to(pooled.dtype))], dim=-1))
+        fused = self.utterance(utterance.to(pooled.dtype))
+        if branch_scales is not None:
+            pooled, fused = pooled * branch_scales[:, :1], fused * branch_scales[:, 1:]
+        return self.embed(torch.cat([pooled, fused], dim=-1))
+
+    def branch_scales(self, batch: int, device) -> Optional[Tensor]:
+        """(B, 2) factors of the frame and the functionals branch in training: with probability branch_dropout an
+        utterance loses one branch (either, equally likely) and the other is doubled, so each must classify on its
+        own. None (no draw) when off, in evaluation, or without fused features."""
+        if not (self.training and self.branch_dropout > 0 and self.utterance is not None):
+            return None
+        drop = torch.rand(batch, 1, device=device) < self.branch_dropout
+        frames_dropped = torch.rand(batch, 1, device=device) < 0.5
+        scales = torch.cat([(~frames_dropped).float(), frames_dropped.float()], dim=1) * 2.0
+        return torch.where(drop, scales, torch.ones_like(scales))
 
     def classify(self, embedding: Tensor) -> Tensor:
         return self.classifier(self.dropout(torch.relu(embedding)))
@@ -114,7 +130,7 @@ class FLAMModel(nn.Module):
     def __init__(self, input_dim: int, num_classes: int, d_model: int, num_heads: int,
                  conv_channels: int, embed_dim: int, dropout: float, pooling: str,
                  context_broadcasting: bool, input_layer: str, utterance_dim: int, fusion_dim: int,
-                 fusion_dropout: float, utterance_mean_norm: bool = False):
+                 fusion_dropout: float, utterance_mean_norm: bool = False, branch_dropout: float = 0.0):
         """Options as resolved by ser.models.ENCODERS (their defaults are written there)."""
         super().__init__()
         self.utterance_mean_norm = utterance_mean_norm
@@ -125,7 +141,7 @@ class FLAMModel(nn.Module):
         self.residual_dropout = nn.Dropout(dropout)
         self.pooling = build_pooling(pooling, d_model)
         self.head = EmbeddingClassifier(d_model, embed_dim, num_classes, dropout, utterance_dim, fusion_dim,
-                                        fusion_dropout)
+                                        fusion_dropout, branch_dropout)
         self.context_broadcasting = context_broadcasting
 
     def forward(self, feats: Tensor, lengths: Tensor, utterance: Optional[Tensor] = None) -> ModelOutput:
@@ -144,10 +160,11 @@ class FLAMModel(nn.Module):
         hidden = (frames + self.residual_dropout(attended)) * mask.unsqueeze(-1).to(frames.dtype)
 
         pooled, attention = self.pooling(hidden, mask)
-        embedding = self.head.embedding(pooled, utterance)
+        scales = self.head.branch_scales(pooled.size(0), pooled.device)
+        embedding = self.head.embedding(pooled, utterance, scales)
         if self.context_broadcasting:
             contrastive_pooled, _ = self.pooling(context_broadcast(hidden, mask), mask)
-            contrastive_embedding = self.head.embedding(contrastive_pooled, utterance)
+            contrastive_embedding = self.head.embedding(contrastive_pooled, utterance, scales)
         else:
             contrastive_embedding = embedding
         return ModelOutput(logits=self.head.classify(embedding), embedding=embedding,
