@@ -95,6 +95,18 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
     assert fold1.stat().st_mtime_ns == before1 and fold2.exists()
 
 
+def test_a_finished_run_is_never_displaced_without_a_console_warning(finished_recipe):
+    tmp, _ = finished_recipe
+    common = ("--stage", "2", "--stop-stage", "2", "--folds", "1", "--tag", "displaced")
+    run_recipe(tmp, *common, "--train-args", "--set max_epoch=1")
+    proc = run_recipe(tmp, *common, "--train-args", "--set max_epoch=2")
+    run = tmp / "exp" / "displaced" / "seed0" / "fold1"
+    warning = [line for line in proc.stderr.splitlines() if "WARNING:" in line]
+    assert len(warning) == 1 and "fold1 holds a finished run of other settings" in warning[0]
+    assert "moved aside" in warning[0] and (run.parent / "fold1.bak1" / "selection.json").exists()
+    assert len(json.loads((run / "history.json").read_text())) == 2
+
+
 def test_recomputed_identical_features_do_not_retrain(finished_recipe):
     """Stage 1 run again computes new archives with the same content: ser.sh's up-to-date check and the trainer's
     own run identity agree that every finished fold stays finished."""

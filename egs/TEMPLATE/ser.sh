@@ -253,6 +253,8 @@ run_experiment() {
             "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}; then
           log "stage 2: $run_dir is trained and up to date; nothing to do"
         else
+          [ ! -f "$run_dir/selection.json" ] || log "WARNING: $run_dir holds a finished run of other settings (config," \
+            "--train-args or data): it is moved aside to $run_dir.bak<N> and retrained (--tag NAME keeps both)"
           todo="$todo${todo:+,}$fold"
         fi
       done
