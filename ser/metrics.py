@@ -40,6 +40,7 @@ def scores_from_confusion(matrix: np.ndarray) -> dict:
         "wa": 100.0 * float(correct.sum() / total) if total else float("nan"),
         "macro_f1": 100.0 * float(f1[present].mean()) if present.any() else float("nan"),
         "per_class_recall": [100.0 * float(r) if p else None for r, p in zip(recall, present)],
+        "per_class_precision": [100.0 * float(q) if n > 0 else None for q, n in zip(precision, predicted)],
         "num_utts": int(total),
     }
 

@@ -94,3 +94,29 @@ def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], out_png: str,
     if title:
         ax.set_title(title)
     fig.savefig(out_png, dpi=100)
+
+
+def plot_training_curves(history: list[dict], out_png: str, title: str = "", selected_epoch: int | None = None) -> None:
+    """Per epoch: each training loss term (left) and training accuracy with validation UA (right)."""
+    if not history:
+        raise ValueError("no epochs to draw")
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(10, 4), constrained_layout=True)
+    FigureCanvasAgg(fig)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for term in history[0]["train"]:
+        loss_ax.plot(epochs, [h["train"].get(term, np.nan) for h in history], marker=".", label=term)
+    loss_ax.set_yscale("log")
+    loss_ax.set_xlabel("epoch")
+    loss_ax.set_ylabel("training loss (epoch mean)")
+    loss_ax.legend(fontsize="small")
+    acc_ax.plot(epochs, [h.get("train_acc", np.nan) for h in history], marker=".", label="train accuracy")
+    acc_ax.plot(epochs, [h["valid"]["ua"] for h in history], marker=".", label="validation UA")
+    if selected_epoch is not None:
+        acc_ax.axvline(selected_epoch, color="grey", linestyle="--", label=f"selected (epoch {selected_epoch})")
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel("%")
+    acc_ax.legend(fontsize="small")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(out_png, dpi=100)

@@ -17,7 +17,7 @@ import yaml
 
 from ser.atomic import write_json, write_text
 from ser.datadir import read_table
-from ser.metrics import classification_scores, mean_std
+from ser.metrics import classification_scores, mean_std, scores_from_confusion
 
 METRICS = ("ua", "wa", "macro_f1")
 
@@ -62,16 +62,37 @@ def score_fold(fold_dir: str, test_dir: str, classes: list[str]) -> dict:
         with open(selection_path) as f:
             scores["selection"] = json.load(f)
     write_json(os.path.join(decode, "scores.json"), scores, indent=1)
-    width = max(len(c) for c in classes) + 1
-    lines = ["ref\\hyp".ljust(width) + "".join(c.rjust(width) for c in classes)]
-    for c, row in zip(classes, scores["confusion"]):
-        lines.append(c.ljust(width) + "".join(str(v).rjust(width) for v in row))
-    write_text(os.path.join(decode, "confusion.txt"), "\n".join(lines) + "\n")
+    from ser.plot import plot_training_curves
+
+    label = run_label(fold_dir)
+    write_confusion(np.array(scores["confusion"]), classes, os.path.join(decode, "confusion"),
+                    f"{label}: UA {scores['ua']:.2f} WA {scores['wa']:.2f}")
+    history_path = os.path.join(fold_dir, "history.json")
+    if os.path.isfile(history_path):  # neural runs: the training curves beside the model
+        with open(history_path) as f:
+            history = json.load(f)
+        if history:
+            plot_training_curves(history, os.path.join(fold_dir, "curves.png"), label,
+                                 scores.get("selection", {}).get("epoch"))
+    return scores
+
+
+def run_label(fold_dir: str) -> str:
+    """``<tag> seed<s> fold<k>`` of an exp/<tag>/seed<s>/fold<k> dir: a title a reader can place."""
+    parts = os.path.normpath(os.path.abspath(fold_dir)).split(os.sep)
+    return " ".join(parts[-3:])
+
+
+def write_confusion(matrix: np.ndarray, classes: list[str], path_stem: str, title: str) -> None:
+    """``<stem>.txt`` (counts, rows true) and ``<stem>.png``."""
     from ser.plot import plot_confusion
 
-    plot_confusion(np.array(scores["confusion"]), classes, os.path.join(decode, "confusion.png"),
-                   f"{fold_dir}: UA {scores['ua']:.2f} WA {scores['wa']:.2f}")
-    return scores
+    width = max(len(c) for c in classes) + 1
+    lines = ["ref\\hyp".ljust(width) + "".join(c.rjust(width) for c in classes)]
+    for c, row in zip(classes, matrix.tolist()):
+        lines.append(c.ljust(width) + "".join(str(v).rjust(width) for v in row))
+    write_text(path_stem + ".txt", "\n".join(lines) + "\n")
+    plot_confusion(matrix, classes, path_stem + ".png", title)
 
 
 def summarize(per_seed: dict[int, dict[int, dict]]) -> dict:
@@ -214,6 +235,12 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
                                                         "per_speaker_ua", "selection") if m in v}
                           for k, v in folds.items()} for s, folds in per_seed.items()},
     }
+    pooled = np.sum([r["confusion"] for folds in per_seed.values() for r in folds.values()], axis=0)
+    results["pooled"] = {**scores_from_confusion(pooled), "confusion": pooled.tolist(),
+                         "what": "every test utterance of every fold and seed in one confusion matrix"}
+    write_confusion(pooled, classes, os.path.join(exp_dir, "confusion_pooled"),
+                    f"{results['experiment']}: {len(folds_scored)} folds x {len(per_seed)} seed(s) pooled "
+                    f"({int(pooled.sum())} decisions)")
     write_json(os.path.join(exp_dir, "results.json"), results, indent=1)
     write_text(os.path.join(exp_dir, "RESULTS.md"), results_markdown(results))
     return results
@@ -240,6 +267,11 @@ def protocol_name(protocol: dict) -> str:
     return ", ".join(f"{k} {protocol.get(k, 'none' if k == 'speaker_norm' else '?')}" for k in PROTOCOL_KEYS)
 
 
+def spread(value: float, count: int) -> str:
+    """A std printed as a number, or n/a where it spans fewer than two items."""
+    return f"{value:.2f}" if count > 1 else "n/a"
+
+
 def results_markdown(results: dict) -> str:
     p = results["protocol"]
     s = results["summary"]
@@ -263,10 +295,20 @@ def results_markdown(results: dict) -> str:
             lines.append(f"| {seed} | {fold} | {r['ua']:.2f} | {r['wa']:.2f} | {r['macro_f1']:.2f} | {r['num_utts']} "
                          f"| {epoch} |")
     lines += ["", "| metric | mean | std over folds | seed spread (std of seed means) |", "|---|---|---|---|"]
+    num_folds, num_seeds = len(p["folds_scored"]), len(p["seeds"])
     for metric in METRICS:
         m = s[metric]
         lines.append(f"| {metric.upper() if metric != 'macro_f1' else 'macro-F1'} | {m['mean']:.2f} | "
-                     f"{m['std_over_folds']:.2f} | {m['seed_std']:.2f} |")
+                     f"{spread(m['std_over_folds'], num_folds)} | {spread(m['seed_std'], num_seeds)} |")
+    pooled = results.get("pooled")
+    if pooled:
+        lines += ["", f"Per class, {pooled['num_utts']} test decisions pooled over folds and seeds "
+                  "(`confusion_pooled.txt`, `confusion_pooled.png`):", "",
+                  "| class | recall | precision | utterances |", "|---|---|---|---|"]
+        support = np.sum(pooled["confusion"], axis=1)
+        for c, r, q, n in zip(p["classes"], pooled["per_class_recall"], pooled["per_class_precision"], support):
+            lines.append(f"| {c} | {'n/a' if r is None else f'{r:.2f}'} | {'n/a' if q is None else f'{q:.2f}'} "
+                         f"| {int(n)} |")
     if s.get("speaker_averaged_ua") is not None:
         lines += ["", f"Speaker-averaged UA: {s['speaker_averaged_ua']:.2f}"]
     ensemble = results.get("seed_ensemble")

@@ -183,3 +183,41 @@ def test_seed_ensemble_averages_posteriors_and_is_judged_on_validation(tmp_path)
     # One seed: no ensemble.
     data1, exp1, _, _ = fake_experiment(tmp_path / "one", seeds=(0,))
     assert score_experiment(str(exp1), str(data1))["seed_ensemble"] is None
+
+
+def test_pooled_confusion_per_class_table_curves_and_n_a_spreads(tmp_path):
+    from sklearn.metrics import confusion_matrix, precision_score, recall_score
+
+    data, exp, truth, predictions = fake_experiment(tmp_path, seeds=(0,))
+    history = [{"epoch": e, "train": {"kl": 1.0 / e, "focal": 0.5 / e}, "train_acc": 40.0 + 10 * e,
+                "valid": {"ua": 30.0 + 5 * e}} for e in (1, 2, 3)]
+    (exp / "seed0" / "fold1" / "history.json").write_text(json.dumps(history))
+    results = score_experiment(str(exp), str(data))
+    y_true = [e for k in (1, 2, 3) for _, _, e in truth[k]]
+    y_pred = [p for k in (1, 2, 3) for _, p in predictions[(0, k)]]
+    pooled = results["pooled"]
+    assert pooled["confusion"] == confusion_matrix(y_true, y_pred, labels=CLASSES).tolist()
+    assert pooled["per_class_recall"] == pytest.approx(100 * recall_score(y_true, y_pred, labels=CLASSES,
+                                                                          average=None))
+    assert pooled["per_class_precision"] == pytest.approx(100 * precision_score(y_true, y_pred, labels=CLASSES,
+                                                                                average=None))
+    text = (exp / "RESULTS.md").read_text()
+    assert f"| ang | {pooled['per_class_recall'][0]:.2f} | {pooled['per_class_precision'][0]:.2f} |" in text
+    assert "| n/a |" in text and "+- 0.00" not in text  # one seed: no seed spread
+    assert (exp / "confusion_pooled.txt").read_text().split()[1:5] == CLASSES
+    assert (exp / "confusion_pooled.png").stat().st_size > 1000
+    assert (exp / "seed0" / "fold1" / "curves.png").stat().st_size > 1000
+    assert not (exp / "seed0" / "fold2" / "curves.png").exists()  # no history: no curves
+
+
+def test_compare_results_gives_the_seed_ensemble_a_row_of_its_own(tmp_path):
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0, 1))
+    results = score_experiment(str(exp), str(data))
+    results["seed_ensemble"] = {"seeds": [0, 1], "summary": {m: {"mean": 61.0, "std_over_folds": 2.0}
+                                                             for m in ("ua", "wa", "macro_f1")}}
+    (exp / "results.json").write_text(json.dumps(results))
+    proc = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(exp)],
+                          capture_output=True, text=True, env=python_env())
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| mytag")]
+    assert len(rows) == 2 and rows[1].startswith("| mytag (seed ensemble) |") and "| 2 averaged |" in rows[1]
+    assert "61.00 +- 2.00" in rows[1] and "| n/a |" in rows[1]

@@ -27,19 +27,28 @@ def find_results(paths: list[str]) -> list[str]:
 def table(results_files: list[str]) -> str:
     """One table per protocol (corpus, class set, folds, validation, speaker normalisation), so that no column
     ever holds numbers of two protocols."""
-    from ser.scoring import protocol_name, system_description
+    from ser.scoring import protocol_name, spread, system_description
 
     groups: dict[str, list[str]] = {}
     for path in results_files:
         with open(path) as f:
             r = json.load(f)
-        p, s = r["protocol"], r["summary"]
-        cell = lambda m: f"{s[m]['mean']:.2f} +- {s[m]['std_over_folds']:.2f}"  # noqa: E731
+        p = r["protocol"]
         folds = f"{len(p['folds_scored'])}/{len(p['folds'])}" + ("" if p["complete"] else " (incomplete)")
-        groups.setdefault(protocol_name(p), []).append(
-            f"| {r['experiment']} | {len(p['classes'])} | {folds} | {len(p['seeds'])} | {cell('ua')} | {cell('wa')} | "
-            f"{cell('macro_f1')} | {s['ua']['seed_std']:.2f} | {p['selection']} | {system_description(r['config'])} | "
-            f"`{r['config_hash']}` | `{r['git_revision']}` |")
+        num_folds = len(p["folds_scored"])
+        systems = [(r["experiment"], len(p["seeds"]), r["summary"], spread(r["summary"]["ua"]["seed_std"],
+                                                                            len(p["seeds"])))]
+        ensemble = r.get("seed_ensemble")
+        if ensemble:  # another system (one model per fold from several seeds): a row of its own
+            systems.append((f"{r['experiment']} (seed ensemble)", f"{len(ensemble['seeds'])} averaged",
+                            ensemble["summary"], "n/a"))
+        for name, seeds, s, seed_std in systems:
+            def cell(m):
+                return f"{s[m]['mean']:.2f} +- {spread(s[m]['std_over_folds'], num_folds)}"
+            groups.setdefault(protocol_name(p), []).append(
+                f"| {name} | {len(p['classes'])} | {folds} | {seeds} | {cell('ua')} | {cell('wa')} | "
+                f"{cell('macro_f1')} | {seed_std} | {p['selection']} | {system_description(r['config'])} | "
+                f"`{r['config_hash']}` | `{r['git_revision']}` |")
     out = []
     for name, rows in sorted(groups.items()):
         out += [f"### Protocol: {name}", "",
