@@ -10,6 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["ser", "ser.*"]),
     python_requires=">=3.9",
+    # Installed into the environment's bin/: usable without activating it (tools/venv/bin/ser-classify).
+    entry_points={"console_scripts": ["ser-classify=ser.bin.classify:main"]},
     install_requires=[
         # torch is installed first by tools/install.sh with an explicit version and build (CPU or CUDA);
         # an unpinned `pip install torch` pulls a CUDA build of several GB.

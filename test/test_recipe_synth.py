@@ -389,3 +389,67 @@ def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, 
                               str(tmp_path / "exp" / "fusion_spkcmvn" / "seed0" / "fold1"), str(wav)],
                              capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "per-speaker normalisation" in refused.stderr
+
+
+def test_emotion_recognizer_api_and_cli_on_real_audio(finished_recipe, tmp_path):
+    """A fold's model classifies a file as stage 1 and 3 did; an experiment is the ensemble of its folds; in-memory
+    waveforms equal files; the CLI takes files, folders and lists and writes table, CSV or JSON."""
+    import soundfile as sf
+
+    from ser import EmotionRecognizer
+
+    tmp, _ = finished_recipe
+    exp = tmp / "exp" / "train"
+    wav = sorted((tmp / "corpus").glob("spk01/*.wav"))[0]
+    utt = next(line.split()[0] for line in (tmp / "data" / "all" / "wav.scp").read_text().splitlines()
+               if line.split()[1] == str(wav))
+    test_fold = next(k for k in range(1, 5) if utt in (tmp / "data" / f"fold{k}" / "test" / "utt2emo").read_text())
+    decoded = dict((line.split()[0], np.array(line.split()[1:], dtype=float)) for line in
+                   (exp / "seed0" / f"fold{test_fold}" / "decode_test" / "posteriors").read_text().splitlines())
+    single = EmotionRecognizer.from_dir(str(exp / "seed0" / f"fold{test_fold}"))
+    one = single.classify_file(str(wav))
+    assert one.models == 1 and list(one.posteriors) == single.classes
+    np.testing.assert_allclose(list(one.posteriors.values()), decoded[utt], atol=2e-5)
+
+    ensemble = EmotionRecognizer.from_dir(str(exp))
+    assert len(ensemble.members) == 4 and "ensemble of 4 models" in ensemble.description
+    each = [EmotionRecognizer.from_dir(str(exp / "seed0" / f"fold{k}")).classify_file(str(wav)) for k in range(1, 5)]
+    mean = np.mean([list(p.posteriors.values()) for p in each], axis=0)
+    together = ensemble.classify_file(str(wav))
+    np.testing.assert_allclose(list(together.posteriors.values()), mean, atol=1e-6)
+    assert together.label == ensemble.classes[int(mean.argmax())] and together.models == 4
+
+    samples, rate = sf.read(wav, dtype="float32")
+    from_memory = ensemble.classify_batch([samples, torch.from_numpy(samples)], rate)
+    for p in from_memory:
+        np.testing.assert_allclose(list(p.posteriors.values()), mean, atol=1e-5)
+    with pytest.raises(ValueError, match="waveform 0: float samples must lie in"):
+        ensemble.classify_batch([samples * 40000], rate)
+
+    folder = tmp_path / "audio" / "nested"
+    folder.mkdir(parents=True)
+    for name in ("a.wav", "b.wav"):
+        (folder / name).write_bytes(wav.read_bytes())
+    (tmp_path / "audio" / "notes.txt").write_text("not audio\n")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# one per line\n{wav}\n")
+    env = {**os.environ, "PYTHONPATH": REPO}
+    base = [sys.executable, "-m", "ser.bin.classify", "--model", str(exp)]
+    proc = subprocess.run(base + ["--format", "json", str(tmp_path / "audio"), "--list", str(listing)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [os.path.basename(r["file"]) for r in rows] == ["a.wav", "b.wav", wav.name]
+    assert all(r["models"] == 4 and r["prediction"] == together.label for r in rows)
+    np.testing.assert_allclose(list(rows[2]["posteriors"].values()), mean, atol=1e-6)
+    assert "3 file(s), an ensemble of 4 models" in proc.stderr
+    out = tmp_path / "out.csv"
+    proc = subprocess.run(base + ["--format", "csv", "--output", str(out), str(wav)], capture_output=True, text=True,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    header, row = out.read_text().splitlines()
+    assert header == "file," + ",".join(ensemble.classes) + ",prediction" and row.endswith("," + together.label)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = subprocess.run(base + [str(empty)], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "no audio files" in proc.stderr and str(empty) in proc.stderr

@@ -70,6 +70,14 @@ class Frontend:
         """What the model of ``model_dir`` reads for one audio file, computed as stage 1 did for its data."""
         raise NotImplementedError
 
+    def audio_rate(self, model_dir: str) -> int:
+        """The sample rate (Hz) the model of ``model_dir`` reads audio at."""
+        raise NotImplementedError
+
+    def inputs_of_samples(self, samples: np.ndarray, model_dir: str, normaliser) -> np.ndarray:
+        """What the model reads for mono samples at ``audio_rate``, in the int16 range."""
+        raise NotImplementedError
+
     def picture_of_wav(self, wav: str, model_dir: str) -> tuple[np.ndarray, float]:
         """(T, D) features to draw for one audio file, and their frame shift in seconds."""
         raise ValueError(f"the {self.name} front-end has no spectrogram to draw; pictures are drawn for fbank models")

@@ -53,14 +53,24 @@ class Fbank(Frontend):
     def inputs_of_wav(self, wav: str, model_dir: str, normaliser) -> np.ndarray:
         return normaliser(self.picture_of_wav(wav, model_dir)[0])
 
+    def audio_rate(self, model_dir: str) -> int:
+        return int(self._fbank_opts(model_dir)["sample-frequency"])
+
+    def inputs_of_samples(self, samples: np.ndarray, model_dir: str, normaliser) -> np.ndarray:
+        return normaliser(compute_fbank(samples, self._fbank_opts(model_dir)))
+
+    @staticmethod
+    def _fbank_opts(model_dir: str) -> dict:
+        conf_path = os.path.join(model_dir, "fbank.conf")
+        if not os.path.isfile(conf_path):
+            raise FileNotFoundError(f"{model_dir}: no fbank.conf (the model was trained without --fbank-conf)")
+        return read_fbank_conf(conf_path)
+
     def picture_of_wav(self, wav: str, model_dir: str) -> tuple[np.ndarray, float]:
         """The fbank of one audio file computed exactly as stage 1 did for the model's data (its fbank.conf)."""
         from ser.audio import load_mono
 
-        conf_path = os.path.join(model_dir, "fbank.conf")
-        if not os.path.isfile(conf_path):
-            raise FileNotFoundError(f"{model_dir}: no fbank.conf (the model was trained without --fbank-conf)")
-        opts = read_fbank_conf(conf_path)
+        opts = self._fbank_opts(model_dir)
         channel = opts.get("channel", -1)
         samples = load_mono(wav, int(opts["sample-frequency"]), None if channel < 0 else channel, min_duration=0.1)
         return compute_fbank(samples, opts), float(opts["frame-shift"]) / 1000.0

@@ -90,6 +90,12 @@ class WavLM(Frontend):
 
         return load_mono(wav, WAVE_SAMPLE_RATE, None, min_duration=0.1)
 
+    def audio_rate(self, model_dir: str) -> int:
+        return WAVE_SAMPLE_RATE
+
+    def inputs_of_samples(self, samples: np.ndarray, model_dir: str, normaliser) -> np.ndarray:
+        return np.asarray(samples, dtype=np.float32)
+
 
 class SSL(WavLM):
     """Any encoder of ser.models.ssl.SSL_MODEL_TYPES, with the options of ``wavlm``."""
