@@ -61,6 +61,17 @@ class EmotionRecognizer:
 
     @classmethod
     def from_dir(cls, path: str, device: str = "cpu") -> "EmotionRecognizer":
+        """A run, an experiment, or a model archive (.tar.gz written by ``python -m ser.bin.pack_model``)."""
+        if os.path.isfile(path) and path.endswith((".tar.gz", ".tgz")):
+            import tempfile
+
+            from ser.packing import unpack
+
+            # Unpacked into a temporary dir that lives as long as the recognizer (its runs' files are read there).
+            unpacked = tempfile.TemporaryDirectory(prefix="ser-model-")
+            recognizer = cls([load_trained(d, device) for d in model_dirs(unpack(path, unpacked.name))], path)
+            recognizer._unpacked = unpacked
+            return recognizer
         return cls([load_trained(d, device) for d in model_dirs(path)], path)
 
     @property

@@ -453,3 +453,38 @@ def test_emotion_recognizer_api_and_cli_on_real_audio(finished_recipe, tmp_path)
     empty.mkdir()
     proc = subprocess.run(base + [str(empty)], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "no audio files" in proc.stderr and str(empty) in proc.stderr
+
+
+def test_a_packed_model_classifies_elsewhere_as_the_experiment_does(finished_recipe, tmp_path):
+    import io
+    import tarfile
+
+    from ser import EmotionRecognizer
+
+    tmp, _ = finished_recipe
+    exp = tmp / "exp" / "train"
+    wav = sorted((tmp / "corpus").glob("spk02/*.wav"))[0]
+    archive = tmp_path / "train.tar.gz"
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.pack_model", "--model", str(exp), "--out", str(archive)],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert "model/MANIFEST.json" in names and "model/seed0/fold3/model.pth" in names
+    assert not [n for n in names if "checkpoint" in n or "decode" in n]  # only what classification needs
+    expected = EmotionRecognizer.from_dir(str(exp)).classify_file(str(wav))
+    packed = EmotionRecognizer.from_dir(str(archive))
+    got = packed.classify_file(str(wav))
+    assert got.models == 4 and got.posteriors == pytest.approx(expected.posteriors, abs=1e-7)
+    # A damaged archive is refused, naming it and the file.
+    damaged = tmp_path / "damaged.tar.gz"
+    with tarfile.open(archive) as src, tarfile.open(damaged, "w:gz") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name.endswith("fold1/config.yaml"):
+                data = data.replace(b"max_epoch: 3", b"max_epoch: 4")
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    with pytest.raises(ValueError, match="damaged.tar.gz: model/seed0/fold1/config.yaml .*differs from the manifest"):
+        EmotionRecognizer.from_dir(str(damaged))
