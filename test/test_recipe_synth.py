@@ -389,6 +389,9 @@ def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, 
                               str(tmp_path / "exp" / "fusion_spkcmvn" / "seed0" / "fold1"), str(wav)],
                              capture_output=True, text=True, env=env)
     assert refused.returncode != 0 and "per-speaker normalisation" in refused.stderr
+    # The fused model exports too: its functionals are standardised inside the exported module.
+    export_and_compare(tmp_path / "exp" / "fusion" / "seed0" / "fold1",
+                       sorted((tmp / "corpus").glob("spk01/*.wav"))[:3], tmp_path / "export_fusion")
 
 
 def test_emotion_recognizer_api_and_cli_on_real_audio(finished_recipe, tmp_path):
@@ -488,3 +491,48 @@ def test_a_packed_model_classifies_elsewhere_as_the_experiment_does(finished_rec
             dst.addfile(member, io.BytesIO(data))
     with pytest.raises(ValueError, match="damaged.tar.gz: model/seed0/fold1/config.yaml .*differs from the manifest"):
         EmotionRecognizer.from_dir(str(damaged))
+
+
+def export_and_compare(model_dir, wavs, out_dir):
+    """The exported TorchScript module's posteriors against the recognizer's, alone and in one padded batch."""
+    from ser import EmotionRecognizer
+    from ser.export import export_torchscript
+
+    path = export_torchscript(str(model_dir), str(out_dir))
+    exported = torch.jit.load(path)
+    recognizer = EmotionRecognizer.from_dir(str(model_dir))
+    trained = recognizer.members[0]
+    fbanks = [torch.from_numpy(trained.frontend.picture_of_wav(str(w), str(model_dir))[0]) for w in wavs]
+    assert len({f.shape[0] for f in fbanks}) == len(fbanks)  # different lengths
+    functionals = None
+    if trained.config["functionals"] != "none":
+        from ser.audio import load_mono
+        from ser.functionals import compute_functionals, make_extractor
+
+        extractor = make_extractor(trained.config["functionals"])
+        functionals = torch.from_numpy(np.concatenate([compute_functionals(extractor, load_mono(str(w), 16000))
+                                                       for w in wavs]))
+    expected = np.array([list(recognizer.classify_file(str(w)).posteriors.values()) for w in wavs])
+    lengths = torch.tensor([f.shape[0] for f in fbanks])
+    padded = torch.zeros(len(fbanks), int(lengths.max()), fbanks[0].shape[1])
+    for i, f in enumerate(fbanks):
+        padded[i, :f.shape[0]] = f
+    with torch.no_grad():
+        extra = () if functionals is None else (functionals,)
+        batch = exported(padded, lengths, *extra).numpy()
+        alone = np.concatenate([exported(f[None], lengths[i:i + 1], *(e[i:i + 1] for e in extra)).numpy()
+                                for i, f in enumerate(fbanks)])
+    np.testing.assert_allclose(batch, expected, atol=1e-5)
+    np.testing.assert_allclose(alone, expected, atol=1e-5)
+    meta = json.loads((out_dir / "model.json").read_text())
+    assert meta["classes"] == recognizer.classes and (out_dir / "fbank.conf").exists()
+
+
+def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finished_recipe, tmp_path):
+    tmp, _ = finished_recipe
+    wavs = sorted((tmp / "corpus").glob("spk03/*.wav"))[:4]
+    export_and_compare(tmp / "exp" / "train" / "seed0" / "fold2", wavs, tmp_path / "export")
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.export_model", "--model-dir", str(tmp / "exp" / "train"),
+                           "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "no config.yaml" in proc.stderr
