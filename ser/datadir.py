@@ -633,20 +633,29 @@ def _id_list(ids: Union[str, os.PathLike, Iterable[str]]) -> list[str]:
 
 
 def subset_data_dir(src: str, dst: str, utt_list: Union[str, os.PathLike, Iterable[str], None] = None,
-                    spk_list: Union[str, os.PathLike, Iterable[str], None] = None) -> None:
-    """Write to ``dst`` the part of ``src`` holding the utterances of ``utt_list`` or of the speakers of
-    ``spk_list`` (either a list of ids or a file whose lines start with them; exactly one of the two).
+                    spk_list: Union[str, os.PathLike, Iterable[str], None] = None,
+                    num_utts: int | None = None) -> None:
+    """Write to ``dst`` the part of ``src`` holding the utterances of ``utt_list``, or of the speakers of
+    ``spk_list`` (either a list of ids or a file whose lines start with them), or ``num_utts`` utterances spread
+    evenly over src's sorted utterances (Kaldi's ``subset_data_dir.sh SRC N DST``); exactly one of the three.
 
     Every per-utterance, per-speaker and per-recording file (segments too) is filtered; spk2utt is
     regenerated. An id that ``src`` lacks is an error, as is an empty subset. Known files in ``dst``
     that ``src`` does not have are removed, so ``dst`` never mixes old and new content.
     """
-    if (utt_list is None) == (spk_list is None):
-        raise ValueError("subset_data_dir: give exactly one of utt_list and spk_list")
+    if sum(x is not None for x in (utt_list, spk_list, num_utts)) != 1:
+        raise ValueError("subset_data_dir: give exactly one of utt_list, spk_list and num_utts")
     if _same_dir(src, dst):
         raise DataDirError(f"{dst}: the subset must go to another directory than its source {src}")
     tables = _load_dir(src)
     utt2spk = tables["utt2spk"]
+    if num_utts is not None:
+        everything = sorted(utt2spk)
+        if not 0 < num_utts <= len(everything):
+            raise DataDirError(f"{src}: asked for {num_utts} utterances of {len(everything)}")
+        step = len(everything) / num_utts
+        _write_dir(dst, _restrict(tables, [everything[int(i * step)] for i in range(num_utts)]))
+        return
     if utt_list is not None:
         wanted, known, what = _id_list(utt_list), utt2spk, "utterance"
     else:

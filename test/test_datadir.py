@@ -563,6 +563,15 @@ def test_wrappers_through_a_symlinked_utils_dir(tmp_path):
     r = _run(["bash", "utils/subset_data_dir.sh", "--spk-list", "/dev/stdin", "data/train", "data/sub"], cwd=recipe,
              input="spkC\n")
     assert r.returncode == 0 and read_lines(str(recipe / "data" / "sub"), "utt2spk") == ["spkC-u1 spkC"], r.stderr
+    # Kaldi's SRC N DST form: N utterances spread evenly over the sorted utterances.
+    everything = [line.split()[0] for line in read_lines(d, "utt2spk")]
+    r = _run(["bash", "utils/subset_data_dir.sh", "data/train", "3", "data/three"], cwd=recipe)
+    assert r.returncode == 0, r.stderr
+    step = len(everything) / 3
+    assert [line.split()[0] for line in read_lines(str(recipe / "data" / "three"), "utt2spk")] == \
+        [everything[int(i * step)] for i in range(3)]
+    r = _run(["bash", "utils/subset_data_dir.sh", "data/train", "999", "data/many"], cwd=recipe)
+    assert r.returncode != 0 and f"asked for 999 utterances of {len(everything)}" in r.stderr
     r = _run(["bash", "utils/combine_data.sh", "data/both", "data/sub", "data/train/split2/1"], cwd=recipe)
     assert r.returncode == 0, r.stderr
     r = _run(["bash", "utils/utt2spk_to_spk2utt.sh", os.path.join(d, "utt2spk")], cwd=recipe)

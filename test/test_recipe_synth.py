@@ -536,3 +536,14 @@ def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finishe
     proc = subprocess.run([sys.executable, "-m", "ser.bin.export_model", "--model-dir", str(tmp / "exp" / "train"),
                            "--out", str(tmp_path / "x")], capture_output=True, text=True, env=env)
     assert proc.returncode != 0 and "no config.yaml" in proc.stderr
+
+
+def test_the_recorded_command_re_runs_as_written(finished_recipe):
+    import shlex
+
+    tmp, _ = finished_recipe
+    recorded = json.loads((tmp / "exp" / "train" / "results.json").read_text())["command"]
+    cmd, _ = recipe_command(tmp)
+    # run.sh calls ./ser.sh with its own options first; the user's words follow, each as given.
+    words = shlex.split(recorded)
+    assert words[-len(cmd[1:]):] == cmd[1:] and "--set max_epoch=3" in words and "" in words

@@ -60,7 +60,8 @@ dump_dir=dump/fbank
 functionals_dir=""   # [beside the fbank dump dir: dump/functionals]
 exp_root=exp
 
-readonly command_line="$0 $*"  # recorded with the results; not an option
+# Recorded with the results, each word quoted so that it re-runs as written; not an option.
+readonly command_line="$(printf '%q ' "$0" "$@" | sed 's/ $//')"
 . utils/parse_options.sh
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
 [ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }

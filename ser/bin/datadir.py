@@ -2,7 +2,7 @@
 
     python -m ser.bin.datadir validate [--classes "a b c"] [--no-feats|--need-feats] [--no-wav] DIR
     python -m ser.bin.datadir fix [--no-backup] DIR
-    python -m ser.bin.datadir subset (--utt-list FILE | --spk-list FILE) SRC DST
+    python -m ser.bin.datadir subset (--utt-list FILE | --spk-list FILE) SRC DST  |  subset SRC N DST
     python -m ser.bin.datadir combine DST SRC [SRC...]
     python -m ser.bin.datadir split [--per-spk] SRC NJ          (prints the part directories)
     python -m ser.bin.datadir utt2spk-to-spk2utt [FILE|-]       (to stdout)
@@ -55,7 +55,13 @@ def _fix(args: argparse.Namespace) -> None:
 
 
 def _subset(args: argparse.Namespace) -> None:
-    datadir.subset_data_dir(args.src, args.dst, utt_list=args.utt_list, spk_list=args.spk_list)
+    lists = args.utt_list is not None or args.spk_list is not None
+    if lists and len(args.args) == 1:
+        datadir.subset_data_dir(args.src, args.args[0], utt_list=args.utt_list, spk_list=args.spk_list)
+    elif not lists and len(args.args) == 2 and args.args[0].isdigit() and int(args.args[0]) > 0:
+        datadir.subset_data_dir(args.src, args.args[1], num_utts=int(args.args[0]))
+    else:
+        raise ValueError("subset: give --utt-list FILE or --spk-list FILE with SRC DST, or SRC N DST (N > 0)")
 
 
 def _combine(args: argparse.Namespace) -> None:
@@ -107,12 +113,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.set_defaults(run=_fix)
 
-    p = commands.add_parser("subset", help="copy the part of SRC holding the listed utterances or speakers")
-    which = p.add_mutually_exclusive_group(required=True)
+    p = commands.add_parser("subset", help="copy the part of SRC holding the listed utterances or speakers, or N "
+                                              "utterances spread evenly over SRC (SRC N DST, Kaldi's form)")
+    which = p.add_mutually_exclusive_group()
     which.add_argument("--utt-list", help="file whose lines start with the utterance ids to keep")
     which.add_argument("--spk-list", help="file whose lines start with the speaker ids to keep")
     p.add_argument("src")
-    p.add_argument("dst")
+    p.add_argument("args", nargs="+", metavar="[N] DST")
     p.set_defaults(run=_subset)
 
     p = commands.add_parser("combine", help="write the union of data dirs SRC... to DST")
