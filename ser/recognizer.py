@@ -106,9 +106,20 @@ class EmotionRecognizer:
                 at(m.frontend.audio_rate(m.model_dir)), m.model_dir, m.normaliser), at, None))
         return predictions
 
-    @torch.no_grad()
     def _classify(self, frames_of, samples_at, source: str | None) -> Prediction:
-        """frames_of(member) -> its model input; samples_at(rate) -> mono samples (for the functionals)."""
+        mean = self.member_posteriors(frames_of, samples_at).mean(axis=0)
+        return Prediction(self.classes[int(mean.argmax())], {c: float(p) for c, p in zip(self.classes, mean)},
+                          len(self.members), source)
+
+    def posteriors_of_samples(self, samples_at) -> np.ndarray:
+        """(members, classes) posteriors of one utterance; samples_at(rate) gives its mono samples at a rate."""
+        return self.member_posteriors(lambda m: m.frontend.inputs_of_samples(
+            samples_at(m.frontend.audio_rate(m.model_dir)), m.model_dir, m.normaliser), samples_at)
+
+    @torch.no_grad()
+    def member_posteriors(self, frames_of, samples_at) -> np.ndarray:
+        """(members, classes): frames_of(member) -> its model input; samples_at(rate) -> mono samples (for the
+        functionals, computed once for all members)."""
         functionals: dict[str, np.ndarray] = {}  # raw functionals per feature set, computed once for all members
         posteriors = []
         for m in self.members:
@@ -125,9 +136,7 @@ class EmotionRecognizer:
             out = m.model(frames.to(device), torch.tensor([frames.shape[1]], device=device),
                           None if utterance is None else utterance.to(device))
             posteriors.append(torch.softmax(out.logits.float(), -1)[0].cpu().numpy())
-        mean = np.mean(posteriors, axis=0)
-        return Prediction(self.classes[int(mean.argmax())], {c: float(p) for c, p in zip(self.classes, mean)},
-                          len(self.members), source)
+        return np.stack(posteriors)
 
 
 def int16_range_mono(wave, name: str) -> np.ndarray:

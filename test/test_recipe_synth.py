@@ -547,3 +547,57 @@ def test_the_recorded_command_re_runs_as_written(finished_recipe):
     # run.sh calls ./ser.sh with its own options first; the user's words follow, each as given.
     words = shlex.split(recorded)
     assert words[-len(cmd[1:]):] == cmd[1:] and "--set max_epoch=3" in words and "" in words
+
+
+def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
+    """Train on synth, score on real RAVDESS audio through a class map; per-run UA checked against the recognizer
+    and scikit-learn; the protocol is cross-corpus and compare_results keeps it in its own table."""
+    from sklearn.metrics import balanced_accuracy_score
+
+    from conftest import SHARED_CORPORA
+    from ser import EmotionRecognizer
+
+    corpus = os.path.join(SHARED_CORPORA, "RAVDESS")
+    if not os.path.isdir(corpus):
+        pytest.skip(f"the RAVDESS copy {corpus} is absent (../shared/corpora beside the repository)")
+    tmp, _ = finished_recipe
+    env = {**os.environ, "PYTHONPATH": REPO}
+    data = tmp_path / "ravdess_data"
+    for cmd in (["-m", "ser.bin.prepare_data", "--corpus", "ravdess", "--corpus-dir", corpus, "--data-dir",
+                 str(data)],
+                ["-m", "ser.bin.datadir", "subset", "--spk-list", str(tmp_path / "speakers"), str(data / "all"),
+                 str(tmp_path / "subset")]):
+        (tmp_path / "speakers").write_text("Actor07\n")  # one actor: 60 utterances, every emotion
+        proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+    exp = tmp / "exp" / "train"
+    out = tmp_path / "cross"
+    class_map = {"ang": "angry", "hap": "happy", "neu": "neutral", "sad": "sad"}
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.cross_corpus", "--exp-dir", str(exp), "--data-dir",
+                           str(tmp_path / "subset"), "--class-map", " ".join(f"{a}={b}" for a, b in class_map.items()),
+                           "--out", str(out), "--target-corpus", "ravdess"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    labels = dict(line.split() for line in (tmp_path / "subset" / "utt2emo").read_text().splitlines())
+    wavs = dict(line.split(maxsplit=1) for line in (tmp_path / "subset" / "wav.scp").read_text().splitlines())
+    kept = sorted(k for k, v in labels.items() if v in class_map.values())
+    assert results["protocol"]["kind"] == "cross_corpus" and results["protocol"]["corpus"] == "synth -> ravdess"
+    assert results["protocol"]["utterances_scored"] == len(kept) == 28  # 4 neutral, 8 each of the others
+    assert results["protocol"]["utterances_left_out"] == 60 - len(kept)
+    run = EmotionRecognizer.from_dir(str(exp / "seed0" / "fold2"))
+    targets = list(class_map.values())
+    predicted = []
+    for k in kept:
+        p = run.classify_file(wavs[k]).posteriors
+        predicted.append(targets[int(np.argmax([p[c] for c in class_map]))])
+    expected = 100 * balanced_accuracy_score([labels[k] for k in kept], predicted)
+    assert results["runs"]["seed0/fold2"]["ua"] == pytest.approx(expected)
+    assert results["summary"]["ua"]["mean"] == pytest.approx(np.mean([r["ua"] for r in results["runs"].values()]))
+    table = subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), str(out),
+                            str(exp)], capture_output=True, text=True, env=env).stdout
+    titles = [line for line in table.splitlines() if line.startswith("### Protocol")]
+    assert len(titles) == 2 and any("corpus synth -> ravdess" in t for t in titles)
+    bad = subprocess.run([sys.executable, "-m", "ser.bin.cross_corpus", "--exp-dir", str(exp), "--data-dir",
+                          str(tmp_path / "subset"), "--class-map", "joy=happy", "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode != 0 and "joy is not a class of the model" in bad.stderr
