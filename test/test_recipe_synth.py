@@ -554,8 +554,9 @@ def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
     and scikit-learn; the protocol is cross-corpus and compare_results keeps it in its own table."""
     from sklearn.metrics import balanced_accuracy_score
 
-    from conftest import SHARED_CORPORA
     from ser import EmotionRecognizer
+
+    from conftest import SHARED_CORPORA
 
     corpus = os.path.join(SHARED_CORPORA, "RAVDESS")
     if not os.path.isdir(corpus):
