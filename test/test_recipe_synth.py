@@ -235,7 +235,7 @@ def test_unknown_option_is_named(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--stage", "5"], "--stage must be a stage from 0 to 4, got '5'"),
+    (["--stage", "6"], "--stage must be a stage from 0 to 5, got '6'"),
     (["--stage", "3", "--stop-stage", "1"], "--stage 3 is after --stop-stage 1: nothing would run"),
     (["--seeds", "0;1"], "--seeds takes numbers separated by spaces, got '0;1'"),
     (["--stage", "2", "--folds", "7"], "has no fold 7 (its folds: 1 2 3 4)"),
@@ -602,3 +602,21 @@ def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
                           str(tmp_path / "subset"), "--class-map", "joy=happy", "--out", str(tmp_path / "x")],
                          capture_output=True, text=True, env=env)
     assert bad.returncode != 0 and "joy is not a class of the model" in bad.stderr
+
+
+def test_stage_5_trains_one_model_on_every_speaker_for_the_folds_epoch_count(finished_recipe, tmp_path):
+    from ser import EmotionRecognizer
+
+    tmp, _ = finished_recipe
+    proc = run_recipe(tmp, "--stage", "5")
+    final = tmp / "exp" / "train" / "final"
+    epochs = [json.loads(p.read_text())["epoch"] for p in (tmp / "exp" / "train").glob("seed*/fold*/selection.json")]
+    history = json.loads((final / "history.json").read_text())
+    assert len(history) == int(np.ceil(np.median(epochs))) and "stage 5: one model on every speaker" in proc.stderr
+    assert json.loads((final / "selection.json").read_text())["rule"] == "last"
+    assert json.loads((final / "run.json").read_text())["train_dir"].endswith(os.path.join("dump", "all"))
+    wav = sorted((tmp / "corpus").glob("spk01/*.wav"))[0]
+    assert EmotionRecognizer.from_dir(str(final)).classify_file(str(wav)).models == 1
+    assert len(EmotionRecognizer.from_dir(str(tmp / "exp" / "train")).members) == 4  # the final model stays apart
+    again = run_recipe(tmp, "--stage", "5")
+    assert "stage 5: " in again.stderr and "is up to date; nothing to do" in again.stderr

@@ -10,6 +10,8 @@
 #      several seeds also on the validation sets (decode_valid/), which judge the seed ensemble
 #   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md; with
 #      several seeds also their ensemble (posteriors averaged per fold), reported apart
+#   5  (optional: --stage 5 --stop-stage 5) one model on every speaker for the epoch count the folds chose ->
+#      exp/<tag>/final/ (for use; its estimate is the folds' score)
 #
 # Each stage checks whether its outputs are up to date with its inputs; if so it does nothing and says so.
 # Options (defaults in brackets; --name value or --name=value):
@@ -67,8 +69,9 @@ readonly command_line="$(printf '%q ' "$0" "$@" | sed 's/ $//')"
 [ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
 # The stage range, folds and seeds are checked before any work.
 for option in stage stop_stage; do
-  [[ "${!option}" =~ ^[0-4]$ ]] || { log "error: --${option//_/-} must be a stage from 0 to 4, got '${!option}'"; exit 1; }
+  [[ "${!option}" =~ ^[0-5]$ ]] || { log "error: --${option//_/-} must be a stage from 0 to 5, got '${!option}'"; exit 1; }
 done
+[ "$stage" != 5 ] || [ "$stop_stage" != 4 ] || stop_stage=5  # --stage 5 alone: the optional stage, asked for
 [ "$stage" -le "$stop_stage" ] || { log "error: --stage $stage is after --stop-stage $stop_stage: nothing would run"; exit 1; }
 folds=${folds//,/ }  # "1,3" and "1 3" alike
 for option in folds seeds; do
@@ -321,6 +324,31 @@ run_experiment() {
       python -m ser.bin.score --exp-dir "$exp_dir" --data-dir "$data_dir" --command "$command_line"
       # shellcheck disable=SC2086
       stamp write "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions
+    fi
+  fi
+
+  # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
+  if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
+    # shellcheck disable=SC2086
+    if [ "$(config_info "$config" system $exp_args)" != neural ]; then
+      log "stage 5: $tag is a classic reference; the final model is trained for the neural experiment only"
+      return 0
+    fi
+    selections=$(ls "$exp_dir"/seed*/fold*/selection.json 2>/dev/null || true)
+    [ -n "$selections" ] || { log "error: $exp_dir has no trained folds; run stage 2 first"; return 1; }
+    # shellcheck disable=SC2086
+    if stamp check "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$dump_dir/all" $selections; then
+      log "stage 5: $exp_dir/final is up to date; nothing to do"
+    else
+      log "stage 5: one model on every speaker -> $exp_dir/final (log: $exp_dir/log/final.log)"
+      rm -f "$exp_dir/final/.stage5.done"
+      # shellcheck disable=SC2086
+      ${train_cmd} --gpu "$ngpu" "$exp_dir/log/final.log" \
+        python -m ser.bin.final_model --exp-dir "$exp_dir" --config "$config" --classes "$dump_dir/all/classes.txt" \
+          --dump-dir "$dump_dir" --fbank-conf "$fbank_conf" --seed "${seeds%% *}" --ngpu "$ngpu" \
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+      # shellcheck disable=SC2086
+      stamp write "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$dump_dir/all" $selections
     fi
   fi
 }
