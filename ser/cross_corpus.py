@@ -85,9 +85,10 @@ def evaluate(exp_dir: str, data_dir: str, class_map: dict[str, str], out_dir: st
         run = json.load(f)
     train_corpus = _corpus_of(exp_dir)
     test_corpus = target_corpus or _corpus_of_data(data_dir)
-    summary = {m: {"mean": mean_std(s[m] for s in runs.values())[0],
-                   "std_over_folds": mean_std(s[m] for s in runs.values())[1],
-                   "seed_means": [], "seed_std": 0.0} for m in METRICS}
+    summary = {}
+    for m in METRICS:
+        mean, std = mean_std(s[m] for s in runs.values())
+        summary[m] = {"mean": mean, "std_over_folds": std, "seed_means": [], "seed_std": 0.0}
     results = {
         "experiment": f"{os.path.basename(os.path.normpath(exp_dir))} on {test_corpus}",
         "exp_dir": os.path.abspath(exp_dir),

@@ -28,7 +28,6 @@ from ser.infer import TrainedModel, load_trained
 from ser.inputs import standardise_utterance, uses_functionals
 
 MIN_SECONDS = 0.1
-INT16_SCALE = 32768.0
 
 
 @dataclass
@@ -98,16 +97,15 @@ class EmotionRecognizer:
             mono = int16_range_mono(wave, f"waveform {index}")
             if mono.shape[0] < MIN_SECONDS * sample_rate:
                 raise AudioError(f"waveform {index}: {mono.shape[0]} samples, shorter than {MIN_SECONDS} s")
-
-            def at(rate, mono=mono):
-                return resample(mono, sample_rate, rate)
-
-            predictions.append(self._classify(lambda m, at=at: m.frontend.inputs_of_samples(
-                at(m.frontend.audio_rate(m.model_dir)), m.model_dir, m.normaliser), at, None))
+            posteriors = self.posteriors_of_samples(lambda rate, mono=mono: resample(mono, sample_rate, rate))
+            predictions.append(self._prediction(posteriors, None))
         return predictions
 
     def _classify(self, frames_of, samples_at, source: str | None) -> Prediction:
-        mean = self.member_posteriors(frames_of, samples_at).mean(axis=0)
+        return self._prediction(self.member_posteriors(frames_of, samples_at), source)
+
+    def _prediction(self, member_posteriors: np.ndarray, source: str | None) -> Prediction:
+        mean = member_posteriors.mean(axis=0)
         return Prediction(self.classes[int(mean.argmax())], {c: float(p) for c, p in zip(self.classes, mean)},
                           len(self.members), source)
 
@@ -141,14 +139,16 @@ class EmotionRecognizer:
 
 def int16_range_mono(wave, name: str) -> np.ndarray:
     """(N,) or (N, C) float in [-1, 1] or int16 -> (N,) float32 in the int16 range (ser's audio convention)."""
-    from ser.audio import AudioError
+    from ser.audio import AudioError, to_mono
+    from ser.functionals import INT16_SCALE
 
     x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
+    integer = np.issubdtype(x.dtype, np.integer)
     if x.ndim == 2:
-        x = x.mean(axis=1) if x.dtype != np.int16 else x.astype(np.float64).mean(axis=1)
+        x = to_mono(x, None)  # channels averaged, as stage 1 does
     if x.ndim != 1 or x.shape[0] == 0:
         raise AudioError(f"{name}: expected samples of shape (N,) or (N, C), got {x.shape}")
-    if x.dtype == np.int16 or np.issubdtype(x.dtype, np.integer):
+    if integer:
         return x.astype(np.float32)
     if not np.all(np.isfinite(x)):
         raise AudioError(f"{name}: samples are not finite")
