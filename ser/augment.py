@@ -1,12 +1,17 @@
 """Training-time mixup of one utterance with a partner (docs/method.md section 2).
 
-Both mixups act on CPU numpy arrays before CMVN, in one of two domains:
+The mixups act on CPU numpy arrays before CMVN, in one of three domains (the front-end's ``augment_domain``):
 
 - ``wave``: ``x`` is 1-D float samples; the power of a segment is ``mean(x**2)`` and the
   overlay adds ``scale * x_j`` to ``x_i``.
 - ``fbank``: ``x`` is a (T, D) Kaldi log-mel fbank; frames play the role of samples, the power
   of a frame is the sum of its mel energies ``exp(F[t])`` and the overlay is the power-additive
   ``log(exp(F_i[t]) + scale**2 * exp(F_j[t']))``.
+- ``frames``: ``x`` is (T, D) frame features without an energy meaning (cached self-supervised features,
+  ser.frontends.ssl_cached). Only ``featmix`` acts on them: the segment becomes the convex combination
+  ``(1 - w) x_i + w x_j`` with the partner share ``w = 1 / (1 + 10**(snr / 10))`` of an snr drawn as EAM draws
+  it, and lam = (l / L_i) w, EAM's label weight. ``eam`` and ``lam`` act on the waveform or on log-mel fbank
+  only (AUGMENT_DOMAINS); asking for them on cached features is a ConfigError.
 
 Every random draw comes from the ``rng`` the caller passes; the caller also picks the partner.
 A draw is a :class:`MixDraw` returned by ``sample()``, so tests and callers can inspect it and
@@ -24,7 +29,7 @@ import numpy as np
 from ser.config import ConfigError
 from ser.registry import Registry, number_in
 
-DOMAINS = ("wave", "fbank")
+DOMAINS = ("wave", "fbank", "frames")
 
 # A partner segment whose power is below this fraction of the target segment's power is silent.
 SILENCE_RATIO = 1e-10
@@ -123,15 +128,16 @@ class Mixup:
         if scale is None:
             return x_i, 0.0
         seg_i, seg_j = self._segments(x_i, x_j, draw)
-        seg_i = seg_i.astype(np.float64)
-        seg_j = seg_j.astype(np.float64)
-        if self.domain == "wave":
-            mixed_seg = seg_i + scale * seg_j
-        else:
-            mixed_seg = np.logaddexp(seg_i, seg_j + 2.0 * math.log(scale))
         mixed = x_i.copy()
-        mixed[draw.start_i:draw.start_i + draw.length] = mixed_seg
+        mixed[draw.start_i:draw.start_i + draw.length] = self.combine(seg_i.astype(np.float64),
+                                                                      seg_j.astype(np.float64), scale)
         return mixed, self.label_weight(draw, x_i.shape[0])
+
+    def combine(self, seg_i: np.ndarray, seg_j: np.ndarray, scale: float) -> np.ndarray:
+        """The mixed segment: the partner overlaid with amplitude ``scale`` (power-additive for fbank)."""
+        if self.domain == "wave":
+            return seg_i + scale * seg_j
+        return np.logaddexp(seg_i, seg_j + 2.0 * math.log(scale))
 
     def _check_inputs(self, x_i: np.ndarray, x_j: np.ndarray) -> None:
         ndim = 1 if self.domain == "wave" else 2
@@ -187,6 +193,17 @@ class LengthMixup(Mixup):
         return draw.length / len_i
 
 
+class FeatureMixup(EnergyAdaptiveMixup):
+    """``featmix``: EAM's draws (segment, snr) on frame features, mixed as the convex combination
+    ``(1 - w) x_i + w x_j`` over the segment with w = 1 / (1 + 10**(snr / 10)); lam = (l / L_i) w."""
+
+    def segment_scale(self, x_i: np.ndarray, x_j: np.ndarray, draw: MixDraw) -> float:
+        return 1.0 / (1.0 + 10.0 ** (draw.snr_db / 10.0))
+
+    def combine(self, seg_i: np.ndarray, seg_j: np.ndarray, scale: float) -> np.ndarray:
+        return (1.0 - scale) * seg_i + scale * seg_j
+
+
 def _is_snr_range(value) -> bool:
     return (isinstance(value, (list, tuple)) and len(value) == 2
             and all(not isinstance(v, bool) and isinstance(v, Real) and math.isfinite(v) for v in value)
@@ -201,7 +218,31 @@ AUGMENTS.register("eam", EnergyAdaptiveMixup, {"prob": 0.5, "snr_range": [-5.0, 
                    "max_segment_ratio": _SEGMENT_RATIO})
 AUGMENTS.register("lam", LengthMixup, {"prob": 0.5, "max_segment_ratio": 0.5},
                   {"prob": _PROB, "max_segment_ratio": _SEGMENT_RATIO})
+AUGMENTS.register("featmix", FeatureMixup,
+                  {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
+                   "max_segment_ratio": _SEGMENT_RATIO})
 AUGMENTS.register("none", lambda domain: None, {}, {})
+# The domains each mixup acts on (ser.frontends: a front-end's augment_domain).
+AUGMENT_DOMAINS = {"eam": ("wave", "fbank"), "lam": ("wave", "fbank"), "featmix": ("frames",),
+                   "none": DOMAINS}
+DOMAIN_NAMES = {"wave": "the waveform", "fbank": "log-mel fbank", "frames": "cached frame features"}
+
+
+def check_augment_domain(name: str, domain: str) -> None:
+    """A ConfigError naming the key when mixup ``name`` cannot act on the front-end's ``domain``."""
+    allowed = AUGMENT_DOMAINS[name]
+    if domain not in allowed:
+        fits = [n for n, domains in AUGMENT_DOMAINS.items() if domain in domains]
+        why = " (EAM and LAM mix audio or its energies: cached encoder frames have neither)" \
+            if domain == "frames" else ""
+        raise ConfigError(f"augment: {name} acts on {' or '.join(DOMAIN_NAMES[d] for d in allowed)}, and this "
+                          f"front-end gives {DOMAIN_NAMES[domain]}{why}; choose one of {', '.join(fits)}")
+
+
+def mixup_record(name: str, domain: str) -> str:
+    """Which mixup a run used, in words, as run.json and results.json record it."""
+    return "none" if name == "none" else f"{name} on {DOMAIN_NAMES[domain]}"
 
 
 def build_augment(name: str, conf: dict | None, domain: str) -> Mixup | None:

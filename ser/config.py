@@ -48,6 +48,8 @@ TRAINER_DEFAULTS = {
     "amp": "none",  # automatic mixed precision: none | bf16 | fp16 (fp16 with loss scaling, GPU only)
     "seed": 0,
     "num_threads": 0,  # torch intra-op threads; 0 = torch's default
+    "num_workers": 0,  # DataLoader worker processes preparing training batches; 0 = in the training process
+    "persistent_workers": False,  # keep the workers from epoch to epoch (num_workers > 0)
     "log_interval": 20,  # batches between progress log lines
 }
 
@@ -167,6 +169,12 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     if config["speaker_norm"] != "none" and not frontend_of(config).supports_speaker_norm:
         raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs a front-end with frame features "
                           f"such as fbank ({config['frontend']} normalises each utterance itself)")
+    from ser.augment import check_augment_domain
+
+    try:
+        check_augment_domain(config["augment"], frontend_of(config).augment_domain)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
     if config["specaug"] != "none" and frontend_of(config).augment_domain != "fbank":
         raise ConfigError(f"{source}: specaug: {config['specaug']} acts on frame features such as fbank, not on "
                           f"the {config['frontend']} front-end's waveforms")
@@ -175,6 +183,8 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     for key in ("max_epoch", "batch_size"):
         if config[key] < 1:
             raise ConfigError(f"{source}: {key}: must be >= 1, got {config[key]}")
+    if config["num_workers"] < 0:
+        raise ConfigError(f"{source}: num_workers: must be >= 0, got {config['num_workers']}")
     for key in ("crop_seconds", "grad_clip", "center_lr"):
         if config[key] < 0:
             raise ConfigError(f"{source}: {key}: must be >= 0, got {config[key]}")
@@ -260,11 +270,17 @@ def _canonical(value):
 # finished) when ser gains a key.
 ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False,
                     ("encoder_conf", "branch_dropout"): 0.0}
+# Keys that change how fast a run goes and never what it computes (epoch data depend on (seed, epoch) alone, in the
+# training process or in workers): always left out of the hash, so switching them keeps a run's identity (a run
+# resumes with workers on, and seeds trained with different values are one config to scoring).
+SPEED_ONLY_KEYS = ("num_workers", "persistent_workers")
 
 
 def config_hash(config: dict) -> str:
     """A short, stable hash of a resolved config: key order and int/float spelling do not matter."""
     config = copy.deepcopy(config)
+    for key in SPEED_ONLY_KEYS:
+        config.pop(key, None)
     for path, no_op in ADDED_KEYS_NO_OP.items():
         parent = config
         for key in path[:-1]:

@@ -35,12 +35,85 @@ class LabelledSet:
 
     @property
     def lengths(self) -> np.ndarray:
+        if isinstance(self.feats, LazyWaves):
+            return self.feats.lengths.copy()
         return np.array([f.shape[0] for f in self.feats], dtype=np.int64)
 
     @property
     def feat_dim(self) -> int | None:
         """Feature dimension; None for waveforms."""
+        if isinstance(self.feats, LazyWaves):
+            return None
         return int(self.feats[0].shape[1]) if self.feats[0].ndim == 2 else None
+
+
+class LazyWaves:
+    """The waveforms of a wav.scp read when indexed (in DataLoader workers), not held in memory. Lengths are known
+    up front: from the file header (resampled length as ser.audio.resample gives it), or for ``cmd |`` entries
+    by reading the audio once. A read whose length differs from the one known is an error naming the line."""
+
+    def __init__(self, scp: str, entries: list[tuple[int, str]], sample_rate: int, channel: int | None,
+                 min_duration: float):
+        from ser.audio import AudioError
+
+        self.scp, self.entries, self.sample_rate, self.channel = scp, entries, sample_rate, channel
+        lengths = []
+        for lineno, spec in entries:
+            try:
+                n = self._length(spec)
+                if n == 0:
+                    raise AudioError(f"audio has no samples: {spec}")
+                if n / sample_rate < min_duration:
+                    raise AudioError(f"audio is {n / sample_rate:.3f} s long, shorter than min-duration "
+                                     f"{min_duration} s: {spec}")
+            except AudioError as e:
+                raise DataDirError(f"{scp}:{lineno}: {e}") from None
+            lengths.append(n)
+        self.lengths = np.array(lengths, dtype=np.int64)
+
+    def _length(self, spec: str) -> int:
+        import math
+
+        import soundfile
+
+        from ser.audio import AudioError, check_wav_complete
+
+        spec = spec.strip()
+        if spec.endswith("|"):
+            return len(self._read(spec))
+        if not os.path.isfile(spec):
+            raise AudioError(f"audio file not found: {spec}")
+        check_wav_complete(spec)
+        try:
+            info = soundfile.info(spec)
+        except (soundfile.SoundFileError, RuntimeError) as e:
+            raise AudioError(f"cannot decode audio file {spec}: {e}") from None
+        if info.samplerate == self.sample_rate:
+            return int(info.frames)
+        divisor = math.gcd(info.samplerate, self.sample_rate)
+        up, down = self.sample_rate // divisor, info.samplerate // divisor
+        return -(-int(info.frames) * up // down)  # resample_poly's output length: ceil(n up / down)
+
+    def _read(self, spec: str) -> np.ndarray:
+        from ser.audio import load_mono
+
+        return load_mono(spec, self.sample_rate, self.channel, 0.0, command_allowed=True)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        from ser.audio import AudioError
+
+        lineno, spec = self.entries[index]
+        try:
+            wave = self._read(spec)
+        except AudioError as e:
+            raise DataDirError(f"{self.scp}:{lineno}: {e}") from None
+        if len(wave) != self.lengths[index]:
+            raise DataDirError(f"{self.scp}:{lineno}: read {len(wave)} samples, {self.lengths[index]} expected "
+                               "(the audio changed since training started?)")
+        return wave
 
 
 def read_labels(data_dir: str, classes: list[str]) -> dict[str, int]:
@@ -56,8 +129,8 @@ def read_labels(data_dir: str, classes: list[str]) -> dict[str, int]:
     return labels
 
 
-def load_labelled_set(data_dir: str, classes: list[str]) -> LabelledSet:
-    """Read feats.scp and utt2emo of a data dir (features are loaded into memory)."""
+def load_labelled_set(data_dir: str, classes: list[str], dtype=np.float32) -> LabelledSet:
+    """Read feats.scp and utt2emo of a data dir (features are loaded into memory as ``dtype``)."""
     labels = read_labels(data_dir, classes)
     scp = os.path.join(data_dir, "feats.scp")
     entries = read_table(scp, min_fields=2)  # the value is the rest of the line: paths may hold spaces
@@ -76,15 +149,16 @@ def load_labelled_set(data_dir: str, classes: list[str]) -> LabelledSet:
         if mat.ndim != 2 or mat.shape[0] == 0:
             raise DataDirError(f"{scp}:{lineno}: features of {utt} have shape {mat.shape}")
         keys.append(utt)
-        feats.append(np.ascontiguousarray(mat, dtype=np.float32))
+        feats.append(np.ascontiguousarray(mat, dtype=dtype))
     if len({f.shape[1] for f in feats}) != 1:
         raise DataDirError(f"{scp}: utterances have different feature dimensions")
     return LabelledSet(keys, np.array([labels[k] for k in keys], dtype=np.int64), feats)
 
 
 def load_wave_set(data_dir: str, classes: list[str], sample_rate: int, channel: int | None = None,
-                  min_duration: float = 0.1) -> LabelledSet:
-    """Read the waveforms of wav.scp (paths or ``cmd |`` entries) and utt2emo; audio errors name wav.scp's line."""
+                  min_duration: float = 0.1, lazy: bool = False) -> LabelledSet:
+    """Read the waveforms of wav.scp (paths or ``cmd |`` entries) and utt2emo; audio errors name wav.scp's line.
+    lazy: only their lengths now, each waveform when it is used (LazyWaves)."""
     from ser.audio import AudioError, load_mono
 
     labels = read_labels(data_dir, classes)
@@ -94,6 +168,10 @@ def load_wave_set(data_dir: str, classes: list[str], sample_rate: int, channel: 
         odd = sorted(set(entries) ^ set(labels))
         raise DataDirError(f"{data_dir}: wav.scp and utt2emo hold different utterances (e.g. {odd[0]}); "
                            f"run utils/fix_data_dir.sh {data_dir}")
+    if lazy:
+        waves = LazyWaves(scp, [(lineno, spec) for lineno, spec in enumerate(entries.values(), 1)], sample_rate,
+                          channel, min_duration)
+        return LabelledSet(list(entries), np.array([labels[k] for k in entries], dtype=np.int64), waves)
     keys, waves = [], []
     for lineno, (utt, spec) in enumerate(entries.items(), 1):
         try:
@@ -138,7 +216,8 @@ class TrainBatches(torch.utils.data.Dataset):
     """One item per batch of an epoch: cropped, mixed, (spec-)augmented, normalised inputs and soft labels.
 
     Call set_epoch(e) before iterating an epoch. Items are pure functions of (seed, epoch, batch), so a DataLoader
-    with worker processes gives the same batches as the main process.
+    with worker processes gives the same batches as the main process (``batch_loader``: its keys are
+    (epoch, batch), so persistent workers follow the epoch).
     """
 
     def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser | None, batch_size: int,
@@ -184,10 +263,15 @@ class TrainBatches(torch.utils.data.Dataset):
         feats = self.specaug.mask(normalise(self.normaliser, self.specaug.warp(feats, rng), self.data, index), rng)
         return feats, target.astype(np.float32), lam, partner
 
-    def __getitem__(self, batch_index: int) -> dict | None:
-        """The batch, or with several ranks this rank's share of it (examples rank, rank + world, ...); None
-        for a remainder batch smaller than the number of ranks (every rank skips it)."""
-        indices = self.batches[batch_index]
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """The batch (key: its index this epoch, or (epoch, index)), or with several ranks this rank's share of it
+        (examples rank, rank + world, ...); None for a remainder batch smaller than the number of ranks (every
+        rank skips it)."""
+        if isinstance(key, tuple):
+            epoch, key = key
+            if epoch != self.epoch:
+                self.set_epoch(epoch)
+        indices = self.batches[key]
         if len(indices) < self.world:
             return None
         indices = indices[self.rank::self.world]
@@ -201,6 +285,30 @@ class TrainBatches(torch.utils.data.Dataset):
             batch["utterance"] = torch.from_numpy(np.stack([(1.0 - lam) * u[i] + lam * u[partner]
                                                             for i, (_, _, lam, partner) in zip(indices, examples)]))
         return batch
+
+
+class _EpochKeys(torch.utils.data.Sampler):
+    """The keys (epoch, batch) of the dataset's current epoch, read when each epoch's iteration starts."""
+
+    def __init__(self, batches: TrainBatches):
+        self.batches = batches
+
+    def __iter__(self):
+        return iter([(self.batches.epoch, i) for i in range(len(self.batches))])
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+def batch_loader(batches: TrainBatches, num_workers: int, pin_memory: bool = False,
+                 persistent_workers: bool = False) -> torch.utils.data.DataLoader:
+    """The batches of each epoch (after batches.set_epoch) prepared by ``num_workers`` worker processes, in order.
+    Items depend on (seed, epoch, batch) only, so they equal the training process's own bit for bit; the loader
+    has a generator of its own, so it draws nothing from torch's global RNG (the model's dropout stays as with
+    num_workers 0)."""
+    return torch.utils.data.DataLoader(batches, batch_size=None, sampler=_EpochKeys(batches), num_workers=num_workers,
+                                       pin_memory=pin_memory, persistent_workers=persistent_workers and num_workers > 0,
+                                       generator=torch.Generator())
 
 
 def normalise(normaliser, x: np.ndarray, data: LabelledSet, index: int) -> np.ndarray:

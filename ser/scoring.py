@@ -221,7 +221,8 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
         "protocol": {**protocol, "folds_scored": folds_scored, "complete": folds_scored == expected_folds,
                      "seeds": sorted(per_seed), "selection": selection_rule(config),
                      "validation": "held out from training-fold speakers only",
-                     "speaker_norm": config.get("speaker_norm", "none")},
+                     "speaker_norm": config.get("speaker_norm", "none"),
+                     "mixup": run.get("mixup", "none" if config.get("system") == "classic" else config["augment"])},
         "config_hash": run["identity"]["config_hash"],
         "git_revision": run.get("git_revision", "unknown"),
         "config": config,
@@ -286,7 +287,7 @@ def results_markdown(results: dict) -> str:
              f"- speaker normalisation: `{p.get('speaker_norm', 'none')}`"
              + (" (per-speaker statistics, test speakers' from their own test audio: a transductive protocol)"
                 if p.get("speaker_norm", "none") != "none" else ""),
-             f"- {system_description(results['config'])}",
+             f"- {system_description(results['config'])}; mixup: {p.get('mixup', '?')}",
              f"- command: `{results['command']}`" if results["command"] else "- command: (not recorded)", "",
              "| seed | fold | UA | WA | macro-F1 | utts | selected epoch |", "|---|---|---|---|---|---|---|"]
     for seed, folds in results["runs"].items():

@@ -28,9 +28,9 @@ import torch
 from tqdm import tqdm
 
 from ser.atomic import atomic_path, write_json
-from ser.augment import build_augment
+from ser.augment import build_augment, mixup_record
 from ser.config import config_hash, write_config
-from ser.dataset import LabelledSet, TrainBatches
+from ser.dataset import LabelledSet, TrainBatches, batch_loader
 from ser.distributed import Distributed
 from ser.frontends import frontend_of
 from ser.infer import predict
@@ -169,7 +169,8 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             write_json(os.path.join(outdir, "run.json"), {
                 "identity": identity, "train_dir": train_dir, "valid_dir": valid_dir, "cmvn": cmvn_path,
                 "functionals_scp": functionals_scp, "device": dist.device, "world_size": dist.world,
-                "git_revision": git_revision()})
+                "mixup": mixup_record(config["augment"], frontend.augment_domain),
+                "num_workers": config["num_workers"], "git_revision": git_revision()})
             if cmvn_path:
                 shutil.copyfile(cmvn_path, os.path.join(outdir, "cmvn.ark"))
             write_utterance_norm(outdir, run.train_set)
@@ -207,6 +208,7 @@ class Run:
     scheduler: object
     scaler: torch.amp.GradScaler
     num_classes: int
+    loader: object = None  # batch_loader over ``batches`` when config num_workers > 0, made when training starts
 
     @property
     def device(self) -> str:
@@ -248,7 +250,8 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
         torch.set_num_threads(config["num_threads"])
     set_seed(config["seed"])
     frontend = frontend_of(config)
-    train_set = frontend.load(train_dir, classes)
+    # With workers, a front-end that reads audio reads the training utterances in them, each when it is used.
+    train_set = frontend.load(train_dir, classes, lazy=config["num_workers"] > 0)
     valid_set = frontend.load(valid_dir, classes)
     normaliser = prepare_training_inputs(config, train_set, valid_set, train_dir, valid_dir, cmvn_path,
                                          functionals_scp)
@@ -336,15 +339,18 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
     run.batches.set_epoch(epoch)
     sums: dict[str, float] = {}
     num_batches, correct, seen = 0, 0, 0
-    progress = tqdm(range(len(run.batches)), desc=f"epoch {epoch}", disable=None if run.dist.is_main else True,
-                    leave=False, mininterval=10)
-    for step in progress:
-        batch = run.batches[step]
+    if config["num_workers"] > 0 and run.loader is None:
+        run.loader = batch_loader(run.batches, config["num_workers"], pin_memory=device.startswith("cuda"),
+                                  persistent_workers=config["persistent_workers"])
+    source = iter(run.loader) if run.loader is not None else (run.batches[step] for step in range(len(run.batches)))
+    progress = tqdm(source, total=len(run.batches), desc=f"epoch {epoch}",
+                    disable=None if run.dist.is_main else True, leave=False, mininterval=10)
+    for step, batch in enumerate(progress):
         if batch is None:  # a remainder batch smaller than the number of ranks
             continue
-        feats, lengths = batch["feats"].to(device), batch["lengths"].to(device)
-        targets = batch["targets"].to(device)
-        utterance = batch["utterance"].to(device) if "utterance" in batch else None
+        feats, lengths = batch["feats"].to(device, non_blocking=True), batch["lengths"].to(device, non_blocking=True)
+        targets = batch["targets"].to(device, non_blocking=True)
+        utterance = batch["utterance"].to(device, non_blocking=True) if "utterance" in batch else None
         with _autocast(config, device):
             out = run.trained_model(feats, lengths, utterance)
         try:

@@ -43,7 +43,9 @@ class Frontend:
     def check(conf: dict) -> None:
         """Checks across values of a frontend_conf, after each value passed its rule (may normalise in place)."""
 
-    def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
+    def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:
+        """The labelled inputs of a data dir. lazy: a front-end that reads audio may read each utterance when it
+        is used (training's DataLoader workers) instead of now; others load everything."""
         raise NotImplementedError
 
     def digest(self, data_dir: str) -> str:

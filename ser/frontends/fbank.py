@@ -30,7 +30,7 @@ class Fbank(Frontend):
     uses_fold_cmvn = True
     supports_speaker_norm = True
 
-    def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
+    def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:
         return load_labelled_set(data_dir, classes)
 
     def digest(self, data_dir: str) -> str:

@@ -70,8 +70,8 @@ class WavLM(Frontend):
         if conf["layer"] not in WAVLM_LAYER_NAMES:
             conf["layer"] = int(conf["layer"])
 
-    def load(self, data_dir: str, classes: list[str]) -> LabelledSet:
-        return load_wave_set(data_dir, classes, WAVE_SAMPLE_RATE)
+    def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:
+        return load_wave_set(data_dir, classes, WAVE_SAMPLE_RATE, lazy=lazy)
 
     def digest(self, data_dir: str) -> str:
         return inputs_digest([os.path.join(data_dir, "wav.scp"), os.path.join(data_dir, "utt2emo")])[:12]

@@ -1,0 +1,160 @@
+"""Frozen self-supervised features computed once per utterance (the ``ssl_cached`` front-end's inputs).
+
+A cache is a Kaldi-style data dir: ``feats.scp`` and ``utt2num_frames`` over kaldiio arks of the frames that
+``StateExtractor`` (ser.models.ssl_cache) gives each utterance alone, and ``ssl_cache.json``, its record. float32
+is stored as Kaldi float matrices; float16 as NumPy arrays inside the ark (kaldiio reads both; Kaldi's own tools
+read the float32 ones only).
+
+The record names what the frames depend on (``settings``: the checkpoint's content digest, layer, stored dtype,
+normalize_wave) and their key, a digest of those settings: the cache of other settings lives under another key,
+so it is never reused, and a front-end whose settings differ from a cache's record refuses it (SSLCacheError,
+naming the field). It also holds the digest of the wav.scp the frames came from, which ser.bin.cache_ssl checks
+to recompute a cache whose audio changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+
+from ser.atomic import atomic_path, write_json
+from ser.datadir import DataDirError
+
+CACHE_RECORD = "ssl_cache.json"
+CACHE_DTYPES = ("float16", "float32")
+SETTINGS = ("checkpoint", "layer", "dtype", "normalize_wave")
+
+
+class SSLCacheError(DataDirError):
+    pass
+
+
+_digests: dict[tuple, str] = {}
+
+
+def checkpoint_digest(path: str) -> str:
+    """SHA-256 of a checkpoint directory: every regular file's relative name and content (memoised in the
+    process by the files' names, sizes and modification times)."""
+    if not os.path.isdir(path):
+        raise SSLCacheError(f"frontend_conf.path: {path!r} is not a checkpoint directory")
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs.sort()
+        for name in sorted(names):
+            full = os.path.join(root, name)
+            if os.path.isfile(full):
+                st = os.stat(full)
+                files.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
+    signature = (os.path.abspath(path), tuple(files))
+    if signature not in _digests:
+        digest = hashlib.sha256()
+        for rel, _, _ in files:
+            digest.update(rel.encode() + b"\0")
+            with open(os.path.join(path, rel), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        _digests[signature] = digest.hexdigest()
+    return _digests[signature]
+
+
+def cache_settings(conf: dict) -> dict:
+    """What a cache's frames depend on, for an ssl_cached frontend_conf."""
+    if not conf["path"]:
+        raise SSLCacheError("frontend_conf.path is empty: the ssl_cached front-end needs a local checkpoint "
+                            "directory (its content names the cache)")
+    return {"checkpoint": checkpoint_digest(conf["path"]), "layer": conf["layer"], "dtype": conf["dtype"],
+            "normalize_wave": conf["normalize_wave"]}
+
+
+def cache_key(settings: dict) -> str:
+    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def read_record(data_dir: str) -> dict:
+    path = os.path.join(data_dir, CACHE_RECORD)
+    if not os.path.isfile(path):
+        raise SSLCacheError(f"{data_dir}: no {CACHE_RECORD}: the ssl_cached front-end reads features cached by "
+                            "python -m ser.bin.cache_ssl (ser.sh runs it before stage 2); give the cache's data "
+                            "dirs")
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_record(data_dir: str, conf: dict) -> dict:
+    """The cache record of ``data_dir`` when it was computed with ``conf``'s settings; else SSLCacheError."""
+    record = read_record(data_dir)
+    wanted = cache_settings(conf)
+    for field in SETTINGS:
+        if record["settings"].get(field) != wanted[field]:
+            what = "checkpoint content" if field == "checkpoint" else f"frontend_conf.{field}"
+            raise SSLCacheError(f"{os.path.join(data_dir, CACHE_RECORD)}: a stale cache: its {what} is "
+                                f"{record['settings'].get(field)!r}, the config's {wanted[field]!r}; recompute it "
+                                "(python -m ser.bin.cache_ssl) or train with the settings it was made with")
+    return record
+
+
+def wav_scp_digest(data_dir: str) -> str:
+    from ser.stamps import inputs_digest
+
+    return inputs_digest([os.path.join(data_dir, "wav.scp")])
+
+
+def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, ...], device: str = "cpu",
+                log_every: int = 500) -> dict:
+    """Run the frozen encoder once on every utterance of src_dir/wav.scp (each alone, at 16 kHz as training reads
+    it) and write out_dir/{feats.ark, feats.scp, utt2num_frames, ssl_cache.json}. The record is written last, so
+    a cache without it is unfinished. Returns the record."""
+    import kaldiio
+    import torch
+
+    from ser.audio import AudioError, load_mono
+    from ser.bin.compute_fbank import read_wav_scp
+    from ser.frontends.wavlm import WAVE_SAMPLE_RATE
+    from ser.models.ssl_cache import StateExtractor
+
+    settings = cache_settings(conf)
+    extractor = StateExtractor(conf, model_types).to(device).eval()
+    os.makedirs(out_dir, exist_ok=True)
+    record_path = os.path.join(out_dir, CACHE_RECORD)
+    if os.path.exists(record_path):
+        os.remove(record_path)
+    ark = os.path.join(out_dir, "feats.ark")
+    dtype = np.dtype(conf["dtype"])
+    frames_total = 0
+    entries = read_wav_scp(os.path.join(src_dir, "wav.scp"))
+    with atomic_path(os.path.join(out_dir, "feats.scp")) as scp_tmp, \
+            atomic_path(os.path.join(out_dir, "utt2num_frames")) as frames_tmp:
+        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp_tmp}",
+                                 write_function="numpy" if dtype == np.float16 else None) as writer, \
+                open(frames_tmp, "w") as frames_out:
+            for done, (lineno, key, spec) in enumerate(entries, 1):
+                try:
+                    samples = load_mono(spec, WAVE_SAMPLE_RATE, None, 0.1, command_allowed=True)
+                except AudioError as e:
+                    raise AudioError(f"{src_dir}/wav.scp:{lineno}: {key}: {e}") from None
+                wave = torch.from_numpy(samples)[None].to(device)
+                frames, _ = extractor(wave, torch.tensor([wave.size(1)], device=device))
+                mat = frames[0].float().cpu().numpy().astype(dtype)
+                writer(key, mat)
+                frames_out.write(f"{key} {mat.shape[0]}\n")
+                frames_total += mat.shape[0]
+                if log_every and done % log_every == 0:
+                    print(f"cache_ssl: {done}/{len(entries)} utterances", file=sys.stderr)
+    config = extractor.ssl.config
+    record = {"key": cache_key(settings), "settings": settings, "checkpoint_path": os.path.abspath(conf["path"]),
+              "model_type": config.model_type, "hidden_size": config.hidden_size,
+              "num_states": extractor.num_states, "frames_per_second": frames_per_second(config),
+              "utterances": len(entries), "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}
+    write_json(record_path, record)
+    return record
+
+
+def frames_per_second(config) -> float:
+    """Frames per second of 16 kHz audio that a checkpoint's convolutional feature encoder gives."""
+    from ser.frontends.wavlm import WAVE_SAMPLE_RATE
+
+    return WAVE_SAMPLE_RATE / float(np.prod(config.conv_stride))
