@@ -5,7 +5,9 @@
 #   1  features: fbank of data/all in --nj jobs -> dump/fbank/; per-fold copies; global CMVN of each training fold;
 #      openSMILE functionals of data/all -> dump/functionals/<set>/ for every experiment that reads them
 #   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint); the
-#      classic references (openSMILE functionals + logistic regression) train beside the neural experiment
+#      classic references (openSMILE functionals + logistic regression) train beside the neural experiment. A
+#      config with frontend ssl_cached first has its frozen encoder's frames of data/all cached once ->
+#      dump/ssl/<key>/ (ser.bin.cache_ssl; up to date: nothing to do), which stages 2, 3 and 5 then read
 #   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}; with
 #      several seeds also on the validation sets (decode_valid/), which judge the seed ensemble
 #   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md; with
@@ -60,6 +62,7 @@ print_config=false
 data_dir=data
 dump_dir=dump/fbank
 functionals_dir=""   # [beside the fbank dump dir: dump/functionals]
+ssl_cache_dir=""     # [beside the fbank dump dir: dump/ssl]
 exp_root=exp
 
 # Recorded with the results, each word quoted so that it re-runs as written; not an option.
@@ -80,6 +83,7 @@ for option in folds seeds; do
   done
 done
 [ -n "$functionals_dir" ] || functionals_dir=${dump_dir%/fbank}/functionals
+[ -n "$ssl_cache_dir" ] || ssl_cache_dir=${dump_dir%/fbank}/ssl
 
 . ./path.sh
 . ./cmd.sh
@@ -240,6 +244,22 @@ run_experiment() {
   # A classic reference is deterministic: it runs with its config's seed only.
   # shellcheck disable=SC2086
   [ "$(config_info "$config" system $exp_args)" = neural ] || seeds=$(config_info "$config" seed)
+  # Stages 2-3 read the fold dirs of the features dir: the fbank dump, or for frontend ssl_cached the cache of its
+  # frozen encoder's frames (data/all, each utterance once, on the training device), made here when not up to date.
+  local feats_dir=$dump_dir
+  # shellcheck disable=SC2086
+  if [ "$stop_stage" -ge 2 ] && { [ "$stage" -le 3 ] || [ "$stop_stage" -ge 5 ]; } && \
+      [ "$(config_info "$config" frontend $exp_args)" = ssl_cached ]; then
+    # shellcheck disable=SC2086
+    feats_dir=$(python -m ser.bin.cache_ssl --config "$config" $exp_args --data-dir "$data_dir" \
+      --cache-root "$ssl_cache_dir" --print-dir)
+    log "frozen SSL frames of $data_dir/all -> $feats_dir (log: $exp_dir/log/cache_ssl.1.log)"
+    mkdir -p "$exp_dir/log"
+    # shellcheck disable=SC2086
+    ${train_cmd} --gpu "$ngpu" JOB=1 "$exp_dir/log/cache_ssl.JOB.log" \
+      python -m ser.bin.cache_ssl --config "$config" $exp_args --data-dir "$data_dir" --cache-root "$ssl_cache_dir" \
+        --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
+  fi
   if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; return 1; }
     mkdir -p "$exp_dir"
@@ -254,7 +274,7 @@ run_experiment() {
       for fold in $folds; do
         run_dir=$exp_dir/seed$seed/fold$fold
         if [ -f "$run_dir/selection.json" ] && stamp check "$run_dir/.stage2.done" --extra "$exp_args" \
-            "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}; then
+            "$config" "$feats_dir/fold$fold/train" "$feats_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}; then
           log "stage 2: $run_dir is trained and up to date; nothing to do"
         else
           [ ! -f "$run_dir/selection.json" ] || log "WARNING: $run_dir holds a finished run of other settings (config," \
@@ -268,13 +288,13 @@ run_experiment() {
       OMP_NUM_THREADS=${OMP_NUM_THREADS:-$threads} ${train_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" \
         JOB="$todo" "$exp_dir/seed$seed/log/train.JOB.log" \
         $trainer --config "$config" --classes "$dump_dir/all/classes.txt" \
-          --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
+          --train-dir "$feats_dir/foldJOB/train" --valid-dir "$feats_dir/foldJOB/valid" \
           --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
           --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" \
           ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
       for fold in ${todo//,/ }; do
         stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$exp_args" \
-          "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
+          "$config" "$feats_dir/fold$fold/train" "$feats_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
       done
     done
     # Recorded once its folds trained: a run that fails leaves an earlier experiment's record as it was.
@@ -291,7 +311,7 @@ run_experiment() {
         for fold in $folds; do
           run_dir=$exp_dir/seed$seed/fold$fold
           [ -f "$run_dir/$model_file" ] || { log "error: $run_dir has no trained model; run stage 2 first"; return 1; }
-          if stamp check "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/$set"; then
+          if stamp check "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$feats_dir/fold$fold/$set"; then
             log "stage 3: $run_dir/decode_$set is up to date; nothing to do"
           else
             rm -f "$run_dir/decode_$set/.stage3.done"
@@ -302,12 +322,12 @@ run_experiment() {
         log "stage 3: inference on the $set sets, seed $seed, folds $todo"
         ${decode_cmd} --max-jobs-run "$train_jobs" --gpu "$ngpu" JOB="$todo" \
           "$exp_dir/seed$seed/log/decode_$set.JOB.log" \
-          python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$dump_dir/foldJOB/$set" \
+          python -m ser.bin.infer --model-dir "$exp_dir/seed$seed/foldJOB" --data-dir "$feats_dir/foldJOB/$set" \
             --outdir "$exp_dir/seed$seed/foldJOB/decode_$set" --ngpu "$ngpu" \
             ${functionals_scp:+--functionals-scp "$functionals_scp"}
         for fold in ${todo//,/ }; do
           run_dir=$exp_dir/seed$seed/fold$fold
-          stamp write "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$dump_dir/fold$fold/$set"
+          stamp write "$run_dir/decode_$set/.stage3.done" "$run_dir/$model_file" "$feats_dir/fold$fold/$set"
         done
       done
     done
@@ -337,7 +357,7 @@ run_experiment() {
     selections=$(ls "$exp_dir"/seed*/fold*/selection.json 2>/dev/null || true)
     [ -n "$selections" ] || { log "error: $exp_dir has no trained folds; run stage 2 first"; return 1; }
     # shellcheck disable=SC2086
-    if stamp check "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$dump_dir/all" $selections; then
+    if stamp check "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$feats_dir/all" $selections; then
       log "stage 5: $exp_dir/final is up to date; nothing to do"
     else
       log "stage 5: one model on every speaker -> $exp_dir/final (log: $exp_dir/log/final.log)"
@@ -345,10 +365,10 @@ run_experiment() {
       # shellcheck disable=SC2086
       ${train_cmd} --gpu "$ngpu" "$exp_dir/log/final.log" \
         python -m ser.bin.final_model --exp-dir "$exp_dir" --config "$config" --classes "$dump_dir/all/classes.txt" \
-          --dump-dir "$dump_dir" --fbank-conf "$fbank_conf" --seed "${seeds%% *}" --ngpu "$ngpu" \
+          --dump-dir "$feats_dir" --fbank-conf "$fbank_conf" --seed "${seeds%% *}" --ngpu "$ngpu" \
           ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
       # shellcheck disable=SC2086
-      stamp write "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$dump_dir/all" $selections
+      stamp write "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$feats_dir/all" $selections
     fi
   fi
 }

@@ -1,6 +1,7 @@
 """What a stage script needs to know of a training config: python -m ser.bin.config_info CONFIG FIELD [--set K=V]
 
-FIELD: system (neural | classic), seed, functionals (the openSMILE feature set the run reads, or none),
+FIELD: system (neural | classic), seed, functionals (the openSMILE feature set the run reads, or none), frontend
+(the neural front-end, or none for a classic reference),
 model_file (the file a finished fold's model is stored in), resolved (the whole config with every default, as
 YAML: what training will use). The config is fully resolved, so a bad key or value
 stops here with an error naming the file and key.
@@ -12,7 +13,7 @@ import argparse
 
 from ser.cli import die
 
-FIELDS = ("system", "seed", "functionals", "model_file", "resolved")
+FIELDS = ("system", "seed", "functionals", "frontend", "model_file", "resolved")
 
 
 def main(argv=None) -> None:
@@ -37,6 +38,7 @@ def main(argv=None) -> None:
         "system": "classic" if classic else "neural",
         "seed": config["seed"],
         "functionals": config["feature_set"] if classic else config["functionals"],
+        "frontend": "none" if classic else config["frontend"],
         "model_file": "model.npz" if classic else "model.pth",
     }[args.field]
     print(value)

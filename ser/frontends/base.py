@@ -26,7 +26,7 @@ class Frontend:
     defaults: ClassVar[dict[str, Any]]
     rules: ClassVar[dict[str, tuple[Callable[[Any], bool], str]]]  # key -> (is valid, what is expected)
     inputs_per_second: ClassVar[int]  # frames (fbank) or samples (waveforms) per second of audio
-    augment_domain: ClassVar[str]  # what the mixup acts on: "fbank" or "wave" (ser.augment)
+    augment_domain: ClassVar[str]  # what the mixup acts on: "fbank", "wave" or "frames" (ser.augment)
     default_input_layer: ClassVar[str]  # what encoder_conf.input_layer "auto" means (ser.models.subsampling)
     uses_fold_cmvn: ClassVar[bool] = False  # normalised with the training fold's global CMVN statistics
     supports_speaker_norm: ClassVar[bool] = False  # its inputs are frames that per-speaker CMVN can normalise
