@@ -13,8 +13,8 @@ Options:
   "none" (everything fine-tuned).
 - layer: "last" (the model's last hidden state), "weighted" (a learnable softmax-weighted sum of the input
   of the first transformer layer and every layer's output, weights initialised equal) or an integer k
-  (0 = input of the first transformer layer, k = output of transformer layer k). YAML may give k as a
-  string ("12").
+  (0 = input of the first transformer layer, k = output of transformer layer k; for Whisper the last index is
+  after the final LayerNorm, see ser.models.whisper). YAML may give k as a string ("12").
 - normalize_wave: normalise each utterance to zero mean and unit variance over its valid samples (as WavLM
   Large was trained); when false the samples, which the data path gives in the int16 range, are divided by
   32768.
