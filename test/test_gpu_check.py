@@ -61,6 +61,10 @@ def test_replace_block_replaces_and_names_missing_markers(tmp_path):
     replace_block(str(path), README_MARKERS, ["  one", "  two"])
     replace_block(str(path), README_MARKERS, ["  three"])
     assert path.read_text() == "a\n  <!-- gpu_check begin -->\n  three\n  <!-- gpu_check end -->\nb\n"
+    link = tmp_path / "link.md"
+    link.symlink_to(path)
+    replace_block(str(link), README_MARKERS, ["  four"])
+    assert link.is_symlink() and "  four\n" in path.read_text()
     path.write_text("no markers\n")
     with pytest.raises(SystemExit, match="no block between"):
         replace_block(str(path), YAML_MARKERS, ["x"])

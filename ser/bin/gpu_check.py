@@ -142,9 +142,11 @@ def run_recipe(recipe: str, work: str, corpus_dir: str, config_file: str, checkp
 
 
 def replace_block(path: str, markers: tuple[str, str], lines: list[str]) -> None:
-    """Replace the lines between the marker lines of `path` (kept) with `lines`."""
+    """Replace the lines between the marker lines of `path` (kept) with `lines`; a link's target is rewritten
+    (conf/train_wavlm.yaml links to egs/TEMPLATE/conf), the link kept."""
     from ser.atomic import write_text
 
+    path = os.path.realpath(path)
     with open(path) as f:
         text = f.read()
     begin, end = (re.escape(m) for m in markers)
