@@ -221,7 +221,8 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
         "protocol": {**protocol, "folds_scored": folds_scored, "complete": folds_scored == expected_folds,
                      "seeds": sorted(per_seed), "selection": selection_rule(config),
                      "validation": "held out from training-fold speakers only",
-                     "speaker_norm": config.get("speaker_norm", "none"),
+                     "speaker_norm": config.get("speaker_norm", "none"), "frontend": config.get("frontend"),
+                     "frontend_model_type": checkpoint_model_type(config),
                      "mixup": run.get("mixup", "none" if config.get("system") == "classic" else config["augment"])},
         "config_hash": run["identity"]["config_hash"],
         "git_revision": run.get("git_revision", "unknown"),
@@ -252,11 +253,27 @@ def selection_rule(config: dict) -> str:
     return "speaker_grouped_cv" if config.get("system") == "classic" else config["model_selection"]
 
 
-def system_description(config: dict) -> str:
+def checkpoint_model_type(config: dict) -> str | None:
+    """The model_type in the config.json of a pretrained front-end's checkpoint (frontend_conf.path, or the hub's
+    model_id when downloaded); None for front-ends without one or where the directory is gone."""
+    frontend_conf = config.get("frontend_conf") or {}
+    path = frontend_conf.get("path")
+    if not path:
+        return frontend_conf.get("model_id") if frontend_conf.get("download") else None
+    try:
+        with open(os.path.join(path, "config.json")) as f:
+            return json.load(f).get("model_type")
+    except (OSError, ValueError):
+        return None
+
+
+def system_description(config: dict, model_type: str | None = None) -> str:
+    """One line naming the system; model_type: its front-end's checkpoint type (checkpoint_model_type)."""
     if config.get("system") == "classic":
         return f"classic reference: openSMILE `{config['feature_set']}` functionals + logistic regression"
     fused = f", fused `{config['functionals']}` functionals" if config.get("functionals", "none") != "none" else ""
-    return (f"front-end `{config['frontend']}`{fused}, encoder `{config['encoder']}`"
+    checkpoint = f" ({model_type})" if model_type else ""
+    return (f"front-end `{config['frontend']}`{checkpoint}{fused}, encoder `{config['encoder']}`"
             f" ({config['encoder_conf'].get('pooling', 'mean')} pooling), augment `{config['augment']}`")
 
 
@@ -287,7 +304,7 @@ def results_markdown(results: dict) -> str:
              f"- speaker normalisation: `{p.get('speaker_norm', 'none')}`"
              + (" (per-speaker statistics, test speakers' from their own test audio: a transductive protocol)"
                 if p.get("speaker_norm", "none") != "none" else ""),
-             f"- {system_description(results['config'])}; mixup: {p.get('mixup', '?')}",
+             f"- {system_description(results['config'], p.get('frontend_model_type'))}; mixup: {p.get('mixup', '?')}",
              f"- command: `{results['command']}`" if results["command"] else "- command: (not recorded)", "",
              "| seed | fold | UA | WA | macro-F1 | utts | selected epoch |", "|---|---|---|---|---|---|---|"]
     for seed, folds in results["runs"].items():

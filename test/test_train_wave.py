@@ -36,11 +36,12 @@ def write_wave_dir(path, rng, n_per_class=10, sample_rate=22050):
             f.writelines(sorted(lines))
 
 
-@pytest.mark.parametrize("frontend, model_type", [("wavlm", "wavlm"), ("ssl", "wav2vec2"), ("ssl", "hubert"),
-                                                   ("ssl", "data2vec-audio")])
-def test_ssl_model_trains_on_waveforms_and_classifies(tmp_path, frontend, model_type):
+@pytest.mark.parametrize("frontend, model_type, n_per_class, epochs", [
+    ("wavlm", "wavlm", 10, 8), ("ssl", "wav2vec2", 10, 8), ("ssl", "hubert", 10, 8), ("ssl", "data2vec-audio", 10, 8),
+    ("whisper", "whisper", 6, 6)])  # Whisper encodes a 30 s window per utterance: fewer utterances and epochs
+def test_ssl_model_trains_on_waveforms_and_classifies(tmp_path, frontend, model_type, n_per_class, epochs):
     rng = np.random.default_rng(0)
-    write_wave_dir(tmp_path / "train", rng)
+    write_wave_dir(tmp_path / "train", rng, n_per_class=n_per_class)
     write_wave_dir(tmp_path / "valid", rng, n_per_class=5)
     checkpoint = tmp_path / f"tiny_{model_type}"
     build_tiny_ssl(str(checkpoint), model_type)
@@ -49,10 +50,10 @@ def test_ssl_model_trains_on_waveforms_and_classifies(tmp_path, frontend, model_
         "frontend_conf": {"path": str(checkpoint), "freeze": "feature_encoder", "layer": "weighted"},
         "encoder": "flam", "encoder_conf": {"d_model": 32, "num_heads": 4, "embed_dim": 16},
         "augment": "eam", "augment_conf": {"prob": 0.5}, "optim_conf": {"lr": 2.0e-3},
-        "max_epoch": 8, "batch_size": 4, "crop_seconds": 0.5, "num_threads": 1, "log_interval": 0})
+        "max_epoch": epochs, "batch_size": 4, "crop_seconds": 0.5, "num_threads": 1, "log_interval": 0})
     outdir = tmp_path / "exp"
     selection = train(config, CLASSES, str(tmp_path / "train"), str(tmp_path / "valid"), None, str(outdir))
-    assert selection["epochs_trained"] == 8
+    assert selection["epochs_trained"] == epochs
     import json
 
     history = json.loads((outdir / "history.json").read_text())

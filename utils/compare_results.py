@@ -42,12 +42,13 @@ def table(results_files: list[str]) -> str:
         if ensemble:  # another system (one model per fold from several seeds): a row of its own
             systems.append((f"{r['experiment']} (seed ensemble)", f"{len(ensemble['seeds'])} averaged",
                             ensemble["summary"], "n/a"))
+        system = system_description(r["config"], p.get("frontend_model_type"))
         for name, seeds, s, seed_std in systems:
             def cell(m):
                 return f"{s[m]['mean']:.2f} +- {spread(s[m]['std_over_folds'], num_folds)}"
             groups.setdefault(protocol_name(p), []).append(
                 f"| {name} | {len(p['classes'])} | {folds} | {seeds} | {cell('ua')} | {cell('wa')} | "
-                f"{cell('macro_f1')} | {seed_std} | {p['selection']} | {system_description(r['config'])} | "
+                f"{cell('macro_f1')} | {seed_std} | {p['selection']} | {system} | "
                 f"`{r['config_hash']}` | `{r['git_revision']}` |")
     out = []
     for name, rows in sorted(groups.items()):

@@ -10,11 +10,11 @@ from typing import Any
 from ser.frontends.base import Frontend
 from ser.frontends.fbank import Fbank
 from ser.frontends.ssl_cached import SSLCached
-from ser.frontends.wavlm import SSL, WavLM
+from ser.frontends.wavlm import SSL, WavLM, Whisper
 from ser.registry import Registry
 
 FRONTENDS = Registry("frontend")
-for _cls in (Fbank, WavLM, SSL, SSLCached):
+for _cls in (Fbank, WavLM, SSL, Whisper, SSLCached):
     FRONTENDS.register(_cls.name, _cls.from_conf, _cls.defaults, _cls.rules, _cls.check)
 
 

@@ -1,18 +1,20 @@
 """``wavlm``: a pretrained WavLM encoder (ser.models.ssl) on the raw 16 kHz waveform (wav.scp), 50 frames/s.
-``ssl``: the same for any self-supervised encoder of ser.models.ssl.SSL_MODEL_TYPES (WavLM, wav2vec 2.0, HuBERT,
-data2vec-audio), the type read from the checkpoint's config.json.
+``ssl``: the same for any self-supervised encoder of SSL_MODEL_TYPES (WavLM, wav2vec 2.0, HuBERT, data2vec-audio)
+or Whisper's encoder (ser.models.whisper: log-mel of 30 s windows), the type read from the checkpoint's config.json.
+``whisper``: Whisper's encoder only, normalize_wave false by default.
 
 Options:
-- path: a local Hugging Face checkpoint directory (config.json + weights). Required unless download is true.
-  With ``wavlm`` it must hold a WavLM model.
+- path: a local Hugging Face checkpoint directory (config.json + weights; for Whisper also
+  preprocessor_config.json). Required unless download is true. With ``wavlm`` it must hold a WavLM model.
 - download: with an empty path, fetch ``model_id`` from the Hugging Face hub (needs internet).
 - model_id: the hub name used by download.
 - freeze: "all" (WavLM frozen and run in eval mode, only what follows it learns), "feature_encoder" (the
-  convolutional feature encoder frozen, the transformer fine-tuned) or "none" (everything fine-tuned).
+  convolutional feature encoder frozen, the transformer fine-tuned; Whisper: its two input convolutions) or
+  "none" (everything fine-tuned).
 - layer: "last" (the model's last hidden state), "weighted" (a learnable softmax-weighted sum of the input
   of the first transformer layer and every layer's output, weights initialised equal) or an integer k
-  (0 = input of the first transformer layer, k = output of transformer layer k). YAML may give k as a
-  string ("12").
+  (0 = input of the first transformer layer, k = output of transformer layer k; for Whisper the last index is
+  after the final LayerNorm, see ser.models.whisper). YAML may give k as a string ("12").
 - normalize_wave: normalise each utterance to zero mean and unit variance over its valid samples (as WavLM
   Large was trained); when false the samples, which the data path gives in the int16 range, are divided by
   32768.
@@ -34,6 +36,7 @@ WAVE_SAMPLE_RATE = 16000  # what WavLM was trained on; waveform front-ends read 
 WAVLM_FREEZE_MODES = ("all", "feature_encoder", "none")
 WAVLM_LAYER_NAMES = ("last", "weighted")
 SSL_MODEL_TYPES = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")  # Hugging Face config.model_type
+WHISPER_MODEL_TYPES = ("whisper",)  # its encoder reads log-mel in 30 s windows (ser.models.whisper)
 
 
 def _is_layer(value: Any) -> bool:
@@ -80,9 +83,9 @@ class WavLM(Frontend):
         if feat_dim is not None:
             raise ValueError(f"input_dim must be None for frontend {self.name!r} (its frame dimension comes "
                              f"from the checkpoint), got {feat_dim!r}")
-        from ser.models.ssl import SSLEncoder, WaveModel
+        from ser.models.ssl import WaveModel, make_ssl_encoder
 
-        ssl = SSLEncoder(self.conf, self.model_types)
+        ssl = make_ssl_encoder(self.conf, self.model_types)
         return WaveModel(ssl, make_encoder(ssl.output_dim))
 
     def inputs_of_wav(self, wav: str, model_dir: str, normaliser) -> np.ndarray:
@@ -98,7 +101,16 @@ class WavLM(Frontend):
 
 
 class SSL(WavLM):
-    """Any encoder of ser.models.ssl.SSL_MODEL_TYPES, with the options of ``wavlm``."""
+    """Any encoder of SSL_MODEL_TYPES or Whisper's, with the options of ``wavlm``."""
 
     name = "ssl"
-    model_types = SSL_MODEL_TYPES
+    model_types = SSL_MODEL_TYPES + WHISPER_MODEL_TYPES
+
+
+class Whisper(WavLM):
+    """Whisper's encoder (ser.models.whisper), with the options of ``wavlm``; by default the samples are only
+    scaled (/ 32768), as Whisper was trained."""
+
+    name = "whisper"
+    defaults = {**WavLM.defaults, "model_id": "openai/whisper-large-v3", "normalize_wave": False}
+    model_types = WHISPER_MODEL_TYPES

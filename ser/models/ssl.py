@@ -1,8 +1,10 @@
 """Self-supervised waveform encoders (docs/method.md section 1): a pretrained Hugging Face WavLM, wav2vec 2.0,
 HuBERT or data2vec-audio model on the raw 16 kHz waveform, giving hidden_size-dim frames at 50 frames/s
-(``SSLEncoder``); and ``WaveModel``, such an encoder followed by a frame encoder. Their options are those of the
-``wavlm`` and ``ssl`` front-ends (ser.frontends.wavlm, which documents them). The four share one layout (a
-convolutional feature encoder, then transformer layers in ``encoder.layers``), which is what this module relies on.
+(``SSLEncoder``; Whisper's encoder, which reads log-mel in 30 s windows, is ser.models.whisper, built by
+``make_ssl_encoder`` from the checkpoint's type); and ``WaveModel``, such an encoder followed by a frame encoder.
+Their options are those of the ``wavlm``, ``ssl`` and ``whisper`` front-ends (ser.frontends.wavlm, which documents
+them). The four share one layout (a convolutional feature encoder, then transformer layers in ``encoder.layers``),
+which is what this module relies on.
 
 Input: samples in the int16 range (as Kaldi reads them), padded to the longest utterance, with lengths in
 samples. With normalize_wave each utterance is scaled to zero mean and unit variance over its valid samples,
@@ -46,33 +48,60 @@ _CONFIG_CLASSES = {"wavlm": "WavLMConfig", "wav2vec2": "Wav2Vec2Config", "hubert
                    "data2vec-audio": "Data2VecAudioConfig"}
 
 
-def load_ssl_encoder(path: str, download: bool, model_id: str, model_types: tuple[str, ...]) -> nn.Module:
-    """The Hugging Face model in float32 from the local checkpoint directory `path`, or, when path is empty and
-    download is true, from the hub's `model_id`; its config.model_type must be one of `model_types`."""
-    from transformers import AutoConfig, AutoModel
+def checkpoint_model_type(path: str, download: bool, model_id: str, model_types: tuple[str, ...]) -> str:
+    """The config.model_type of the local checkpoint directory `path`, or, when path is empty and download is
+    true, of the hub's `model_id`; it must be one of `model_types`."""
+    from transformers import AutoConfig
 
     if path:
         if not os.path.isfile(os.path.join(path, "config.json")):
             raise ValueError(f"frontend_conf.path: {path!r} is not a Hugging Face checkpoint directory "
                              "(no config.json in it)")
         model_type = AutoConfig.from_pretrained(path, local_files_only=True).model_type
-        if model_type not in model_types:
-            raise ValueError(f"frontend_conf.path: {path!r} holds a {model_type!r} model; this front-end reads "
-                             f"{', '.join(model_types)}")
-        return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    if not download:
+    elif not download:
         raise ValueError("frontend_conf.path is empty: set it to a local checkpoint directory "
                          "(config.json + weights, e.g. a download of microsoft/wavlm-large), or set "
                          "frontend_conf.download: true to fetch frontend_conf.model_id from the Hugging Face hub")
+    else:
+        model_type = AutoConfig.from_pretrained(model_id).model_type
+    if model_type not in model_types:
+        raise ValueError(f"frontend_conf.path: {path or model_id!r} holds a {model_type!r} model; this front-end "
+                         f"reads {', '.join(model_types)}")
+    return model_type
+
+
+def load_ssl_encoder(path: str, download: bool, model_id: str, model_types: tuple[str, ...]) -> nn.Module:
+    """The Hugging Face model in float32 from the local checkpoint directory `path`, or, when path is empty and
+    download is true, from the hub's `model_id`; its config.model_type must be one of `model_types`."""
+    from transformers import AutoModel
+
+    checkpoint_model_type(path, download, model_id, model_types)
+    if path:
+        return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return AutoModel.from_pretrained(model_id, dtype=torch.float32)
+
+
+def make_ssl_encoder(conf: dict, model_types: tuple[str, ...]) -> nn.Module:
+    """The front-end module of a resolved frontend_conf: ser.models.whisper.WhisperSSLEncoder for a Whisper
+    checkpoint, SSLEncoder for the others."""
+    if checkpoint_model_type(conf["path"], conf["download"], conf["model_id"], model_types) == "whisper":
+        from ser.models.whisper import WhisperSSLEncoder
+
+        return WhisperSSLEncoder(conf)
+    return SSLEncoder(conf, model_types)
 
 
 def build_tiny_ssl(path: str, model_type: str = "wavlm", seed: int = 0, **config_overrides) -> str:
     """Save a tiny randomly initialised model of `model_type` (hidden 32, 2 layers, 2 heads, 16-channel
     convolutions with the real strides, layer-norm convolutions and stable layer norm as in the Large models) to
-    the directory `path` for tests and benchmarks; returns path. No download."""
+    the directory `path` for tests and benchmarks; returns path. No download. model_type "whisper": a tiny Whisper
+    (ser.models.whisper.build_tiny_whisper)."""
     import transformers
 
+    if model_type == "whisper":
+        from ser.models.whisper import build_tiny_whisper
+
+        return build_tiny_whisper(path, seed, **config_overrides)
     settings = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
                     conv_dim=(16,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
                     feat_extract_norm="layer", do_stable_layer_norm=True)
