@@ -181,6 +181,24 @@ def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finis
         (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
+def test_a_new_run_cancels_the_slurm_jobs_a_killed_run_left(tmp_path, fake_slurm):
+    """utils/slurm.py records its job ids under exp/.ser.slurm; a run killed with SIGKILL leaves that record, and
+    the next run, once it holds the workspace, cancels the recorded jobs still queued, saying so."""
+    env, calls = fake_slurm
+    records = tmp_path / "exp" / ".ser.slurm"
+    records.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (records / f"slurm_jobs.{dead.pid}").write_text(f"{dead.pid} 1\n301\n302\n")
+    (tmp_path / "fake_slurm" / "queue").write_text("302\n")  # 301 has ended
+    path = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    proc = run_recipe(tmp_path, "--stage", "4", check=False, env_extra={"PATH": path, "FAKE_SLURM": env["FAKE_SLURM"]})
+    assert f"cancelled 1 Slurm job(s) of an earlier run that was killed (runner pid {dead.pid}" in proc.stderr
+    assert calls("scancel") == ["scancel 302"]
+    assert list(records.iterdir()) == []
+    assert proc.returncode == 1 and "has no test predictions" in proc.stderr  # the run itself goes on as usual
+
+
 @pytest.mark.parametrize("stage", [1, 3])
 def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finished_recipe, stage):
     """kill -9 of the run's process group while its stage-1 (features) or stage-3 (decoding) jobs run, then an

@@ -152,6 +152,12 @@ lock_workspace() {
   done
 }
 lock_workspace
+# Slurm jobs of a killed run would go on writing this workspace: utils/slurm.py records the ids it submits here,
+# and those of a dead run that are still queued or running are cancelled now (saying so).
+export SER_SLURM_RECORD_DIR=$exp_root/.ser.slurm
+if compgen -G "$SER_SLURM_RECORD_DIR/slurm_jobs.*" >/dev/null; then
+  utils/slurm.py --cancel-recorded "$SER_SLURM_RECORD_DIR"
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
