@@ -21,6 +21,7 @@ import numpy as np
 
 from ser.atomic import atomic_path
 from ser.audio import AudioError, load_mono
+from ser.cli import error_text
 from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
 
 # kaldiio/Kaldi compression method kTwoByteAuto: 2 bytes per value, error <= range / 65535.
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             args.wav_scp, args.feats_ark, args.feats_scp, args.utt2num_frames, opts, args.compress, args.log_every
         )
     except (ValueError, OSError) as err:
-        print(f"compute_fbank.py: error: {err}", file=sys.stderr)
+        print(f"compute_fbank.py: error: {error_text(err)}", file=sys.stderr)
         return 1
     print(f"compute_fbank.py: wrote {num_utts} utterances, {frames} frames to {args.feats_scp}", file=sys.stderr)
     return 0

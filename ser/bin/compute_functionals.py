@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from ser.bin.compute_fbank import write_feature_archive
+from ser.cli import error_text
 from ser.functionals import FEATURE_SETS, SAMPLE_RATE, FunctionalsUnavailable, compute_functionals, make_extractor
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
             lambda samples: compute_functionals(extractor, samples), SAMPLE_RATE, None, args.min_duration,
             False, args.log_every, "compute_functionals")
     except (ValueError, OSError, FunctionalsUnavailable) as err:
-        print(f"compute_functionals.py: error: {err}", file=sys.stderr)
+        print(f"compute_functionals.py: error: {error_text(err)}", file=sys.stderr)
         return 1
     print(f"compute_functionals.py: wrote {args.feature_set} functionals of {num_utts} utterances to "
           f"{args.feats_scp}", file=sys.stderr)
