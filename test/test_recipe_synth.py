@@ -349,6 +349,23 @@ def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(
         assert not (tmp_path / "data" / ".stage0.done").exists()
 
 
+def test_with_truncated_audio_warn_a_cut_short_wav_is_named_and_counted(tmp_path):
+    """(The default, an error naming the wav, is tested on compute_fbank in test_features.py.)"""
+    from ser.corpora.synth import generate_synth_corpus
+
+    assert run_recipe(tmp_path, "--truncated-audio", "maybe", check=False).stderr.strip().endswith(
+        "--truncated-audio must be error or warn, got 'maybe'")
+    generate_synth_corpus(str(tmp_path / "corpus"), num_speakers=4, utts_per_class=2)
+    victim = sorted((tmp_path / "corpus").glob("spk02/*.wav"))[1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    warned = run_recipe(tmp_path, "--stop-stage", "1", "--truncated-audio", "warn")
+    assert (f"stage 1: WARNING: 1 wav(s) were cut short and read as far as they go: see "
+            f"{tmp_path / 'dump' / 'log' / 'fbank'}.*.log") in warned.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "dump").glob("log/fbank.*.log"))
+    assert logs.count(": warning: ") == 1 and f"audio file {victim} is cut short" in logs
+    assert (tmp_path / "dump" / ".stage1.done").exists()
+
+
 def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
     """conf/train_wavlm.yaml's set-up (waveform EAM, WavLM front-end, FLAM) through stages 2-4, with a tiny random
     WavLM standing in for WavLM Large (no download) and small sizes so that it runs on a CPU."""

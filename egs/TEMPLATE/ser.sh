@@ -25,6 +25,9 @@
 #   --train-args "--set max_epoch=5"  extra trainer options
 #   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
 #                                 experiment, each its own tag ("" = none; skipped with a note without opensmile)
+#   --truncated-audio error|warn  a wav cut short (its header promises more samples than the file holds) in stage 1:
+#                                 error stops naming it; warn reads what it holds, names it in the job log, and the
+#                                 stage counts them [error]
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
 #                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
@@ -53,6 +56,7 @@ tag=""
 train_args=""
 classic_configs="conf/classic/egemaps.yaml conf/classic/compare.yaml"
 speaker_norm=none
+truncated_audio=error
 valid_fraction=0.1
 valid_mode=utt
 data_seed=0
@@ -80,6 +84,7 @@ for option in folds seeds; do
   done
 done
 [ -n "$functionals_dir" ] || functionals_dir=${dump_dir%/fbank}/functionals
+[[ "$truncated_audio" =~ ^(error|warn)$ ]] || { log "error: --truncated-audio must be error or warn, got '$truncated_audio'"; exit 1; }
 
 . ./path.sh
 . ./cmd.sh
@@ -91,6 +96,12 @@ case "$speaker_norm" in
   *) log "error: --speaker-norm must be none or cmvn, got '$speaker_norm'"; exit 1 ;;
 esac
 stamp() { python -m ser.bin.stamp "$@"; }
+# Stage 1's count of the wavs its jobs read cut short (--truncated-audio warn), from the job logs given.
+report_cut_short() {
+  local count
+  count=$(cat "$@" | grep -c ': warning: .* is cut short' || true)
+  [ "$count" -eq 0 ] || log "stage 1: WARNING: $count wav(s) were cut short and read as far as they go: see ${1%.*.log}.*.log"
+}
 config_info() { python -m ser.bin.config_info "$@"; }
 
 # The experiments of this run: the training config, then the classic references (when opensmile is installed).
@@ -196,7 +207,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     ark_dir=$(cd "$dump_dir" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$dump_dir/log/fbank.JOB.log" \
       python -m ser.bin.compute_fbank --config "$fbank_conf" "$part_dir/JOB/wav.scp" \
-        "$ark_dir/raw_fbank.JOB.ark" "$dump_dir/feats.JOB.scp" "$dump_dir/utt2num_frames.JOB"
+        "$ark_dir/raw_fbank.JOB.ark" "$dump_dir/feats.JOB.scp" "$dump_dir/utt2num_frames.JOB" \
+        --truncated-audio "$truncated_audio"
+    report_cut_short "$dump_dir"/log/fbank.*.log
     for f in wav.scp utt2spk spk2utt utt2emo spk2gender utt2dur classes.txt; do
       [ ! -f "$data_dir/all/$f" ] || cp "$data_dir/all/$f" "$dump_dir/all/$f"
     done
@@ -226,7 +239,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     ark_dir=$(cd "$out" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$out/log/functionals.JOB.log" \
       python -m ser.bin.compute_functionals --feature-set "$feature_set" "$part_dir/JOB/wav.scp" \
-        "$ark_dir/functionals.JOB.ark" "$out/feats.JOB.scp" "$out/utt2num_frames.JOB"
+        "$ark_dir/functionals.JOB.ark" "$out/feats.JOB.scp" "$out/utt2num_frames.JOB" \
+        --truncated-audio "$truncated_audio"
+    report_cut_short "$out"/log/functionals.*.log
     for n in $(seq "$n_parts"); do cat "$out/feats.$n.scp"; done | sort > "$out/feats.scp"
     rm -f "$out"/feats.*.scp "$out"/utt2num_frames.*
     stamp write "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"
