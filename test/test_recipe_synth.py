@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import REPO
 
@@ -250,6 +252,38 @@ def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr
+
+
+def test_train_args_are_split_as_shell_words(tmp_path):
+    """--train-args is split as the shell splits words: a quoted override value may hold spaces; bad quotes are
+    named."""
+    wavlm = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")
+    proc = run_recipe(tmp_path, "--print-config", "true", "--train-config", wavlm,
+                      "--train-args", "--set max_epoch=2  --set 'frontend_conf.path=/my models/wav  lm'")
+    config = yaml.safe_load(proc.stdout)
+    assert config["max_epoch"] == 2 and config["frontend_conf"]["path"] == "/my models/wav  lm"
+    proc = run_recipe(tmp_path, "--print-config", "true", "--train-args", "--set 'max_epoch=2", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: --train-args: cannot split \"--set 'max_epoch=2\" into words: "
+                                   "No closing quotation")
+
+
+def test_classic_configs_separated_by_commas_may_hold_spaces(finished_recipe):
+    """--classic-configs holding a comma is a comma-separated list (entries trimmed), so a path may hold spaces.
+    Each entry reaches stage 4 as an experiment of its own (there it stops: it never trained), in the order given."""
+    tmp, _ = finished_recipe
+    spaced = tmp / "my classic confs"
+    spaced.mkdir(exist_ok=True)
+    shutil.copy(os.path.join(RECIPE, "conf", "classic", "egemaps.yaml"), spaced / "ege maps.yaml")
+    for value in (f"{spaced}/ege maps.yaml,", f" {spaced}/ege maps.yaml , conf/classic/compare.yaml"):
+        proc = run_recipe(tmp, "--stage", "4", "--classic-configs", value, check=False)
+        assert "train is up to date" in proc.stderr.replace("exp/train/results.json", "train")
+        assert proc.returncode == 1
+        assert proc.stderr.strip().splitlines()[-1].endswith(
+            f"error: {tmp / 'exp' / 'ege maps'} has no test predictions; run stage 3 first")
+    missing = run_recipe(tmp, "--stage", "4", "--classic-configs", f"conf/classic/compare.yaml,{spaced}/none.yaml",
+                         check=False)
+    assert missing.returncode == 1 and f"error: config {spaced}/none.yaml does not exist" in missing.stderr
 
 
 @pytest.mark.parametrize("args, message", [

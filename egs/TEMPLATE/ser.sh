@@ -22,9 +22,13 @@
 #   --train-jobs N                folds trained at once by the local runner [2]
 #   --ngpu 0                      GPUs per training job (0 = CPU; > 1 = data-parallel with torchrun)
 #   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
-#   --train-args "--set max_epoch=5"  extra trainer options
+#   --train-args "--set max_epoch=5"  extra trainer options, split into words as the shell splits them (quotes
+#                                 group and nothing runs): --train-args "--set 'frontend_conf.path=/my models/wavlm'"
 #   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
-#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile)
+#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile).
+#                                 Separated by spaces, or by commas or newlines when the value holds either; then a
+#                                 path may hold spaces: "my confs/egemaps.yaml,conf/classic/compare.yaml", or one
+#                                 path with a comma after it: "my confs/egemaps.yaml,"
 #   --truncated-audio error|warn  a wav cut short (its header promises more samples than the file holds) in stage 1:
 #                                 error stops naming it; warn reads what it holds, names it in the job log, and the
 #                                 stage counts them [error]
@@ -104,31 +108,60 @@ report_cut_short() {
 }
 config_info() { python -m ser.bin.config_info "$@"; }
 
+# --classic-configs as a list: comma- or newline-separated when the value holds either (entries trimmed), else
+# space-separated.
+classic_list=()
+if [[ $classic_configs == *[,$'\n']* ]]; then
+  while IFS= read -r entry; do
+    entry=${entry#"${entry%%[![:space:]]*}"}
+    entry=${entry%"${entry##*[![:space:]]}"}
+    [ -z "$entry" ] || classic_list+=("$entry")
+  done < <(tr ',' '\n' <<< "$classic_configs")
+else
+  read -ra classic_list <<< "$classic_configs"
+fi
+# --train-args as words, split as the shell splits them (quotes group, nothing runs); one NUL-terminated word each.
+shell_words() {
+  python -c 'import shlex, sys
+try:
+    sys.stdout.write("".join(word + "\0" for word in shlex.split(sys.argv[1])))
+except ValueError as error:  # unbalanced quotes
+    sys.exit(f"error: --train-args: cannot split {sys.argv[1]!r} into words: {error}")' "$1"
+}
+shell_words "$train_args" >/dev/null || exit 1
+mapfile -d '' -t train_argv < <(shell_words "$train_args")
+
 # The experiments of this run: the training config, then the classic references (when opensmile is installed).
-experiments="$train_config"
+experiments=("$train_config")
 [ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
-if [ -n "$classic_configs" ]; then
+if [ ${#classic_list[@]} -gt 0 ]; then
   if python -c "import opensmile, sklearn" 2>/dev/null; then
-    experiments="$experiments $classic_configs"
+    experiments+=("${classic_list[@]}")
   else
     log "note: opensmile or scikit-learn is not installed (tools/install.sh --opensmile; audEERING's research licence, non-commercial use): the classic references are skipped"
   fi
 fi
 # The tag and trainer options of an experiment: --train-args and --tag belong to the training config only.
 tag_of() { if [ "$1" = "$train_config" ]; then echo "$tag$tag_suffix"; else echo "$(basename "$1" .yaml)$tag_suffix"; fi; }
+# args_of: as one string, which the stage stamps record; argv_of CONFIG ARRAY: as words, into the array named.
 args_of() { if [ "$1" = "$train_config" ]; then echo "$train_args $norm_args"; else echo "$norm_args"; fi; }
+argv_of() {
+  local -n argv=$2
+  argv=()
+  [ "$1" != "$train_config" ] || argv=("${train_argv[@]}")
+  [ -z "$norm_args" ] || argv+=(--set "speaker_norm=$speaker_norm")
+}
+argv_of "$train_config" train_exp_argv
 if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
-  # shellcheck disable=SC2046
-  config_info "$train_config" resolved $(args_of "$train_config")
+  config_info "$train_config" resolved "${train_exp_argv[@]}"
   exit
 fi
-for config in $experiments; do
+for config in "${experiments[@]}"; do
   [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
-  # shellcheck disable=SC2046
-  config_info "$config" system $(args_of "$config") >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
+  argv_of "$config" config_argv
+  config_info "$config" system "${config_argv[@]}" >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
 done
-# shellcheck disable=SC2046
-if [ "$(config_info "$train_config" functionals $(args_of "$train_config"))" != none ] && \
+if [ "$(config_info "$train_config" functionals "${train_exp_argv[@]}")" != none ] && \
     ! python -c "import opensmile" 2>/dev/null; then
   log "error: $train_config reads openSMILE functionals, and opensmile is not installed: run tools/install.sh --opensmile (audEERING's research licence, non-commercial use only)"
   exit 1
@@ -222,8 +255,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
-  # shellcheck disable=SC2046
-  for feature_set in $(for config in $experiments; do config_info "$config" functionals $(args_of "$config"); done | sort -u); do
+  for feature_set in $(for config in "${experiments[@]}"; do argv_of "$config" config_argv
+                                                             config_info "$config" functionals "${config_argv[@]}"
+                       done | sort -u); do
     [ "$feature_set" != none ] || continue
     out=$functionals_dir/$feature_set
     if stamp check "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"; then
@@ -252,15 +286,14 @@ fi
 # the other.
 run_experiment() {
   local config=$1 tag=$2
-  local exp_dir=$exp_root/$tag exp_args feature_set functionals_scp="" model_file seeds=$seeds
+  local exp_dir=$exp_root/$tag exp_args exp_argv feature_set functionals_scp="" model_file seeds=$seeds
   exp_args=$(args_of "$config")
-  # shellcheck disable=SC2086
-  feature_set=$(config_info "$config" functionals $exp_args)
+  argv_of "$config" exp_argv
+  feature_set=$(config_info "$config" functionals "${exp_argv[@]}")
   [ "$feature_set" = none ] || functionals_scp=$functionals_dir/$feature_set/feats.scp
   model_file=$(config_info "$config" model_file)
   # A classic reference is deterministic: it runs with its config's seed only.
-  # shellcheck disable=SC2086
-  [ "$(config_info "$config" system $exp_args)" = neural ] || seeds=$(config_info "$config" seed)
+  [ "$(config_info "$config" system "${exp_argv[@]}")" = neural ] || seeds=$(config_info "$config" seed)
   if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
     [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; return 1; }
     mkdir -p "$exp_dir"
@@ -292,7 +325,7 @@ run_experiment() {
           --train-dir "$dump_dir/foldJOB/train" --valid-dir "$dump_dir/foldJOB/valid" \
           --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
           --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" \
-          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} "${exp_argv[@]}"
       for fold in ${todo//,/ }; do
         stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$exp_args" \
           "$config" "$dump_dir/fold$fold/train" "$dump_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
@@ -350,8 +383,7 @@ run_experiment() {
 
   # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    # shellcheck disable=SC2086
-    if [ "$(config_info "$config" system $exp_args)" != neural ]; then
+    if [ "$(config_info "$config" system "${exp_argv[@]}")" != neural ]; then
       log "stage 5: $tag is a classic reference; the final model is trained for the neural experiment only"
       return 0
     fi
@@ -367,14 +399,14 @@ run_experiment() {
       ${train_cmd} --gpu "$ngpu" "$exp_dir/log/final.log" \
         python -m ser.bin.final_model --exp-dir "$exp_dir" --config "$config" --classes "$dump_dir/all/classes.txt" \
           --dump-dir "$dump_dir" --fbank-conf "$fbank_conf" --seed "${seeds%% *}" --ngpu "$ngpu" \
-          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} "${exp_argv[@]}"
       # shellcheck disable=SC2086
       stamp write "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$dump_dir/all" $selections
     fi
   fi
 }
 
-for config in $experiments; do
+for config in "${experiments[@]}"; do
   run_experiment "$config" "$(tag_of "$config")"
 done
 
