@@ -28,7 +28,10 @@ def atomic_path(path: str) -> Iterator[str]:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     ext = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp" + ext)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp" + ext)
+    except OSError as error:  # name the file being written, not the temporary name
+        raise type(error)(error.errno, f"{error.strerror} (cannot create files in {directory})", path) from None
     os.close(fd)
     try:
         yield tmp

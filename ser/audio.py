@@ -15,6 +15,7 @@ import io
 import math
 import os
 import subprocess
+from typing import Callable
 
 import numpy as np
 import soundfile
@@ -27,10 +28,18 @@ class AudioError(ValueError):
     """Audio that cannot be used; the message names the file or command."""
 
 
-def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, int]:
+# What feature extraction does with a wav cut short: stop with an error naming it, or warn and read what it holds.
+TRUNCATED_AUDIO_MODES = ("error", "warn")
+
+
+def read_audio(spec: str, command_allowed: bool = False,
+               on_cut_short: Callable[[str], None] | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file, or with ``command_allowed`` a wav.scp value (a file, or a command ending in ``|``
     whose output is the audio); return (float32 samples of shape (N, C) in the int16 range, rate). Only
     wav.scp values may be commands: a file name given anywhere else is always a file.
+
+    A wav file cut short (see :func:`wav_cut_short`) is an AudioError; with ``on_cut_short`` it is read as far as
+    it goes, and ``on_cut_short`` gets the message naming it.
 
     soundfile decodes to float32 in [-1, 1) and the result is scaled by 32768, which is exact for
     16- and 24-bit PCM; float files keep their values (times 32768), unclipped.
@@ -42,7 +51,11 @@ def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, in
     else:
         if not os.path.isfile(spec):
             raise AudioError(f"audio file not found: {spec}")
-        check_wav_complete(spec)
+        cut_short = wav_cut_short(spec)
+        if cut_short is not None:
+            if on_cut_short is None:
+                raise AudioError(cut_short)
+            on_cut_short(cut_short)
         source = spec
         where = f"audio file {spec}"
     try:
@@ -54,29 +67,28 @@ def read_audio(spec: str, command_allowed: bool = False) -> tuple[np.ndarray, in
     return samples * np.float32(INT16_SCALE), int(rate)
 
 
-def check_wav_complete(path: str) -> None:
+def wav_cut_short(path: str) -> str | None:
     """A RIFF/WAVE file whose data chunk promises more bytes than the file holds is cut short (a copy or download
-    that stopped): an AudioError naming the file. Decoders read such a file as if it were shorter. Streamed
+    that stopped): the message naming it, else None. Decoders read such a file as if it were shorter. Streamed
     headers (size 0 or 0xFFFFFFFF, written by tools that cannot seek back) are not checked. Other formats pass."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         header = f.read(12)
         if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
-            return
+            return None
         offset = 12
         while offset + 8 <= size:
             f.seek(offset)
             chunk = f.read(8)
             chunk_id, chunk_size = chunk[:4], int.from_bytes(chunk[4:8], "little")
             if chunk_id == b"data":
-                if chunk_size in (0, 0xFFFFFFFF):
-                    return
                 held = size - offset - 8
-                if chunk_size > held:
-                    raise AudioError(f"audio file {path} is cut short: its data chunk promises {chunk_size} bytes, "
-                                     f"the file holds {held}")
-                return
+                if chunk_size in (0, 0xFFFFFFFF) or chunk_size <= held:
+                    return None
+                return (f"audio file {path} is cut short: its data chunk promises {chunk_size} bytes, "
+                        f"the file holds {held}")
             offset += 8 + chunk_size + (chunk_size & 1)
+    return None
 
 
 def _run_command(command: str) -> io.BytesIO:
@@ -120,15 +132,15 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 
 def load_mono(
     spec: str, sample_rate: int, channel: int | None = None, min_duration: float = 0.0,
-    command_allowed: bool = False,
+    command_allowed: bool = False, on_cut_short: Callable[[str], None] | None = None,
 ) -> np.ndarray:
-    """Read an audio file (or a wav.scp value, see read_audio), reduce it to one channel and resample it to
-    ``sample_rate``.
+    """Read an audio file (or a wav.scp value; a wav cut short: see read_audio), reduce it to one channel and
+    resample it to ``sample_rate``.
 
     Raises AudioError (naming the file or command) for missing or undecodable audio, a failing
     command, a bad channel, no samples, or a duration below ``min_duration`` seconds.
     """
-    samples, rate = read_audio(spec, command_allowed)
+    samples, rate = read_audio(spec, command_allowed, on_cut_short)
     if samples.shape[0] == 0:
         raise AudioError(f"audio has no samples: {spec}")
     try:

@@ -40,11 +40,23 @@ def select_device(ngpu: int) -> str:
 VERBOSE_ENV = "SER_VERBOSE"  # set to 1: an error also prints its traceback (before the one-line message)
 
 
-def die(message: str) -> None:
-    """Stop with one line naming the problem; with SER_VERBOSE=1 the traceback of the error being handled too."""
+def error_text(error: BaseException) -> str:
+    """One line for an error: an OSError as ``FILE: cause`` (``exp/run: Permission denied``), else its message."""
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        if str(error.filename) in error.strerror:  # the message names the file already
+            return error.strerror
+        also = f" (and {error.filename2})" if error.filename2 is not None else ""
+        return f"{error.filename}{also}: {error.strerror}"
+    return str(error)
+
+
+def die(problem: str | BaseException) -> None:
+    """Stop with one line naming the problem (a message or an error, see :func:`error_text`); with SER_VERBOSE=1
+    the traceback of the error being handled too."""
     if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
         import traceback
 
         traceback.print_exc()
+    message = problem if isinstance(problem, str) else error_text(problem)
     print(f"error: {message}", file=sys.stderr)
     sys.exit(1)

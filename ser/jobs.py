@@ -247,8 +247,11 @@ def wrapper_script(
     return "\n".join(lines) + "\n"
 
 
+TERMINATION_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class Interrupted(Exception):
-    """Raised in the main thread when the runner receives SIGINT or SIGTERM."""
+    """Raised in the main thread when the runner receives SIGINT, SIGTERM or SIGHUP."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
@@ -256,12 +259,12 @@ class Interrupted(Exception):
 
 
 def raise_on_termination_signals() -> None:
-    """Turn SIGINT and SIGTERM into :class:`Interrupted`, so the runner can clean up."""
+    """Turn SIGINT, SIGTERM and SIGHUP (a lost terminal) into :class:`Interrupted`, so the runner can clean up."""
 
     def handler(signum, frame):
         raise Interrupted(signum)
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in TERMINATION_SIGNALS:
         signal.signal(signum, handler)
 
 
@@ -284,6 +287,9 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def stop_all(self) -> int:
         """Stop every job still running; return how many there were."""
+
+    def finish(self) -> None:
+        """Called once when the runner ends, however it ends (after :meth:`stop_all` when interrupted)."""
 
 
 class JobStartError(RuntimeError):
@@ -334,15 +340,17 @@ def run_jobs(backend: Backend, jobs: Sequence[Job], max_jobs_run: Optional[int],
                         print(f"{prog}: {job.describe()} done ({done} of {len(jobs)}), log: {job.log}",
                               file=sys.stderr)
     except Interrupted as interruption:
-        for signum in (signal.SIGINT, signal.SIGTERM):  # let the clean-up finish
+        for signum in TERMINATION_SIGNALS:  # let the clean-up finish
             signal.signal(signum, signal.SIG_IGN)
         stopped = backend.stop_all()
+        backend.finish()
         print(
             f"{prog}: {interruption}: stopped {stopped} running job(s), "
             f"{len(pending)} not started",
             file=sys.stderr,
         )
         return 128 + interruption.signum
+    backend.finish()
     for job, failure in sorted(failures, key=lambda f: f[0].id or 0):
         print(f"{prog}: {job.describe()} failed ({failure}), log: {job.log}", file=sys.stderr)
         for line in log_tail(job.log):

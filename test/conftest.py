@@ -76,3 +76,38 @@ def overfit_losses(model, inputs, lengths, labels, steps: int, lr: float = 3e-3)
         optimizer.step()
         losses.append(loss.item())
     return losses
+
+
+# Fake Slurm commands (utils/slurm.py without a cluster).
+FAKE_SLURM = {
+    # Each submission gets the next id and stays queued (RUNNING) until scancel; every call is logged.
+    "sbatch": 'n=$(( $(cat "$FAKE_SLURM/next" 2>/dev/null || echo 100) + 1 )); echo $n > "$FAKE_SLURM/next"\n'
+              'echo $n >> "$FAKE_SLURM/queue"; echo "sbatch $*" >> "$FAKE_SLURM/calls"; echo $n\n',
+    "squeue": 'echo "squeue $*" >> "$FAKE_SLURM/calls"\n'
+              'ids=$(printf "%s\\n" "$@" | sed -n "s/^--jobs=//p" | tr , " ")\n'
+              'found=0; for i in $ids; do grep -qx "$i" "$FAKE_SLURM/queue" 2>/dev/null && '
+              '{ echo "$i RUNNING"; found=1; }; done\n'
+              '[ $found = 1 ] || { echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1; }\n',
+    "scancel": 'echo "scancel $*" >> "$FAKE_SLURM/calls"\n'
+               'for i in "$@"; do sed -i "/^$i\\$/d" "$FAKE_SLURM/queue"; done\n',
+}
+
+
+@pytest.fixture
+def fake_slurm(tmp_path):
+    """A PATH whose sbatch, squeue and scancel are fakes recording their calls in FAKE_SLURM/calls."""
+    state, fake_bin = tmp_path / "fake_slurm", tmp_path / "fake_bin"
+    state.mkdir()
+    fake_bin.mkdir()
+    for name, body in FAKE_SLURM.items():
+        (fake_bin / name).write_text("#!/bin/bash\n" + body)
+        (fake_bin / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{fake_bin}:{os.environ['PATH']}", FAKE_SLURM=str(state))
+    env.pop("SER_SLURM_RECORD_DIR", None)
+
+    def calls(command: str) -> list[str]:
+        path = state / "calls"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [line for line in lines if line.startswith(command + " ")]
+
+    return env, calls

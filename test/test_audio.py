@@ -162,3 +162,21 @@ def test_a_cut_short_wav_is_an_error_naming_it(tmp_path):
     assert len(load_mono(path, 16000)) == 8000
     with pytest.raises(AudioError, match=r"cut.wav is cut short: its data chunk promises 16000 bytes"):
         load_mono(str(cut), 16000)
+
+
+def test_a_cut_short_wav_read_as_far_as_it_goes_when_asked(tmp_path):
+    """With on_cut_short the samples the file holds are returned (the whole file's first ones) and the callback
+    gets the message naming the file; a complete wav never calls it."""
+    ints = (np.arange(16000) % 2000 - 1000).astype(np.int16)
+    path = _write(tmp_path / "whole.wav", ints, 16000)
+    data = open(path, "rb").read()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: 44 + 2 * 3000 + 1])  # 3000 whole samples and one byte of the next
+    messages = []
+    samples, rate = read_audio(str(cut), on_cut_short=messages.append)
+    np.testing.assert_array_equal(samples[:, 0], ints[:3000].astype(np.float32))
+    assert messages == [f"audio file {cut} is cut short: its data chunk promises 32000 bytes, the file holds 6001"]
+    read_audio(path, on_cut_short=messages.append)
+    assert len(messages) == 1
+    np.testing.assert_array_equal(load_mono(str(cut), 16000, on_cut_short=messages.append),
+                                  ints[:3000].astype(np.float32))

@@ -415,3 +415,33 @@ def test_compute_fbank_cli_input_errors(tmp_path, capsys, content, message):
     assert message in capsys.readouterr().err
     assert not any(os.path.exists(p) for p in (scp, frames_file, ark))
     assert not [name for name in os.listdir(os.path.dirname(scp)) if ".tmp" in name]  # no temporary file left
+
+
+def test_compute_fbank_cut_short_wav_error_or_warn(tmp_path):
+    """--truncated-audio error (the default) stops naming the wav and leaves no feats.scp; warn computes the
+    features of the samples the file holds, names the wav in a warning and counts it in the summary."""
+    wav_scp, entries = _make_wav_scp(tmp_path)
+    key, spec = entries[0]
+    data = open(spec, "rb").read()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    wav_scp.write_text(wav_scp.read_text().replace(spec, str(cut)))
+    ark, scp, frames_file = _outputs(tmp_path)
+    command = [sys.executable, "-m", "ser.bin.compute_fbank", str(wav_scp), ark, scp, frames_file]
+    env = {**os.environ, "PYTHONPATH": REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    failed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=env)
+    assert failed.returncode == 1 and not os.path.exists(scp)
+    assert f"{wav_scp}:1: utterance {key}: audio file {cut} is cut short" in failed.stderr
+    warned = subprocess.run(command + ["--truncated-audio", "warn"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            env=env)
+    assert warned.returncode == 0, warned.stderr
+    warnings = [line for line in warned.stderr.splitlines() if ": warning: " in line]
+    assert len(warnings) == 1 and f"utterance {key}: audio file {cut} is cut short" in warnings[0]
+    assert warned.stderr.strip().splitlines()[-1].endswith("; 1 wav(s) were cut short and read as far as they go "
+                                                           "(see the warnings)")
+    held_bytes = len(data) * 2 // 3 - (data.index(b"data") + 8)
+    held = soundfile.read(spec, dtype="int16")[0][: held_bytes // 2]  # the whole file's first samples (int16 range)
+    expected = compute_fbank(held.astype(np.float32), dict(FBANK_DEFAULTS))
+    feats = dict(kaldiio.load_scp(scp))
+    assert feats[key].shape == expected.shape
+    assert np.max(np.abs(feats[key] - expected)) <= (expected.max() - expected.min()) / 65535

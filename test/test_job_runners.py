@@ -434,6 +434,37 @@ def test_slurm_sigterm_cancels_the_jobs(tmp_path):
     assert state.strip() == "CANCELLED"
 
 
+def slurm_state(slurm_id: str, until_not: tuple[str, ...] = ("RUNNING", "COMPLETING"), tries: int = 100) -> str:
+    """The job's state once it has left ``until_not`` (or the last one seen)."""
+    for _ in range(tries):
+        state = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={slurm_id}"],
+                               capture_output=True, text=True).stdout.strip()
+        if state not in until_not:
+            break
+        time.sleep(0.1)
+    return state
+
+
+@needs_slurm
+def test_slurm_sigkill_of_the_runner_then_the_next_start_cancels_its_job(tmp_path):
+    runner = subprocess.Popen(
+        [sys.executable, SLURM, "k.log", "echo $SLURM_JOB_ID > slurm_id; sleep 300"],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    id_file = tmp_path / "slurm_id"
+    for _ in range(300):
+        if id_file.exists() and id_file.read_text().strip():
+            break
+        time.sleep(0.1)
+    slurm_id = id_file.read_text().strip()
+    runner.kill()
+    runner.communicate(timeout=30)
+    assert slurm_state(slurm_id, until_not=(), tries=1) == "RUNNING"  # a killed runner cannot cancel it
+    again = subprocess.run([sys.executable, SLURM, "--cancel-recorded", str(tmp_path / "q")],
+                           capture_output=True, text=True, timeout=60)
+    assert f"cancelled 1 Slurm job(s) of an earlier run that was killed (runner pid {runner.pid}" in again.stderr
+    assert slurm_state(slurm_id) == "CANCELLED"
+
+
 @needs_slurm
 def test_slurm_rejected_submission_fails_the_runner(tmp_path):
     result = run_runner(SLURM, "--partition", "no_such_partition", "r.log", "true",
@@ -466,3 +497,78 @@ def test_jobs_die_with_a_killed_runner(tmp_path):
     while any(alive(pid) for pid in pids):
         assert time.time() < deadline, "a job outlived its runner"
         time.sleep(0.1)
+
+
+# ---- utils/slurm.py: a killed runner's jobs are cancelled, with fake Slurm commands -------------
+
+def start_fake_slurm_runner(tmp_path, env, calls):
+    """utils/slurm.py with two jobs, once both are submitted and recorded."""
+    runner = subprocess.Popen([sys.executable, SLURM, "JOB=1:2", "log/k.JOB.log", "sleep 300"],
+                              cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    records = tmp_path / "log" / "q"
+    deadline = time.time() + 30
+    while not (len(calls("sbatch")) == 2 and [r for r in records.glob("slurm_jobs.*")
+                                                 if len(r.read_text().split()) == 4]):
+        assert time.time() < deadline and runner.poll() is None, "the runner did not submit its jobs"
+        time.sleep(0.05)
+    (record,) = records.glob("slurm_jobs.*")
+    assert record.name == f"slurm_jobs.{runner.pid}"
+    assert record.read_text().split()[2:] == ["101", "102"]
+    return runner, record
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM, signal.SIGINT])
+def test_slurm_runner_stopped_by_a_signal_cancels_its_jobs(tmp_path, fake_slurm, signum):
+    env, calls = fake_slurm
+    runner, record = start_fake_slurm_runner(tmp_path, env, calls)
+    runner.send_signal(signum)
+    _, stderr = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signum
+    assert "stopped 2 running job(s)" in stderr
+    assert calls("scancel") == ["scancel 101 102"]
+    assert not record.exists()
+
+
+def test_slurm_jobs_of_a_killed_runner_are_cancelled_at_the_next_start(tmp_path, fake_slurm):
+    """SIGKILL leaves the runner no chance: its record names its jobs, and the next runner in that log dir (or
+    --cancel-recorded) cancels those still queued, saying so."""
+    env, calls = fake_slurm
+    runner, record = start_fake_slurm_runner(tmp_path, env, calls)
+    runner.kill()
+    runner.communicate(timeout=30)
+    assert calls("scancel") == [] and record.exists()
+    (tmp_path / "fake_slurm" / "queue").write_text("102\n")  # 101 has ended meanwhile
+    # A new runner in the same log dir: it cancels 102 first; its own job then fails at once (sbatch refuses it).
+    (tmp_path / "fake_bin" / "sbatch").write_text("#!/bin/bash\necho 'refused' >&2; exit 1\n")
+    again = run_runner(SLURM, "JOB=1", "log/k.JOB.log", "true", cwd=tmp_path, env=env)
+    assert calls("scancel") == ["scancel 102"]
+    assert (f"utils/slurm.py: cancelled 1 Slurm job(s) of an earlier run that was killed (runner pid {runner.pid}, "
+            f"record {record}): 102") in again.stderr
+    assert again.returncode == 1 and "refused" in again.stderr
+    assert list(record.parent.glob("slurm_jobs.*")) == []  # the failed runner removed its own record too
+
+
+def test_cancel_recorded_leaves_live_runners_and_forgets_ended_jobs(tmp_path, fake_slurm):
+    env, calls = fake_slurm
+    records = tmp_path / "records"
+    records.mkdir()
+    live = records / f"slurm_jobs.{os.getpid()}"  # this process: alive, with its own start time
+    live.write_text(f"{os.getpid()} {slurm._process_start(os.getpid())}\n7\n")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    ended = records / f"slurm_jobs.{dead.pid}"
+    ended.write_text(f"{dead.pid} 1\n8\n9\n")  # neither 8 nor 9 is queued any more
+    reused = records / f"slurm_jobs.{os.getpid() + 0}x"  # not a record of ours: ignored
+    reused.write_text("garbage")
+    (tmp_path / "fake_slurm" / "queue").write_text("7\n")
+    result = subprocess.run([sys.executable, SLURM, "--cancel-recorded", str(records)], env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr == ""
+    assert calls("scancel") == []
+    assert live.exists() and not ended.exists() and reused.exists()
+    # The same pid, started at another time (a reused pid): that runner is dead, its queued job is cancelled.
+    live.write_text(f"{os.getpid()} 1\n7\n")
+    result = subprocess.run([sys.executable, SLURM, "--cancel-recorded", str(records)], env=env,
+                            capture_output=True, text=True)
+    assert calls("scancel") == ["scancel 7"] and "cancelled 1 Slurm job(s)" in result.stderr
+    assert not live.exists()

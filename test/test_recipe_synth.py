@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from conftest import REPO
 
@@ -181,6 +183,24 @@ def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finis
         (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
+def test_a_new_run_cancels_the_slurm_jobs_a_killed_run_left(tmp_path, fake_slurm):
+    """utils/slurm.py records its job ids under exp/.ser.slurm; a run killed with SIGKILL leaves that record, and
+    the next run, once it holds the workspace, cancels the recorded jobs still queued, saying so."""
+    env, calls = fake_slurm
+    records = tmp_path / "exp" / ".ser.slurm"
+    records.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (records / f"slurm_jobs.{dead.pid}").write_text(f"{dead.pid} 1\n301\n302\n")
+    (tmp_path / "fake_slurm" / "queue").write_text("302\n")  # 301 has ended
+    path = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
+    proc = run_recipe(tmp_path, "--stage", "4", check=False, env_extra={"PATH": path, "FAKE_SLURM": env["FAKE_SLURM"]})
+    assert f"cancelled 1 Slurm job(s) of an earlier run that was killed (runner pid {dead.pid}" in proc.stderr
+    assert calls("scancel") == ["scancel 302"]
+    assert list(records.iterdir()) == []
+    assert proc.returncode == 1 and "has no test predictions" in proc.stderr  # the run itself goes on as usual
+
+
 @pytest.mark.parametrize("stage", [1, 3])
 def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finished_recipe, stage):
     """kill -9 of the run's process group while its stage-1 (features) or stage-3 (decoding) jobs run, then an
@@ -232,6 +252,38 @@ def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
 def test_unknown_option_is_named(tmp_path):
     proc = run_recipe(tmp_path, "--stgae", "2", check=False)
     assert proc.returncode != 0 and "--stgae" in proc.stderr
+
+
+def test_train_args_are_split_as_shell_words(tmp_path):
+    """--train-args is split as the shell splits words: a quoted override value may hold spaces; bad quotes are
+    named."""
+    wavlm = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")
+    proc = run_recipe(tmp_path, "--print-config", "true", "--train-config", wavlm,
+                      "--train-args", "--set max_epoch=2  --set 'frontend_conf.path=/my models/wav  lm'")
+    config = yaml.safe_load(proc.stdout)
+    assert config["max_epoch"] == 2 and config["frontend_conf"]["path"] == "/my models/wav  lm"
+    proc = run_recipe(tmp_path, "--print-config", "true", "--train-args", "--set 'max_epoch=2", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("error: --train-args: cannot split \"--set 'max_epoch=2\" into words: "
+                                   "No closing quotation")
+
+
+def test_classic_configs_separated_by_commas_may_hold_spaces(finished_recipe):
+    """--classic-configs holding a comma is a comma-separated list (entries trimmed), so a path may hold spaces.
+    Each entry reaches stage 4 as an experiment of its own (there it stops: it never trained), in the order given."""
+    tmp, _ = finished_recipe
+    spaced = tmp / "my classic confs"
+    spaced.mkdir(exist_ok=True)
+    shutil.copy(os.path.join(RECIPE, "conf", "classic", "egemaps.yaml"), spaced / "ege maps.yaml")
+    proc = run_recipe(tmp, "--stage", "4", "--classic-configs", f" {spaced}/ege maps.yaml , conf/classic/compare.yaml",
+                      check=False)
+    assert f"{tmp / 'exp' / 'train' / 'results.json'} is up to date" in proc.stderr
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        f"error: {tmp / 'exp' / 'ege maps'} has no test predictions; run stage 3 first")
+    missing = run_recipe(tmp, "--stage", "4", "--classic-configs", f"conf/classic/compare.yaml,{spaced}/none.yaml",
+                         check=False)
+    assert missing.returncode == 1 and f"error: config {spaced}/none.yaml does not exist" in missing.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -329,6 +381,23 @@ def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(
     assert not (tmp_path / "dump" / "all" / "feats.scp").exists()
     if damage == "corrupt":
         assert not (tmp_path / "data" / ".stage0.done").exists()
+
+
+def test_with_truncated_audio_warn_a_cut_short_wav_is_named_and_counted(tmp_path):
+    """(The default, an error naming the wav, is tested on compute_fbank in test_features.py.)"""
+    from ser.corpora.synth import generate_synth_corpus
+
+    assert run_recipe(tmp_path, "--truncated-audio", "maybe", check=False).stderr.strip().endswith(
+        "--truncated-audio must be error or warn, got 'maybe'")
+    generate_synth_corpus(str(tmp_path / "corpus"), num_speakers=4, utts_per_class=2)
+    victim = sorted((tmp_path / "corpus").glob("spk02/*.wav"))[1]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    warned = run_recipe(tmp_path, "--stop-stage", "1", "--truncated-audio", "warn")
+    assert (f"stage 1: WARNING: 1 wav(s) were cut short and read as far as they go: see "
+            f"{tmp_path / 'dump' / 'log' / 'fbank'}.*.log") in warned.stderr
+    logs = "".join(p.read_text() for p in (tmp_path / "dump").glob("log/fbank.*.log"))
+    assert logs.count(": warning: ") == 1 and f"audio file {victim} is cut short" in logs
+    assert (tmp_path / "dump" / ".stage1.done").exists()
 
 
 def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):

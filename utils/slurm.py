@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -27,9 +28,16 @@ output to the log, and writes the command's exit status to LOGDIR/q/NAME.exit as
 last act. --sbatch-opts are added to the sbatch command line and override these.
 The runner polls squeue until every job has ended (no accounting database needed);
 a job that leaves the queue without an exit status (cancelled, time or memory limit,
-node failure) fails with its last Slurm state. Stopping the runner with SIGINT or
-SIGTERM cancels its jobs (scancel). --max-jobs-run K keeps at most K jobs queued.
+node failure) fails with its last Slurm state. Stopping the runner with SIGINT,
+SIGTERM or SIGHUP cancels its jobs (scancel). --max-jobs-run K keeps at most K jobs queued.
+
+A runner killed outright (SIGKILL) cannot cancel its jobs: it records each job id it
+submits in DIR/slurm_jobs.PID (DIR: $SER_SLURM_RECORD_DIR, which ser.sh sets to
+EXP_ROOT/.ser.slurm, else LOGDIR/q), and removes that file when it ends. A runner
+that starts, and `utils/slurm.py --cancel-recorded DIR`, cancel the jobs of the
+dead runners recorded in DIR that are still queued or running, and say so.
 """
+RECORD_DIR_ENV = "SER_SLURM_RECORD_DIR"
 POLL_FIRST_S = 1.0  # first poll; the interval then grows to POLL_MAX_S
 POLL_MAX_S = 10.0
 # States in which the batch script was killed: it will never write its exit status.
@@ -68,11 +76,79 @@ class _Submitted:
         self.ended_at: float | None = None  # when squeue first showed it ended or gone
 
 
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), telling it from a later process
+    given the same pid; "" where /proc is missing but the pid is in use; None if there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None
+    except (OSError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return ""
+
+
+def _queued_ids(ids: list[str]) -> list[str] | None:
+    """Those of ``ids`` that squeue shows queued or running; None when squeue fails."""
+    answer = subprocess.run(["squeue", "--noheader", "--format=%i %T", f"--jobs={','.join(ids)}"],
+                            capture_output=True, text=True)
+    if answer.returncode != 0:
+        return [] if "Invalid job id" in answer.stderr else None
+    live = {"PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED", "STOPPED"}
+    states = dict(line.split(maxsplit=1) for line in answer.stdout.splitlines() if line.strip())
+    return [i for i in ids if states.get(i, "").strip() in live]
+
+
+def cancel_recorded_jobs(record_dir: Path, prog: str) -> int:
+    """Cancel the jobs that dead runners recorded in ``record_dir`` (``slurm_jobs.PID`` files, see RUNNER_NOTES)
+    and are still queued or running; say so on stderr; remove those records. Returns how many were cancelled.
+    The record of a runner still alive is left alone."""
+    cancelled = 0
+    for record in sorted(record_dir.glob("slurm_jobs.*")):
+        try:
+            lines = record.read_text().split()
+        except FileNotFoundError:
+            continue
+        if len(lines) < 2 or not lines[0].isdigit():
+            continue
+        pid, started, ids = int(lines[0]), lines[1], lines[2:]
+        now = _process_start(pid)
+        if now is not None and now in ("", started):
+            continue  # that runner still runs and watches its jobs
+        if ids:
+            live = _queued_ids(ids)
+            if live is None:
+                print(f"{prog}: warning: squeue failed; the jobs of the killed runner {pid} recorded in {record} "
+                      "may still run", file=sys.stderr)
+                continue
+            if live:
+                subprocess.run(["scancel", *live])
+                cancelled += len(live)
+                print(f"{prog}: cancelled {len(live)} Slurm job(s) of an earlier run that was killed "
+                      f"(runner pid {pid}, record {record}): {' '.join(live)}", file=sys.stderr)
+        record.unlink(missing_ok=True)
+    return cancelled
+
+
 class SlurmBackend(jobs.Backend):
-    def __init__(self, options: jobs.JobOptions, prog: str):
+    def __init__(self, options: jobs.JobOptions, prog: str, record_dir: Path | None = None):
         self.options = options
         self.prog = prog
         self.queued: dict[jobs.Job, _Submitted] = {}
+        self.record: Path | None = None
+        if record_dir is not None:
+            record_dir.mkdir(parents=True, exist_ok=True)
+            cancel_recorded_jobs(record_dir, prog)
+            self.record = record_dir / f"slurm_jobs.{os.getpid()}"
+            self.record.write_text(f"{os.getpid()} {_process_start(os.getpid()) or '-'}\n")
 
     @staticmethod
     def script_paths(job: jobs.Job) -> tuple[Path, Path]:
@@ -89,18 +165,26 @@ class SlurmBackend(jobs.Backend):
             preamble.append("# sbatch options given on the command line: "
                             + " ".join(self.options.sbatch_opts))
         script.write_text(jobs.wrapper_script(job, exit_file, preamble))
+        # A signal that comes while sbatch runs waits until the job is known, so that it is cancelled.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, jobs.TERMINATION_SIGNALS)
         try:
-            submitted = subprocess.run(
-                ["sbatch", "--parsable", *self.options.sbatch_opts, str(script)],
-                capture_output=True, text=True)
-        except OSError as error:
-            raise jobs.JobStartError(f"sbatch could not run: {error}") from None
-        if submitted.returncode != 0:
-            raise jobs.JobStartError(
-                f"sbatch {script} failed: {submitted.stderr.strip() or submitted.returncode}")
-        # --parsable prints "jobid" or "jobid;cluster"
-        slurm_id = submitted.stdout.strip().split(";")[0]
-        self.queued[job] = _Submitted(slurm_id, exit_file)
+            try:
+                submitted = subprocess.run(
+                    ["sbatch", "--parsable", *self.options.sbatch_opts, str(script)],
+                    capture_output=True, text=True)
+            except OSError as error:
+                raise jobs.JobStartError(f"sbatch could not run: {error}") from None
+            if submitted.returncode != 0:
+                raise jobs.JobStartError(
+                    f"sbatch {script} failed: {submitted.stderr.strip() or submitted.returncode}")
+            # --parsable prints "jobid" or "jobid;cluster"
+            slurm_id = submitted.stdout.strip().split(";")[0]
+            self.queued[job] = _Submitted(slurm_id, exit_file)
+            if self.record is not None:
+                with open(self.record, "a") as record:
+                    record.write(slurm_id + "\n")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def squeue_states(self) -> dict[str, str] | None:
         """Slurm id -> state of the queued jobs squeue still knows; None if it failed."""
@@ -173,8 +257,23 @@ class SlurmBackend(jobs.Backend):
         self.queued.clear()
         return len(ids)
 
+    def finish(self) -> None:
+        if self.record is not None:
+            self.record.unlink(missing_ok=True)
+
+
+def record_dir_of(request: jobs.JobRequest) -> Path:
+    """Where this runner records its job ids: $SER_SLURM_RECORD_DIR, else the first job's log dir's q/."""
+    return Path(os.environ.get(RECORD_DIR_ENV) or request.jobs[0].log.resolve().parent / "q")
+
 
 if __name__ == "__main__":
     prog = "utils/slurm.py"
-    sys.exit(jobs.main(sys.argv[1:], prog, lambda request: SlurmBackend(request.options, prog),
+    if sys.argv[1:2] == ["--cancel-recorded"]:
+        if len(sys.argv) != 3:
+            sys.exit(f"usage: {prog} --cancel-recorded DIR")
+        cancel_recorded_jobs(Path(sys.argv[2]), prog)
+        sys.exit(0)
+    sys.exit(jobs.main(sys.argv[1:], prog,
+                       lambda request: SlurmBackend(request.options, prog, record_dir_of(request)),
                        RUNNER_NOTES))

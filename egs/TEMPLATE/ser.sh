@@ -24,9 +24,16 @@
 #   --train-jobs N                folds trained at once by the local runner [2]
 #   --ngpu 0                      GPUs per training job (0 = CPU; > 1 = data-parallel with torchrun)
 #   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
-#   --train-args "--set max_epoch=5"  extra trainer options
+#   --train-args "--set max_epoch=5"  extra trainer options, split into words as the shell splits them (quotes
+#                                 group and nothing runs): --train-args "--set 'frontend_conf.path=/my models/wavlm'"
 #   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
-#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile)
+#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile).
+#                                 Separated by spaces, or by commas or newlines when the value holds either; then a
+#                                 path may hold spaces: "my confs/egemaps.yaml,conf/classic/compare.yaml", or one
+#                                 path with a comma after it: "my confs/egemaps.yaml,"
+#   --truncated-audio error|warn  a wav cut short (its header promises more samples than the file holds) in stage 1:
+#                                 error stops naming it; warn reads what it holds, names it in the job log, and the
+#                                 stage counts them [error]
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
 #                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
@@ -55,6 +62,7 @@ tag=""
 train_args=""
 classic_configs="conf/classic/egemaps.yaml conf/classic/compare.yaml"
 speaker_norm=none
+truncated_audio=error
 valid_fraction=0.1
 valid_mode=utt
 data_seed=0
@@ -84,6 +92,7 @@ for option in folds seeds; do
 done
 [ -n "$functionals_dir" ] || functionals_dir=${dump_dir%/fbank}/functionals
 [ -n "$ssl_cache_dir" ] || ssl_cache_dir=${dump_dir%/fbank}/ssl
+[[ "$truncated_audio" =~ ^(error|warn)$ ]] || { log "error: --truncated-audio must be error or warn, got '$truncated_audio'"; exit 1; }
 
 . ./path.sh
 . ./cmd.sh
@@ -95,33 +104,68 @@ case "$speaker_norm" in
   *) log "error: --speaker-norm must be none or cmvn, got '$speaker_norm'"; exit 1 ;;
 esac
 stamp() { python -m ser.bin.stamp "$@"; }
+# Stage 1's count of the wavs its jobs read cut short (--truncated-audio warn), from the job logs given.
+report_cut_short() {
+  local count
+  count=$(cat "$@" | grep -c ': warning: .* is cut short' || true)
+  [ "$count" -eq 0 ] || log "stage 1: WARNING: $count wav(s) were cut short and read as far as they go: see ${1%.*.log}.*.log"
+}
 config_info() { python -m ser.bin.config_info "$@"; }
 
+# --classic-configs as a list: comma- or newline-separated when the value holds either (entries trimmed), else
+# space-separated.
+classic_list=()
+if [[ $classic_configs == *[,$'\n']* ]]; then
+  while IFS= read -r entry; do
+    entry=${entry#"${entry%%[![:space:]]*}"}
+    entry=${entry%"${entry##*[![:space:]]}"}
+    [ -z "$entry" ] || classic_list+=("$entry")
+  done < <(tr ',' '\n' <<< "$classic_configs")
+else
+  read -ra classic_list <<< "$classic_configs"
+fi
+# --train-args as words, split as the shell splits them (quotes group, nothing runs); one NUL-terminated word each.
+shell_words() {
+  python -c 'import shlex, sys
+try:
+    sys.stdout.write("".join(word + "\0" for word in shlex.split(sys.argv[1])))
+except ValueError as error:  # unbalanced quotes
+    sys.exit(f"error: --train-args: cannot split {sys.argv[1]!r} into words: {error}")' "$1"
+}
+shell_words "$train_args" >/dev/null || exit 1
+mapfile -d '' -t train_argv < <(shell_words "$train_args")
+
 # The experiments of this run: the training config, then the classic references (when opensmile is installed).
-experiments="$train_config"
+experiments=("$train_config")
 [ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
-if [ -n "$classic_configs" ]; then
+if [ ${#classic_list[@]} -gt 0 ]; then
   if python -c "import opensmile, sklearn" 2>/dev/null; then
-    experiments="$experiments $classic_configs"
+    experiments+=("${classic_list[@]}")
   else
     log "note: opensmile or scikit-learn is not installed (tools/install.sh --opensmile; audEERING's research licence, non-commercial use): the classic references are skipped"
   fi
 fi
 # The tag and trainer options of an experiment: --train-args and --tag belong to the training config only.
 tag_of() { if [ "$1" = "$train_config" ]; then echo "$tag$tag_suffix"; else echo "$(basename "$1" .yaml)$tag_suffix"; fi; }
+# args_of: as one string, which the stage stamps record; argv_of CONFIG ARRAY: as words, into the array named.
 args_of() { if [ "$1" = "$train_config" ]; then echo "$train_args $norm_args"; else echo "$norm_args"; fi; }
+argv_of() {
+  local -n argv=$2
+  argv=()
+  [ "$1" != "$train_config" ] || argv=("${train_argv[@]}")
+  [ -z "$norm_args" ] || argv+=(--set "speaker_norm=$speaker_norm")
+}
+argv_of "$train_config" train_exp_argv
 if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
-  # shellcheck disable=SC2046
-  config_info "$train_config" resolved $(args_of "$train_config")
+  config_info "$train_config" resolved "${train_exp_argv[@]}"
   exit
 fi
-for config in $experiments; do
+for config in "${experiments[@]}"; do
   [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
-  # shellcheck disable=SC2046
-  config_info "$config" system $(args_of "$config") >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
+  argv_of "$config" config_argv
+  config_info "$config" system "${config_argv[@]}" >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
 done
-# shellcheck disable=SC2046
-if [ "$(config_info "$train_config" functionals $(args_of "$train_config"))" != none ] && \
+if [ "$(config_info "$train_config" functionals "${train_exp_argv[@]}")" != none ] && \
     ! python -c "import opensmile" 2>/dev/null; then
   log "error: $train_config reads openSMILE functionals, and opensmile is not installed: run tools/install.sh --opensmile (audEERING's research licence, non-commercial use only)"
   exit 1
@@ -156,6 +200,12 @@ lock_workspace() {
   done
 }
 lock_workspace
+# Slurm jobs of a killed run would go on writing this workspace: utils/slurm.py records the ids it submits here,
+# and those of a dead run that are still queued or running are cancelled now (saying so).
+export SER_SLURM_RECORD_DIR=$exp_root/.ser.slurm
+if compgen -G "$SER_SLURM_RECORD_DIR/slurm_jobs.*" >/dev/null; then
+  utils/slurm.py --cancel-recorded "$SER_SLURM_RECORD_DIR"
+fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
@@ -194,7 +244,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     ark_dir=$(cd "$dump_dir" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$dump_dir/log/fbank.JOB.log" \
       python -m ser.bin.compute_fbank --config "$fbank_conf" "$part_dir/JOB/wav.scp" \
-        "$ark_dir/raw_fbank.JOB.ark" "$dump_dir/feats.JOB.scp" "$dump_dir/utt2num_frames.JOB"
+        "$ark_dir/raw_fbank.JOB.ark" "$dump_dir/feats.JOB.scp" "$dump_dir/utt2num_frames.JOB" \
+        --truncated-audio "$truncated_audio"
+    report_cut_short "$dump_dir"/log/fbank.*.log
     for f in wav.scp utt2spk spk2utt utt2emo spk2gender utt2dur classes.txt; do
       [ ! -f "$data_dir/all/$f" ] || cp "$data_dir/all/$f" "$dump_dir/all/$f"
     done
@@ -207,8 +259,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
-  # shellcheck disable=SC2046
-  for feature_set in $(for config in $experiments; do config_info "$config" functionals $(args_of "$config"); done | sort -u); do
+  for feature_set in $(for config in "${experiments[@]}"; do argv_of "$config" config_argv
+                                                             config_info "$config" functionals "${config_argv[@]}"
+                       done | sort -u); do
     [ "$feature_set" != none ] || continue
     out=$functionals_dir/$feature_set
     if stamp check "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"; then
@@ -224,7 +277,9 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     ark_dir=$(cd "$out" && pwd)
     ${feats_cmd} JOB=1:"$n_parts" "$out/log/functionals.JOB.log" \
       python -m ser.bin.compute_functionals --feature-set "$feature_set" "$part_dir/JOB/wav.scp" \
-        "$ark_dir/functionals.JOB.ark" "$out/feats.JOB.scp" "$out/utt2num_frames.JOB"
+        "$ark_dir/functionals.JOB.ark" "$out/feats.JOB.scp" "$out/utt2num_frames.JOB" \
+        --truncated-audio "$truncated_audio"
+    report_cut_short "$out"/log/functionals.*.log
     for n in $(seq "$n_parts"); do cat "$out/feats.$n.scp"; done | sort > "$out/feats.scp"
     rm -f "$out"/feats.*.scp "$out"/utt2num_frames.*
     stamp write "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"
@@ -235,29 +290,26 @@ fi
 # the other.
 run_experiment() {
   local config=$1 tag=$2
-  local exp_dir=$exp_root/$tag exp_args feature_set functionals_scp="" model_file seeds=$seeds
+  local exp_dir=$exp_root/$tag exp_args exp_argv feature_set functionals_scp="" model_file seeds=$seeds
   exp_args=$(args_of "$config")
-  # shellcheck disable=SC2086
-  feature_set=$(config_info "$config" functionals $exp_args)
+  argv_of "$config" exp_argv
+  feature_set=$(config_info "$config" functionals "${exp_argv[@]}")
   [ "$feature_set" = none ] || functionals_scp=$functionals_dir/$feature_set/feats.scp
   model_file=$(config_info "$config" model_file)
   # A classic reference is deterministic: it runs with its config's seed only.
-  # shellcheck disable=SC2086
-  [ "$(config_info "$config" system $exp_args)" = neural ] || seeds=$(config_info "$config" seed)
+  [ "$(config_info "$config" system "${exp_argv[@]}")" = neural ] || seeds=$(config_info "$config" seed)
   # Stages 2-3 read the fold dirs of the features dir: the fbank dump, or for frontend ssl_cached the cache of its
   # frozen encoder's frames (data/all, each utterance once, on the training device), made here when not up to date.
   local feats_dir=$dump_dir
-  # shellcheck disable=SC2086
   if [ "$stop_stage" -ge 2 ] && { [ "$stage" -le 3 ] || [ "$stop_stage" -ge 5 ]; } && \
-      [ "$(config_info "$config" frontend $exp_args)" = ssl_cached ]; then
-    # shellcheck disable=SC2086
-    feats_dir=$(python -m ser.bin.cache_ssl --config "$config" $exp_args --data-dir "$data_dir" \
+      [ "$(config_info "$config" frontend "${exp_argv[@]}")" = ssl_cached ]; then
+    feats_dir=$(python -m ser.bin.cache_ssl --config "$config" "${exp_argv[@]}" --data-dir "$data_dir" \
       --cache-root "$ssl_cache_dir" --print-dir)
     log "frozen SSL frames of $data_dir/all -> $feats_dir (log: $exp_dir/log/cache_ssl.1.log)"
     mkdir -p "$exp_dir/log"
     # shellcheck disable=SC2086
     ${train_cmd} --gpu "$ngpu" JOB=1 "$exp_dir/log/cache_ssl.JOB.log" \
-      python -m ser.bin.cache_ssl --config "$config" $exp_args --data-dir "$data_dir" --cache-root "$ssl_cache_dir" \
+      python -m ser.bin.cache_ssl --config "$config" "${exp_argv[@]}" --data-dir "$data_dir" --cache-root "$ssl_cache_dir" \
         --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
   fi
   if [ "$stage" -le 2 ] && [ "$stop_stage" -ge 2 ]; then
@@ -291,7 +343,7 @@ run_experiment() {
           --train-dir "$feats_dir/foldJOB/train" --valid-dir "$feats_dir/foldJOB/valid" \
           --cmvn "$dump_dir/foldJOB/train/cmvn.ark" --fbank-conf "$fbank_conf" \
           --outdir "$exp_dir/seed$seed/foldJOB" --seed "$seed" --ngpu "$ngpu" \
-          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} "${exp_argv[@]}"
       for fold in ${todo//,/ }; do
         stamp write "$exp_dir/seed$seed/fold$fold/.stage2.done" --extra "$exp_args" \
           "$config" "$feats_dir/fold$fold/train" "$feats_dir/fold$fold/valid" ${functionals_scp:+"$functionals_scp"}
@@ -349,8 +401,7 @@ run_experiment() {
 
   # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    # shellcheck disable=SC2086
-    if [ "$(config_info "$config" system $exp_args)" != neural ]; then
+    if [ "$(config_info "$config" system "${exp_argv[@]}")" != neural ]; then
       log "stage 5: $tag is a classic reference; the final model is trained for the neural experiment only"
       return 0
     fi
@@ -366,14 +417,14 @@ run_experiment() {
       ${train_cmd} --gpu "$ngpu" "$exp_dir/log/final.log" \
         python -m ser.bin.final_model --exp-dir "$exp_dir" --config "$config" --classes "$dump_dir/all/classes.txt" \
           --dump-dir "$feats_dir" --fbank-conf "$fbank_conf" --seed "${seeds%% *}" --ngpu "$ngpu" \
-          ${functionals_scp:+--functionals-scp "$functionals_scp"} $exp_args
+          ${functionals_scp:+--functionals-scp "$functionals_scp"} "${exp_argv[@]}"
       # shellcheck disable=SC2086
       stamp write "$exp_dir/final/.stage5.done" --extra "$exp_args" "$config" "$feats_dir/all" $selections
     fi
   fi
 }
 
-for config in $experiments; do
+for config in "${experiments[@]}"; do
   run_experiment "$config" "$(tag_of "$config")"
 done
 

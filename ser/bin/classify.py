@@ -87,7 +87,7 @@ def main(argv=None) -> None:
         else:
             write(predictions, recognizer.classes, args.format, sys.stdout)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ import kaldiio
 import numpy as np
 
 from ser.atomic import atomic_path
-from ser.audio import AudioError, load_mono
+from ser.audio import TRUNCATED_AUDIO_MODES, AudioError, load_mono
+from ser.cli import error_text
 from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
 
 # kaldiio/Kaldi compression method kTwoByteAuto: 2 bytes per value, error <= range / 65535.
@@ -62,14 +63,16 @@ def write_fbank(
     opts: dict,
     compress: bool = True,
     log_every: int = 1000,
-) -> tuple[int, int]:
+    truncated_audio: str = "error",
+) -> tuple[int, int, int]:
     """Compute features for ``wav_scp`` into ark/scp and utt2num_frames (see module docstring).
-    Returns (utterances, frames)."""
+    Returns (utterances, frames, wavs cut short)."""
     opts = check_fbank_options(opts)
     channel = None if opts["channel"] == -1 else opts["channel"]
     return write_feature_archive(
         wav_scp, feats_ark, feats_scp, utt2num_frames, lambda samples: compute_fbank(samples, opts),
-        opts["sample-frequency"], channel, opts["min-duration"], compress, log_every, "compute_fbank")
+        opts["sample-frequency"], channel, opts["min-duration"], compress, log_every, "compute_fbank",
+        truncated_audio)
 
 
 def write_feature_archive(
@@ -84,10 +87,14 @@ def write_feature_archive(
     compress: bool,
     log_every: int,
     program: str,
-) -> tuple[int, int]:
+    truncated_audio: str = "error",
+) -> tuple[int, int, int]:
     """``compute(samples)`` -> (T, D) matrix for every wav.scp entry, under the completion protocol of the module
-    docstring. Samples are read by ser.audio.load_mono at ``sample_rate`` (int16 range). Returns (utterances,
-    frames)."""
+    docstring. Samples are read by ser.audio.load_mono at ``sample_rate`` (int16 range). A wav cut short is an
+    error (``truncated_audio`` "error") or a warning line on stderr naming it, its samples read as far as they go
+    ("warn"). Returns (utterances, frames, wavs cut short)."""
+    if truncated_audio not in TRUNCATED_AUDIO_MODES:
+        raise ValueError(f"truncated_audio must be one of {', '.join(TRUNCATED_AUDIO_MODES)}, got '{truncated_audio}'")
     _remove(feats_scp, utt2num_frames, feats_ark)
     if "," in feats_ark or "," in feats_scp:
         raise ValueError(f"output paths must not contain ',': {feats_ark} {feats_scp}")
@@ -95,6 +102,12 @@ def write_feature_archive(
     for path in (feats_ark, feats_scp, utt2num_frames):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     total_frames = 0
+    cut_short: list[str] = []
+
+    def warn(message: str) -> None:  # a wav cut short, under truncated_audio "warn"; `where` is the entry read now
+        cut_short.append(where)
+        print(f"{program}: warning: {where}: {message}; its samples are read as far as they go", file=sys.stderr)
+
     try:
         # Leaving the block renames utt2num_frames first and feats.scp last (ser.atomic).
         with atomic_path(feats_scp) as scp_tmp, atomic_path(utt2num_frames) as frames_tmp:
@@ -103,13 +116,15 @@ def write_feature_archive(
                 compression_method=TWO_BYTE_COMPRESSION if compress else None,
             ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
                 for done, (lineno, key, spec) in enumerate(entries, 1):
+                    where = f"{wav_scp}:{lineno}: utterance {key}"
                     try:
-                        samples = load_mono(spec, sample_rate, channel, min_duration, command_allowed=True)
+                        samples = load_mono(spec, sample_rate, channel, min_duration, command_allowed=True,
+                                            on_cut_short=warn if truncated_audio == "warn" else None)
                         feats = compute(samples)
                         if feats.shape[0] == 0:
                             raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
                     except AudioError as err:
-                        raise AudioError(f"{wav_scp}:{lineno}: utterance {key}: {err}") from err
+                        raise AudioError(f"{where}: {err}") from err
                     writer(key, feats)
                     frames_out.write(f"{key} {feats.shape[0]}\n")
                     total_frames += feats.shape[0]
@@ -118,7 +133,7 @@ def write_feature_archive(
     except BaseException:
         _remove(feats_ark)
         raise
-    return len(entries), total_frames
+    return len(entries), total_frames, len(cut_short)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -144,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--log-every", type=int, default=1000, help="progress line to stderr every N utterances (0: never)"
     )
+    add_truncated_audio_option(parser)
     parser.add_argument("wav_scp", metavar="WAV_SCP", help="input wav.scp (or a split part of it)")
     parser.add_argument("feats_ark", metavar="FEATS_ARK", help="output ark (its path is written into FEATS_SCP)")
     parser.add_argument("feats_scp", metavar="FEATS_SCP", help="output scp")
@@ -151,14 +167,27 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         opts = read_fbank_conf(args.config) if args.config else dict(FBANK_DEFAULTS)
-        num_utts, frames = write_fbank(
-            args.wav_scp, args.feats_ark, args.feats_scp, args.utt2num_frames, opts, args.compress, args.log_every
-        )
+        num_utts, frames, cut_short = write_fbank(
+            args.wav_scp, args.feats_ark, args.feats_scp, args.utt2num_frames, opts, args.compress, args.log_every,
+            args.truncated_audio)
     except (ValueError, OSError) as err:
-        print(f"compute_fbank.py: error: {err}", file=sys.stderr)
+        print(f"compute_fbank.py: error: {error_text(err)}", file=sys.stderr)
         return 1
-    print(f"compute_fbank.py: wrote {num_utts} utterances, {frames} frames to {args.feats_scp}", file=sys.stderr)
+    print(f"compute_fbank.py: wrote {num_utts} utterances, {frames} frames to {args.feats_scp}"
+          f"{cut_short_note(cut_short)}", file=sys.stderr)
     return 0
+
+
+def add_truncated_audio_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--truncated-audio", choices=TRUNCATED_AUDIO_MODES, default="error",
+        help="a wav cut short (its header promises more samples than the file holds): error stops the job naming "
+        "it; warn reads what it holds and prints a warning naming it (default: error)")
+
+
+def cut_short_note(count: int) -> str:
+    """The end of a job's summary line when wavs were cut short."""
+    return f"; {count} wav(s) were cut short and read as far as they go (see the warnings)" if count else ""
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ser.bin.compute_fbank import write_feature_archive
+from ser.bin.compute_fbank import add_truncated_audio_option, cut_short_note, write_feature_archive
+from ser.cli import error_text
 from ser.functionals import FEATURE_SETS, SAMPLE_RATE, FunctionalsUnavailable, compute_functionals, make_extractor
 
 
@@ -20,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-duration", type=float, default=0.1,
                         help="shorter audio is an error naming the wav.scp line (seconds; default 0.1)")
     parser.add_argument("--log-every", type=int, default=1000)
+    add_truncated_audio_option(parser)
     parser.add_argument("wav_scp", metavar="WAV_SCP")
     parser.add_argument("feats_ark", metavar="FEATS_ARK")
     parser.add_argument("feats_scp", metavar="FEATS_SCP")
@@ -27,15 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         extractor = make_extractor(args.feature_set)
-        num_utts, _ = write_feature_archive(
+        num_utts, _, cut_short = write_feature_archive(
             args.wav_scp, args.feats_ark, args.feats_scp, args.utt2num_frames,
             lambda samples: compute_functionals(extractor, samples), SAMPLE_RATE, None, args.min_duration,
-            False, args.log_every, "compute_functionals")
+            False, args.log_every, "compute_functionals", args.truncated_audio)
     except (ValueError, OSError, FunctionalsUnavailable) as err:
-        print(f"compute_functionals.py: error: {err}", file=sys.stderr)
+        print(f"compute_functionals.py: error: {error_text(err)}", file=sys.stderr)
         return 1
     print(f"compute_functionals.py: wrote {args.feature_set} functionals of {num_utts} utterances to "
-          f"{args.feats_scp}", file=sys.stderr)
+          f"{args.feats_scp}{cut_short_note(cut_short)}", file=sys.stderr)
     return 0
 
 

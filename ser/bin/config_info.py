@@ -27,7 +27,7 @@ def main(argv=None) -> None:
     try:
         config = load_any_config(args.config, parse_overrides(args.set))
     except ConfigError as e:
-        die(str(e))
+        die(e)
     if args.field == "resolved":
         import yaml
 

@@ -31,7 +31,7 @@ def main(argv=None) -> None:
         results = evaluate(args.exp_dir, args.data_dir, parse_class_map(text), args.out,
                            select_device(args.ngpu), command, args.target_corpus)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
     s = results["summary"]["ua"]
     print(f"{results['experiment']}: UA {s['mean']:.2f} +- {s['std_over_folds']:.2f} over "
           f"{len(results['runs'])} runs, ensemble UA {results['ensemble']['ua']:.2f} -> {args.out}/results.json",

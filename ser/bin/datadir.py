@@ -18,6 +18,7 @@ import argparse
 import sys
 
 from ser import datadir
+from ser.cli import error_text
 
 
 class _Parser(argparse.ArgumentParser):
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except (ValueError, OSError) as e:  # DataDirError is a ValueError
-        print(f"{args.command}: error: {e}", file=sys.stderr)
+        print(f"{args.command}: error: {error_text(e)}", file=sys.stderr)
         return 1
     return 0
 

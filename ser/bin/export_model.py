@@ -19,7 +19,7 @@ def main(argv=None) -> None:
     try:
         print(f"wrote {export_torchscript(args.model_dir, args.out)}", file=sys.stderr)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,7 @@ def main(argv=None) -> None:
         train(config, read_classes(args.classes), all_dir, all_dir, cmvn, outdir, select_device(args.ngpu), extra,
               args.functionals_scp)
     except (ConfigError, DataDirError, TrainingError, ValueError, OSError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

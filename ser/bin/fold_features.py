@@ -44,7 +44,7 @@ def main(argv=None) -> None:
                     write_cmvn_stats(os.path.join(out, "cmvn.ark"), accumulator.result())
             print(f"fold {fold}: train/valid/test feature dirs and training-set CMVN ({len(utts)} test utterances)")
     except (OSError, ValueError, KeyError, DataDirError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

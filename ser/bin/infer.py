@@ -30,7 +30,7 @@ def main(argv=None) -> None:
         data, posteriors = classify_data_dir(trained, args.data_dir, device, args.functionals_scp)
         write_predictions(args.outdir, data.keys, posteriors, trained.classes)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

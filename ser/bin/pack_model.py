@@ -25,7 +25,7 @@ def main(argv=None) -> None:
     try:
         runs = pack(args.model, args.out)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
     print(f"{args.out}: {len(runs)} run(s) of {args.model}", file=sys.stderr)
 
 

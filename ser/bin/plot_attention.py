@@ -38,7 +38,7 @@ def main(argv=None) -> None:
         title = f"{os.path.basename(args.wav)}: {trained.classes[best]} ({100 * float(probs[best]):.0f}%)"
         plot_attention(picture, out.attention[0, : int(out.frame_lengths[0])].numpy(), shift, args.out_png, title)
     except (OSError, ValueError) as e:
-        die(str(e))
+        die(e)
     print(f"written: {args.out_png}")
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                             valid_mode=args.valid_mode, seed=args.seed, command=command, done_marker=DONE_MARKER)
         write_stamp(marker, [args.corpus_dir], options)
     except (OSError, ValueError) as err:
-        die(str(err))
+        die(err)
     log.info("%s: %d utterances, %d speakers, %d folds, classes %s -> %s", args.corpus, len(utts),
              len({u.spk_id for u in utts}), len(folds), " ".join(classes), args.data_dir)
 

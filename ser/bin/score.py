@@ -20,7 +20,7 @@ def main(argv=None) -> None:
     try:
         results = score_experiment(args.exp_dir, args.data_dir, args.command, args.allow_mixed_configs)
     except (OSError, ValueError, KeyError) as e:
-        die(str(e))
+        die(e)
     s = results["summary"]
     print(f"{results['experiment']}: " + ", ".join(
         f"{m.upper()} {s[m]['mean']:.2f} +- {s[m]['std_over_folds']:.2f}" for m in METRICS)

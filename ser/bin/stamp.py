@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ser.cli import error_text
 from ser.stamps import is_up_to_date, write_stamp
 
 
@@ -22,7 +23,9 @@ def main(argv=None) -> None:
     except FileNotFoundError as e:
         if args.action == "check":
             sys.exit(1)
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {error_text(e)}")
+    except OSError as e:  # e.g. a stage's output dir that is not writable
+        sys.exit(f"error: {error_text(e)}")
 
 
 if __name__ == "__main__":

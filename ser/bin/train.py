@@ -29,9 +29,9 @@ def main(argv=None) -> None:
     from ser.datadir import DataDirError
     from ser.train import TrainingError, train
 
-    os.makedirs(os.path.dirname(os.path.abspath(args.outdir)), exist_ok=True)
     setup_logging()
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.outdir)), exist_ok=True)
         overrides = parse_overrides(args.set)
         if args.seed is not None:
             overrides["seed"] = args.seed
@@ -46,7 +46,7 @@ def main(argv=None) -> None:
         train(config, classes, args.train_dir, args.valid_dir, args.cmvn, args.outdir, select_device(args.ngpu), extra,
               args.functionals_scp)
     except (ConfigError, DataDirError, TrainingError, ValueError, OSError) as e:  # one line; no traceback
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":
