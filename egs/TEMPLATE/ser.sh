@@ -115,14 +115,19 @@ if [ "$print_config" = true ]; then  # the resolved training config, then nothin
   config_info "$train_config" resolved $(args_of "$train_config")
   exit
 fi
+# What the stages need of each experiment's config, read once (one Python start-up per config, which also checks
+# it): info[<config>:<field>] for the fields below, its trainer options applied.
+declare -A info
+info_fields="system functionals frontend model_file"
 for config in $experiments; do
   [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
-  # shellcheck disable=SC2046
-  config_info "$config" system $(args_of "$config") >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
+  # shellcheck disable=SC2046,SC2086
+  answer=$(config_info "$config" $info_fields $(args_of "$config")) || { log "error: bad config $config (see above)"; exit 1; }
+  mapfile -t values <<< "$answer"
+  i=0
+  for field in $info_fields; do info[$config:$field]=${values[i]}; i=$((i + 1)); done
 done
-# shellcheck disable=SC2046
-if [ "$(config_info "$train_config" functionals $(args_of "$train_config"))" != none ] && \
-    ! python -c "import opensmile" 2>/dev/null; then
+if [ "${info[$train_config:functionals]}" != none ] && ! python -c "import opensmile" 2>/dev/null; then
   log "error: $train_config reads openSMILE functionals, and opensmile is not installed: run tools/install.sh --opensmile (audEERING's research licence, non-commercial use only)"
   exit 1
 fi
@@ -207,8 +212,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
-  # shellcheck disable=SC2046
-  for feature_set in $(for config in $experiments; do config_info "$config" functionals $(args_of "$config"); done | sort -u); do
+  for feature_set in $(for config in $experiments; do echo "${info[$config:functionals]}"; done | sort -u); do
     [ "$feature_set" != none ] || continue
     out=$functionals_dir/$feature_set
     if stamp check "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"; then
@@ -235,21 +239,17 @@ fi
 # the other.
 run_experiment() {
   local config=$1 tag=$2
-  local exp_dir=$exp_root/$tag exp_args feature_set functionals_scp="" model_file seeds=$seeds
+  local exp_dir=$exp_root/$tag exp_args feature_set=${info[$config:functionals]} functionals_scp=""
+  local model_file=${info[$config:model_file]} seeds=$seeds
   exp_args=$(args_of "$config")
-  # shellcheck disable=SC2086
-  feature_set=$(config_info "$config" functionals $exp_args)
   [ "$feature_set" = none ] || functionals_scp=$functionals_dir/$feature_set/feats.scp
-  model_file=$(config_info "$config" model_file)
   # A classic reference is deterministic: it runs with its config's seed only.
-  # shellcheck disable=SC2086
-  [ "$(config_info "$config" system $exp_args)" = neural ] || seeds=$(config_info "$config" seed)
+  [ "${info[$config:system]}" = neural ] || seeds=$(config_info "$config" seed)
   # Stages 2-3 read the fold dirs of the features dir: the fbank dump, or for frontend ssl_cached the cache of its
   # frozen encoder's frames (data/all, each utterance once, on the training device), made here when not up to date.
   local feats_dir=$dump_dir
-  # shellcheck disable=SC2086
   if [ "$stop_stage" -ge 2 ] && { [ "$stage" -le 3 ] || [ "$stop_stage" -ge 5 ]; } && \
-      [ "$(config_info "$config" frontend $exp_args)" = ssl_cached ]; then
+      [ "${info[$config:frontend]}" = ssl_cached ]; then
     # shellcheck disable=SC2086
     feats_dir=$(python -m ser.bin.cache_ssl --config "$config" $exp_args --data-dir "$data_dir" \
       --cache-root "$ssl_cache_dir" --print-dir)
@@ -349,8 +349,7 @@ run_experiment() {
 
   # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    # shellcheck disable=SC2086
-    if [ "$(config_info "$config" system $exp_args)" != neural ]; then
+    if [ "${info[$config:system]}" != neural ]; then
       log "stage 5: $tag is a classic reference; the final model is trained for the neural experiment only"
       return 0
     fi
