@@ -183,7 +183,7 @@ for fold in $folds; do
   [ -z "$all_folds" ] || [[ " $all_folds " == *" $fold "* ]] || \
     { log "error: --folds: $data_dir has no fold $fold (its folds: $all_folds)"; exit 1; }
 done
-[ -n "$seeds" ] || seeds=$(config_info "$train_config" seed)
+[ -n "$seeds" ] || [ "$stop_stage" -lt 2 ] || seeds=$(config_info "$train_config" seed)  # stages 2-5 use it
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
