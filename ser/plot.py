@@ -1,6 +1,8 @@
 """PNG figures: FLAM attention over an utterance's filterbank, and confusion matrices.
 
-Drawn with matplotlib's Agg canvas directly, so no display and no global backend change is needed.
+Drawn with matplotlib's Agg canvas directly, so no display and no global backend change is needed. The attention
+plots import the model's subsampling (and so torch) when drawn: scoring, which draws confusion matrices and
+training curves only, stays light.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from ser.models.subsampling import SUBSAMPLING_FACTOR, receptive_field_center, subsampled_length
-
 
 def attention_frame_edges(num_frames: int) -> np.ndarray:
     """Boundaries, in input frames, of the spans drawn for each subsampled frame.
@@ -21,6 +21,8 @@ def attention_frame_edges(num_frames: int) -> np.ndarray:
     centred on the input frame its receptive field is centred on; the first and last spans are
     stretched or cut to the utterance's edges so the spans tile [0, num_frames].
     """
+    from ser.models.subsampling import SUBSAMPLING_FACTOR, receptive_field_center, subsampled_length
+
     num_subsampled = subsampled_length(num_frames)
     inner = [receptive_field_center(t) + 0.5 + SUBSAMPLING_FACTOR / 2
              for t in range(num_subsampled - 1)]
@@ -30,6 +32,8 @@ def attention_frame_edges(num_frames: int) -> np.ndarray:
 def plot_attention(fbank: np.ndarray, attention: np.ndarray, frame_shift_s: float, out_png: str,
                    title: str = "") -> None:
     """Filterbank (T, D) on top, pooling weights (T',) of the subsampled frames beneath, one time axis."""
+    from ser.models.subsampling import subsampled_length
+
     fbank = np.asarray(fbank)
     attention = np.asarray(attention, dtype=float)
     if fbank.ndim != 2 or fbank.shape[0] == 0:

@@ -67,7 +67,18 @@ def cache_settings(conf: dict) -> dict:
         raise SSLCacheError("frontend_conf.path is empty: the ssl_cached front-end needs a local checkpoint "
                             "directory (its content names the cache)")
     return {"checkpoint": checkpoint_digest(conf["path"]), "layer": conf["layer"], "dtype": conf["dtype"],
-            "normalize_wave": conf["normalize_wave"]}
+            "normalize_wave": normalize_wave_of(conf)}
+
+
+def normalize_wave_of(conf: dict) -> bool:
+    """An ssl_cached frontend_conf's normalize_wave; "auto" is false for a Whisper checkpoint (Whisper's own input
+    scaling, the ``whisper`` front-end's default) and true for the others (``ssl``'s default)."""
+    if conf["normalize_wave"] != "auto":
+        return conf["normalize_wave"]
+    from ser.frontends.wavlm import SSL_MODEL_TYPES, WHISPER_MODEL_TYPES
+    from ser.models.ssl import checkpoint_model_type
+
+    return checkpoint_model_type(conf["path"], False, "", SSL_MODEL_TYPES + WHISPER_MODEL_TYPES) != "whisper"
 
 
 def cache_key(settings: dict) -> str:
@@ -144,17 +155,10 @@ def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, 
                 frames_total += mat.shape[0]
                 if log_every and done % log_every == 0:
                     print(f"cache_ssl: {done}/{len(entries)} utterances", file=sys.stderr)
-    config = extractor.ssl.config
     record = {"key": cache_key(settings), "settings": settings, "checkpoint_path": os.path.abspath(conf["path"]),
-              "model_type": config.model_type, "hidden_size": config.hidden_size,
-              "num_states": extractor.num_states, "frames_per_second": frames_per_second(config),
+              "model_type": extractor.config.model_type, "hidden_size": extractor.hidden_size,
+              "num_states": extractor.num_states, "frames_per_second": extractor.frames_per_second,
               "utterances": len(entries), "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}
     write_json(record_path, record)
     return record
 
-
-def frames_per_second(config) -> float:
-    """Frames per second of 16 kHz audio that a checkpoint's convolutional feature encoder gives."""
-    from ser.frontends.wavlm import WAVE_SAMPLE_RATE
-
-    return WAVE_SAMPLE_RATE / float(np.prod(config.conv_stride))

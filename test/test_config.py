@@ -112,3 +112,18 @@ def test_print_config_shows_the_resolved_config_with_overrides():
     printed = yaml.safe_load(proc.stdout)
     expected = load_config(os.path.join(recipe, "conf", "train.yaml"), {"optim_conf.lr": 3e-4})
     assert printed == expected and "stage" not in proc.stderr
+
+
+def test_config_info_answers_several_fields_in_one_call(tmp_path, capsys):
+    from ser.bin.config_info import main as config_info
+
+    path = tmp_path / "c.yaml"
+    path.write_text("frontend: ssl_cached\nfrontend_conf: {path: /ckpt}\naugment: featmix\nseed: 3\n")
+    config_info([str(path), "model_file", "frontend", "seed", "system", "functionals", "--set", "seed=5"])
+    assert capsys.readouterr().out.splitlines() == ["model.pth", "ssl_cached", "5", "neural", "none"]
+    with pytest.raises(SystemExit):
+        config_info([str(path), "seed", "resolved"])
+    assert "resolved is asked for alone" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        config_info([str(path), "system", "--set", "max_epochs=2"])
+    assert "max_epochs" in capsys.readouterr().err

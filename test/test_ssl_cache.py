@@ -1,6 +1,6 @@
 """Frozen SSL frames cached once (ser.ssl_cache, ser.bin.cache_ssl) and the ssl_cached front-end that reads them:
-the cache holds the encoder's own output, a stale cache is refused or recomputed, training learns from it, and
-decoding works from the cache and from audio files alike."""
+the cache holds the encoder's own output (WavLM; Whisper window by window), a stale cache is refused or recomputed,
+training learns from it, and decoding works from the cache and from audio files alike."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ pytest.importorskip("transformers")
 from ser.bin.cache_ssl import main as cache_ssl  # noqa: E402
 from ser.config import ConfigError, resolve_config  # noqa: E402
 from ser.frontends import make_frontend, resolve_frontend_conf  # noqa: E402
-from ser.models.ssl import SSLEncoder, build_tiny_ssl  # noqa: E402
+from ser.models.ssl import build_tiny_ssl, make_ssl_encoder  # noqa: E402
 from ser.ssl_cache import SSLCacheError  # noqa: E402
 
 CLASSES = ["low", "high"]
 SPEAKERS = {"train": ["spk1", "spk2"], "test": ["spk3"]}
 
 
-def write_recipe_data(root, per_class=6, sample_rate=22050, seed=0):
-    """data/all (tones, low or high pitch, at 22.05 kHz; paths and `cat |` commands), protocol.json and fold 1:
-    train/valid from spk1-2 (every third utterance to valid), test spk3."""
+def write_recipe_data(root, per_class=6, sample_rate=22050, seed=0, seconds=(0.4, 0.8)):
+    """data/all (tones of `seconds` (low, high), low or high pitch, at 22.05 kHz; paths and `cat |` commands),
+    protocol.json and fold 1: train/valid from spk1-2 (every third utterance to valid), test spk3."""
     rng = np.random.default_rng(seed)
     all_dir = root / "data" / "all"
     all_dir.mkdir(parents=True)
@@ -35,7 +35,7 @@ def write_recipe_data(root, per_class=6, sample_rate=22050, seed=0):
         for emo, f0 in zip(CLASSES, (150.0, 400.0)):
             for n in range(per_class):
                 utt = f"{spk}-{emo}{n:02d}"
-                t = np.arange(int(sample_rate * rng.uniform(0.4, 0.8))) / sample_rate
+                t = np.arange(int(sample_rate * rng.uniform(*seconds))) / sample_rate
                 x = 0.3 * np.sin(2 * np.pi * f0 * rng.uniform(0.9, 1.1) * t) + 0.02 * rng.normal(size=t.size)
                 wav = root / "audio" / f"{utt}.wav"
                 wav.parent.mkdir(exist_ok=True)
@@ -91,22 +91,31 @@ def waves_of(data_dir):
     return load_wave_set(str(data_dir), CLASSES, 16000)
 
 
-@pytest.mark.parametrize("layer, dtype", [(1, "float32"), (1, "float16"), ("last", "float16"),
-                                          ("weighted", "float16")])
-def test_cached_frames_are_the_encoders_output(recipe, tmp_path, capsys, layer, dtype):
+@pytest.fixture(scope="module")
+def whisper_recipe(tmp_path_factory):
+    """Utterances of 0.4-2.6 s and a tiny Whisper with 1 s windows (instead of 30 s): most span several windows."""
+    root = tmp_path_factory.mktemp("sslcache_whisper")
+    data = write_recipe_data(root, per_class=2, seconds=(0.4, 2.6))
+    checkpoint = build_tiny_ssl(str(root / "tiny_whisper"), "whisper", max_source_positions=50)
+    return root, data, checkpoint
+
+
+def check_cached_frames(recipe, tmp_path, capsys, layer, dtype, reference_frontend, hidden, num_layers):
+    """The cache of `layer` in `dtype` holds what the frozen on-the-fly front-end `reference_frontend` (whose
+    normalize_wave default is what ssl_cached's "auto" must pick) gives each utterance alone; returns the record."""
     root, data, checkpoint = recipe
     cache = run_cache(capsys, write_config(tmp_path / "c.yaml", checkpoint, layer=layer, dtype=dtype), data,
                       tmp_path)
     frontend = make_frontend("ssl_cached", {"path": checkpoint, "layer": layer, "dtype": dtype})
     cached = frontend.load(os.path.join(cache, "all"), CLASSES)
     assert cached.feats[0].dtype == np.dtype(dtype)
-    # The reference: the on-the-fly front-end (frontend ssl, frozen) on each utterance alone.
-    reference = SSLEncoder(resolve_frontend_conf("ssl", {"path": checkpoint, "layer": layer, "freeze": "all"}))
+    reference = make_ssl_encoder(resolve_frontend_conf(reference_frontend, {"path": checkpoint, "layer": layer,
+                                                                            "freeze": "all"}), ("wavlm", "whisper"))
     layers = frontend.wrap(lambda dim: torch.nn.Identity(), None).frontend
     if layer == "weighted":
-        assert cached.feat_dim == 3 * 32  # input of layer 1 and the outputs of both layers
+        assert cached.feat_dim == (num_layers + 1) * hidden  # input of layer 1 and the outputs of every layer
         with torch.no_grad():  # the same (non-uniform) layer weights in both
-            reference.layer_weights.copy_(torch.tensor([0.3, -1.0, 0.8]))
+            reference.layer_weights.copy_(torch.linspace(-1.0, 0.8, num_layers + 1))
             layers.layer_weights.copy_(reference.layer_weights)
     waves = waves_of(os.path.join(data, "all"))
     assert cached.keys == waves.keys
@@ -123,6 +132,27 @@ def test_cached_frames_are_the_encoders_output(recipe, tmp_path, capsys, layer, 
     record = json.loads(open(os.path.join(cache, "all", "ssl_cache.json")).read())
     frames = sum(int(line.split()[1]) for line in open(os.path.join(cache, "all", "utt2num_frames")))
     assert record["frames"] == frames == sum(f.shape[0] for f in cached.feats)
+    assert record["frames_per_second"] == 50 and record["hidden_size"] == hidden
+    assert record["settings"]["normalize_wave"] == resolve_frontend_conf(reference_frontend, {})["normalize_wave"]
+    return record, cached, waves
+
+
+@pytest.mark.parametrize("layer, dtype", [(1, "float32"), (1, "float16"), ("last", "float16"),
+                                          ("weighted", "float16")])
+def test_cached_frames_are_the_encoders_output(recipe, tmp_path, capsys, layer, dtype):
+    record, _, _ = check_cached_frames(recipe, tmp_path, capsys, layer, dtype, "ssl", hidden=32, num_layers=2)
+    assert record["model_type"] == "wavlm" and record["settings"]["normalize_wave"] is True
+
+
+@pytest.mark.parametrize("layer, dtype", [(1, "float32"), ("last", "float32"), ("weighted", "float16")])
+def test_whisper_frames_are_cached_window_by_window(whisper_recipe, tmp_path, capsys, layer, dtype):
+    """The reference is the whisper front-end, frozen: 1 s windows, each padded and encoded alone."""
+    record, cached, waves = check_cached_frames(whisper_recipe, tmp_path, capsys, layer, dtype, "whisper",
+                                                hidden=16, num_layers=2)
+    assert record["model_type"] == "whisper" and record["settings"]["normalize_wave"] is False  # "auto"
+    lengths = [wave.size for wave in waves.feats]
+    assert sum(n > 16000 for n in lengths) >= len(lengths) // 2  # several windows
+    assert [f.shape[0] for f in cached.feats] == [-(-n // 320) for n in lengths]  # ceil(samples / 320)
 
 
 def test_a_stale_cache_is_refused_and_recomputed(recipe, tmp_path, capsys):
@@ -171,7 +201,6 @@ def test_waveform_eam_is_refused_on_cached_frames(recipe):
 
 
 def test_training_from_the_cache_learns_and_decodes_test_utterances(recipe, tmp_path, capsys):
-    from ser.infer import classify_data_dir, load_trained, model_input_of_wav
     from ser.train import train
 
     root, data, checkpoint = recipe
@@ -191,7 +220,29 @@ def test_training_from_the_cache_learns_and_decodes_test_utterances(recipe, tmp_
     assert weights["frontend.layer_weights"].abs().max() > 0  # the layer weights trained on the cache
     assert not any(k.startswith("frontend.ssl") for k in weights)  # no encoder in the cached model
 
-    # Decoding a test set reads its cache; a single file runs the encoder: both give the same posteriors.
+    assert_decoding_the_cache_equals_decoding_audio(outdir, fold, data)
+
+
+def test_whisper_cache_trains_and_decodes_as_audio(whisper_recipe, tmp_path, capsys):
+    from ser.train import train
+
+    root, data, checkpoint = whisper_recipe
+    config_path = write_config(tmp_path / "c.yaml", checkpoint, dtype="float32")
+    cache = run_cache(capsys, config_path, data, tmp_path)
+    import yaml
+
+    config = resolve_config({**yaml.safe_load(open(config_path)), "max_epoch": 2})
+    outdir = tmp_path / "exp"
+    fold = os.path.join(cache, "fold1")
+    train(config, CLASSES, os.path.join(fold, "train"), os.path.join(fold, "valid"), None, str(outdir))
+    assert torch.load(outdir / "model.pth")["frontend.layer_weights"].abs().max() > 0
+    assert_decoding_the_cache_equals_decoding_audio(outdir, fold, data)
+
+
+def assert_decoding_the_cache_equals_decoding_audio(outdir, fold, data):
+    """Decoding a test set reads its cache; a single file runs the encoder: both give the same posteriors."""
+    from ser.infer import classify_data_dir, load_trained, model_input_of_wav
+
     trained = load_trained(str(outdir))
     test_set, posteriors = classify_data_dir(trained, os.path.join(fold, "test"))
     assert posteriors.shape == (len(test_set.keys), 2) and np.allclose(posteriors.sum(1), 1, atol=1e-5)

@@ -160,13 +160,19 @@ if [ "$print_config" = true ]; then  # the resolved training config, then nothin
   config_info "$train_config" resolved "${train_exp_argv[@]}"
   exit
 fi
+# What the stages need of each experiment's config, read once (one Python start-up per config, which also checks
+# it): info[<config>:<field>] for the fields below, its trainer options applied.
+declare -A info
+info_fields=(system functionals frontend model_file)
 for config in "${experiments[@]}"; do
   [ -f "$config" ] || { log "error: config $config does not exist"; exit 1; }
   argv_of "$config" config_argv
-  config_info "$config" system "${config_argv[@]}" >/dev/null || { log "error: bad config $config (see above)"; exit 1; }
+  answer=$(config_info "$config" "${info_fields[@]}" "${config_argv[@]}") || { log "error: bad config $config (see above)"; exit 1; }
+  mapfile -t values <<< "$answer"
+  i=0
+  for field in "${info_fields[@]}"; do info[$config:$field]=${values[i]}; i=$((i + 1)); done
 done
-if [ "$(config_info "$train_config" functionals "${train_exp_argv[@]}")" != none ] && \
-    ! python -c "import opensmile" 2>/dev/null; then
+if [ "${info[$train_config:functionals]}" != none ] && ! python -c "import opensmile" 2>/dev/null; then
   log "error: $train_config reads openSMILE functionals, and opensmile is not installed: run tools/install.sh --opensmile (audEERING's research licence, non-commercial use only)"
   exit 1
 fi
@@ -228,7 +234,7 @@ for fold in $folds; do
   [ -z "$all_folds" ] || [[ " $all_folds " == *" $fold "* ]] || \
     { log "error: --folds: $data_dir has no fold $fold (its folds: $all_folds)"; exit 1; }
 done
-[ -n "$seeds" ] || seeds=$(config_info "$train_config" seed)
+[ -n "$seeds" ] || [ "$stop_stage" -lt 2 ] || seeds=$(config_info "$train_config" seed)  # stages 2-5 use it
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
   [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
@@ -259,9 +265,7 @@ if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     stamp write "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"
   fi
-  for feature_set in $(for config in "${experiments[@]}"; do argv_of "$config" config_argv
-                                                             config_info "$config" functionals "${config_argv[@]}"
-                       done | sort -u); do
+  for feature_set in $(for config in "${experiments[@]}"; do echo "${info[$config:functionals]}"; done | sort -u); do
     [ "$feature_set" != none ] || continue
     out=$functionals_dir/$feature_set
     if stamp check "$out/.stage1.done" --extra "$feature_set" "$data_dir/all"; then
@@ -290,19 +294,18 @@ fi
 # the other.
 run_experiment() {
   local config=$1 tag=$2
-  local exp_dir=$exp_root/$tag exp_args exp_argv feature_set functionals_scp="" model_file seeds=$seeds
+  local exp_dir=$exp_root/$tag exp_args exp_argv feature_set=${info[$config:functionals]} functionals_scp=""
+  local model_file=${info[$config:model_file]} seeds=$seeds
   exp_args=$(args_of "$config")
   argv_of "$config" exp_argv
-  feature_set=$(config_info "$config" functionals "${exp_argv[@]}")
   [ "$feature_set" = none ] || functionals_scp=$functionals_dir/$feature_set/feats.scp
-  model_file=$(config_info "$config" model_file)
   # A classic reference is deterministic: it runs with its config's seed only.
-  [ "$(config_info "$config" system "${exp_argv[@]}")" = neural ] || seeds=$(config_info "$config" seed)
+  [ "${info[$config:system]}" = neural ] || seeds=$(config_info "$config" seed)
   # Stages 2-3 read the fold dirs of the features dir: the fbank dump, or for frontend ssl_cached the cache of its
   # frozen encoder's frames (data/all, each utterance once, on the training device), made here when not up to date.
   local feats_dir=$dump_dir
   if [ "$stop_stage" -ge 2 ] && { [ "$stage" -le 3 ] || [ "$stop_stage" -ge 5 ]; } && \
-      [ "$(config_info "$config" frontend "${exp_argv[@]}")" = ssl_cached ]; then
+      [ "${info[$config:frontend]}" = ssl_cached ]; then
     feats_dir=$(python -m ser.bin.cache_ssl --config "$config" "${exp_argv[@]}" --data-dir "$data_dir" \
       --cache-root "$ssl_cache_dir" --print-dir)
     log "frozen SSL frames of $data_dir/all -> $feats_dir (log: $exp_dir/log/cache_ssl.1.log)"
@@ -401,7 +404,7 @@ run_experiment() {
 
   # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
   if [ "$stage" -le 5 ] && [ "$stop_stage" -ge 5 ]; then
-    if [ "$(config_info "$config" system "${exp_argv[@]}")" != neural ]; then
+    if [ "${info[$config:system]}" != neural ]; then
       log "stage 5: $tag is a classic reference; the final model is trained for the neural experiment only"
       return 0
     fi

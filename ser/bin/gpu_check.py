@@ -120,12 +120,12 @@ def benchmark(checkpoint: str, config_file: str, encoder_overrides: dict, wav_sc
 
 def run_recipe(recipe: str, work: str, corpus_dir: str, config_file: str, checkpoint: str, overrides: list[str],
                ngpu: int, extra: list[str]) -> dict:
-    """(b): stages 0-4 of `recipe` on fold 1 into `work`; the fold's UA, epoch times and the wall time."""
+    """(b): stages 0-4 of `recipe` on fold 1, seed 0, into `work`; the fold's UA, epoch times and the wall time."""
     sets = " ".join(f"--set {o}" for o in [f"frontend_conf.path={checkpoint}", *overrides])
     cmd = [os.path.join(REPO, "egs", recipe, "run.sh"), "--corpus-dir", corpus_dir,
            "--data-dir", os.path.join(work, "data"), "--dump-dir", os.path.join(work, "dump", "fbank"),
            "--exp-root", os.path.join(work, "exp"), "--train-config", os.path.abspath(config_file),
-           "--tag", "gpu_check", "--folds", "1", "--ngpu", str(ngpu), "--classic-configs", "",
+           "--tag", "gpu_check", "--folds", "1", "--seeds", "0", "--ngpu", str(ngpu), "--classic-configs", "",
            "--train-args", sets, *extra]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)

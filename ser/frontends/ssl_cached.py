@@ -1,9 +1,13 @@
-"""``ssl_cached``: a frozen self-supervised encoder (any of ``ssl``'s model types) whose frames were computed once
-per utterance by ``python -m ser.bin.cache_ssl`` (ser.ssl_cache) and are read back like fbank, from feats.scp.
+"""``ssl_cached``: a frozen pretrained encoder (any of ``ssl``'s model types: WavLM, wav2vec 2.0, HuBERT,
+data2vec-audio, Whisper) whose frames were computed once per utterance by ``python -m ser.bin.cache_ssl``
+(ser.ssl_cache) and are read back like fbank, from feats.scp; 50 frames/s for every type.
 
-Options: path (a local checkpoint directory: its content names the cache), layer and normalize_wave as for
-``ssl`` (ser.frontends.wavlm), and dtype (float16 | float32: how the frames are stored). The encoder is frozen
-(``ssl`` with freeze "all"); with layer "weighted" the cache holds every hidden state and the layer weights train.
+Options: path (a local checkpoint directory: its content names the cache), layer as for ``ssl``
+(ser.frontends.wavlm), normalize_wave (true, false, or "auto", the default: false for a Whisper checkpoint, as the
+``whisper`` front-end, true for the others, as ``ssl``; the cache's record holds the value used), and dtype
+(float16 | float32: how the frames are stored). The encoder is frozen (``ssl`` with freeze "all"; Whisper's
+encoder reads its 30 s windows as there); with layer "weighted" the cache holds every hidden state and the layer
+weights train.
 
 Data dirs are the cache's (<cache>/fold<k>/<set>, with ssl_cache.json): loading one whose record was made with
 other settings is refused. Mixup acts on the cached frames (``augment: featmix``, ser.augment); waveform EAM needs
@@ -23,22 +27,23 @@ from torch import nn
 
 from ser.dataset import LabelledSet, load_labelled_set
 from ser.frontends.base import Frontend
-from ser.frontends.wavlm import SSL, SSL_MODEL_TYPES, WAVE_SAMPLE_RATE
+from ser.frontends.wavlm import SSL, SSL_MODEL_TYPES, WAVE_SAMPLE_RATE, WHISPER_MODEL_TYPES
 from ser.ssl_cache import CACHE_DTYPES, CACHE_RECORD, SSLCacheError, check_record
 
-CACHED_FRAMES_PER_SECOND = 50  # 16 kHz audio through the convolutional feature encoders' 320-sample stride
+CACHED_FRAMES_PER_SECOND = 50  # 16 kHz audio, 320 samples a frame (the feature encoders' stride; Whisper's)
 
 
 class SSLCached(Frontend):
     name = "ssl_cached"
-    defaults = {"path": "", "layer": "weighted", "normalize_wave": True, "dtype": "float16"}
-    rules = {**{k: SSL.rules[k] for k in ("path", "layer", "normalize_wave")},
+    defaults = {"path": "", "layer": "weighted", "normalize_wave": "auto", "dtype": "float16"}
+    rules = {**{k: SSL.rules[k] for k in ("path", "layer")},
+             "normalize_wave": (lambda v: isinstance(v, bool) or v == "auto", "true, false or auto"),
              "dtype": (lambda v: v in CACHE_DTYPES, "one of " + ", ".join(CACHE_DTYPES))}
     check = staticmethod(SSL.check)
     inputs_per_second = CACHED_FRAMES_PER_SECOND
     augment_domain = "frames"
     default_input_layer = "linear"
-    model_types = SSL_MODEL_TYPES
+    model_types = SSL_MODEL_TYPES + WHISPER_MODEL_TYPES
 
     def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:
         """The cached frames of data_dir, kept in memory in the stored dtype (float16 halves it)."""

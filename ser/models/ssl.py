@@ -30,13 +30,14 @@ transformers is imported when a model is built, so ``import ser.models`` works w
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from ser.frontends.wavlm import SSL_MODEL_TYPES
+from ser.frontends.wavlm import SSL_MODEL_TYPES, WAVE_SAMPLE_RATE
 from ser.models.output import ModelOutput
 from ser.models.subsampling import check_lengths, valid_mask
 
@@ -128,6 +129,19 @@ def normalize_waveform(wave: Tensor, lengths: Tensor, per_utterance: bool) -> Te
     return centred / torch.sqrt(variance + NORMALIZE_VARIANCE_FLOOR)
 
 
+def select_states(states: list[Tensor], layer) -> list[Tensor]:
+    """The hidden states that frontend_conf.layer selects of ``states``: every one for "weighted" (or "last", whose
+    one state the encoder gives), else [state k]."""
+    return states if layer in ("weighted", "last") else [states[layer]]
+
+
+def combine_states(states: list[Tensor], probs: Optional[Tensor]) -> Tensor:
+    """The softmax-weighted sum of the states with weights ``probs`` (layer "weighted"), else the one state."""
+    if probs is None:
+        return states[0]
+    return torch.einsum("k,k...->...", probs, torch.stack(states))
+
+
 def _keep_layer_io(layer: nn.Module, args: tuple, output) -> None:
     """Forward hook on a transformer layer: keep its input and output hidden states for this forward."""
     layer.kept_io = (args[0], output[0] if isinstance(output, tuple) else output)
@@ -146,6 +160,7 @@ class SSLEncoder(nn.Module):
         self.layer = conf["layer"]
         self.normalize_wave = conf["normalize_wave"]
         self.min_samples = self._receptive_field(config.conv_kernel, config.conv_stride)
+        self.frames_per_second = WAVE_SAMPLE_RATE / math.prod(config.conv_stride)  # 50
 
         if self.freeze == "all":
             self.ssl.requires_grad_(False)
@@ -191,6 +206,16 @@ class SSLEncoder(nn.Module):
         return torch.softmax(self.layer_weights, dim=0)
 
     def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(wave, lengths, self.combine_states)
+
+    def combine_states(self, states: list[Tensor]) -> Tensor:
+        """The frames of the selected hidden states (``selected_states``): their weighted sum for layer "weighted",
+        else the one state."""
+        return combine_states(states, self.layer_weight_probs() if self.layer == "weighted" else None)
+
+    def encode(self, wave: Tensor, lengths: Tensor, reduce) -> tuple[Tensor, Tensor]:
+        """(reduce(the hidden states that ``layer`` selects: [last], [state k] or every state 0..L), each
+        (B, T, H)) with frames beyond each row's length zeroed, frame_lengths)."""
         self._check_inputs(wave, lengths)
         samples = normalize_waveform(wave.float(), lengths, self.normalize_wave)
         attention_mask = valid_mask(lengths, wave.size(1)).to(torch.long)
@@ -199,13 +224,8 @@ class SSLEncoder(nn.Module):
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
             output = self.ssl(samples, attention_mask=attention_mask,
                                 mask_time_indices=self._no_time_mask_if_too_short(wave))
-            states = None if self.layer == "last" else self._collect_hidden_states()
-        if self.layer == "last":
-            frames = output.last_hidden_state
-        elif self.layer == "weighted":
-            frames = torch.einsum("k,kbth->bth", self.layer_weight_probs(), torch.stack(states))
-        else:
-            frames = states[self.layer]
+            states = [output.last_hidden_state] if self.layer == "last" else self._collect_hidden_states()
+        frames = reduce(select_states(states, self.layer))
         frame_lengths = self.frame_lengths(lengths)
         return frames * valid_mask(frame_lengths, frames.size(1)).unsqueeze(-1).to(frames.dtype), frame_lengths
 

@@ -1,12 +1,13 @@
 """Frozen self-supervised features computed once (ser.ssl_cache) and the model that reads them back.
 
-``StateExtractor``: a frozen ``SSLEncoder`` (freeze "all", eval mode) giving the frames a cache stores for its
-``layer``: the last hidden state ("last"), hidden state k (an integer), or for "weighted" every hidden state
-0..L concatenated along the feature axis, state-major ((T, S * H): state s is columns [s H, (s + 1) H)), so the
-learnable layer weights still train on the cache.
+``StateExtractor``: the frozen encoder that ``ssl`` builds for the checkpoint (ser.models.ssl.make_ssl_encoder:
+``SSLEncoder``, or ``WhisperSSLEncoder`` with its 30 s windows; freeze "all", eval mode) giving the frames a cache
+stores for its ``layer``: the last hidden state ("last"), hidden state k (an integer), or for "weighted" every
+hidden state 0..L concatenated along the feature axis, state-major ((T, S * H): state s is columns
+[s H, (s + 1) H)), so the learnable layer weights still train on the cache.
 
 ``CachedLayers``: the trainable part of the SSL front-end on such frames: for S > 1 stored states the
-softmax-weighted sum with learnable ``layer_weights`` (equal at start), exactly as ``SSLEncoder`` with layer
+softmax-weighted sum with learnable ``layer_weights`` (equal at start), exactly as the encoders with layer
 "weighted"; for one stored state the frames themselves. Wrapped with the encoder in ``WaveModel``, so a cached
 model's weights have the names of the on-the-fly model's (``frontend.layer_weights``, ``encoder.*``).
 """
@@ -16,29 +17,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ser.models.ssl import SSLEncoder, normalize_waveform
-from ser.models.subsampling import valid_mask
+from ser.models.ssl import make_ssl_encoder
+from ser.ssl_cache import normalize_wave_of
 
 
-class StateExtractor(SSLEncoder):
+class StateExtractor(nn.Module):
     """(wave (B, N) in the int16 range, lengths (B,)) -> (stored frames (B, T, S * H), frame_lengths (B,))."""
 
     def __init__(self, conf: dict, model_types: tuple[str, ...]):
         """conf: an ssl_cached frontend_conf (path, layer, normalize_wave); the encoder is always frozen."""
-        super().__init__({**conf, "download": False, "model_id": "", "freeze": "all"}, model_types)
-        self.num_states = self.ssl.config.num_hidden_layers + 1 if self.layer == "weighted" else 1
+        super().__init__()
+        self.encoder = make_ssl_encoder({**conf, "normalize_wave": normalize_wave_of(conf), "download": False,
+                                         "model_id": "", "freeze": "all"}, model_types)
+        self.encoder.eval()
+        self.config = self.encoder.ssl.config
+        self.hidden_size, self.frames_per_second = self.encoder.output_dim, self.encoder.frames_per_second
+        self.num_states = self.config.num_hidden_layers + 1 if conf["layer"] == "weighted" else 1
 
     @torch.no_grad()
     def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        if self.layer != "weighted":
-            return super().forward(wave, lengths)
-        self._check_inputs(wave, lengths)
-        samples = normalize_waveform(wave.float(), lengths, self.normalize_wave)
-        self._forget_layer_io()
-        self.ssl(samples, attention_mask=valid_mask(lengths, wave.size(1)).to(torch.long))
-        frames = torch.cat(self._collect_hidden_states(), dim=-1)
-        frame_lengths = self.frame_lengths(lengths)
-        return frames * valid_mask(frame_lengths, frames.size(1)).unsqueeze(-1).to(frames.dtype), frame_lengths
+        return self.encoder.encode(wave, lengths, lambda states: torch.cat(states, dim=-1))
 
 
 class CachedLayers(nn.Module):

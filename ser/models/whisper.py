@@ -65,7 +65,8 @@ def load_whisper_encoder(path: str, download: bool, model_id: str) -> tuple[nn.M
 def build_tiny_whisper(path: str, seed: int = 0, **config_overrides) -> str:
     """Save a tiny randomly initialised Whisper (d_model 16, 2 encoder layers, 2 heads, 1 decoder layer, a 16-token
     vocabulary; Whisper's real 80 mel bins and 1500 positions) and its WhisperFeatureExtractor to the directory
-    `path` for tests and benchmarks; returns path. No download."""
+    `path` for tests and benchmarks; returns path. No download. max_source_positions, a multiple of 50, sets the
+    window: max_source_positions / 50 seconds (50: 1 s windows, so that short test utterances span several)."""
     import transformers
 
     settings = dict(d_model=16, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=32, decoder_layers=1,
@@ -73,11 +74,16 @@ def build_tiny_whisper(path: str, seed: int = 0, **config_overrides) -> str:
                     vocab_size=16, max_target_positions=8, pad_token_id=0, bos_token_id=1, eos_token_id=2,
                     decoder_start_token_id=3, suppress_tokens=[], begin_suppress_tokens=[])
     settings.update(config_overrides)
+    seconds, rest = divmod(settings["max_source_positions"], 50)  # 50 encoder frames a second
+    if rest or not seconds:
+        raise ValueError(f"max_source_positions must be a positive multiple of 50, got "
+                         f"{settings['max_source_positions']}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = transformers.WhisperModel(transformers.WhisperConfig(**settings))
     model.save_pretrained(path)
-    transformers.WhisperFeatureExtractor(feature_size=settings["num_mel_bins"]).save_pretrained(path)
+    extractor = transformers.WhisperFeatureExtractor(feature_size=settings["num_mel_bins"], chunk_length=seconds)
+    extractor.save_pretrained(path)
     return path
 
 
@@ -108,6 +114,7 @@ class WhisperSSLEncoder(nn.Module):
         self.window_samples = extractor.n_samples
         self.window_frames = config.max_source_positions
         self.samples_per_frame = extractor.n_samples // config.max_source_positions  # 320
+        self.frames_per_second = WHISPER_RATE / self.samples_per_frame  # 50
         self.min_samples = 1
         self.n_fft, self.hop_length = extractor.n_fft, extractor.hop_length
         self.register_buffer("mel_filters", torch.tensor(extractor.mel_filters, dtype=torch.float32),
@@ -154,8 +161,20 @@ class WhisperSSLEncoder(nn.Module):
             return (log_spec + 4.0) / 4.0
 
     def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(wave, lengths, self.combine_states)
+
+    def combine_states(self, states: list[Tensor]) -> Tensor:
+        """The frames of the selected hidden states: their weighted sum for layer "weighted", else the one state."""
+        from ser.models.ssl import combine_states
+
+        return combine_states(states, self.layer_weight_probs() if self.layer == "weighted" else None)
+
+    def encode(self, wave: Tensor, lengths: Tensor, reduce) -> tuple[Tensor, Tensor]:
+        """(reduce(the hidden states that ``layer`` selects: [last], [state k] or every state 0..L), each
+        (windows, window_frames, d_model)) put back in utterance order, frames beyond each row's length zeroed,
+        frame_lengths). reduce acts on each frame alone."""
         self._check_inputs(wave, lengths)
-        from ser.models.ssl import normalize_waveform
+        from ser.models.ssl import normalize_waveform, select_states
 
         samples = normalize_waveform(wave.float(), lengths, self.normalize_wave)  # padding zeroed
         batch, size = samples.shape
@@ -166,12 +185,8 @@ class WhisperSSLEncoder(nn.Module):
         windows = samples.view(batch, most, self.window_samples)[kept]
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
             output = self.ssl(self.log_mel(windows), output_hidden_states=self.layer != "last")
-        if self.layer == "last":
-            encoded = output.last_hidden_state
-        elif self.layer == "weighted":
-            encoded = torch.einsum("k,kwth->wth", self.layer_weight_probs(), torch.stack(output.hidden_states))
-        else:
-            encoded = output.hidden_states[self.layer]
+            states = [output.last_hidden_state] if self.layer == "last" else list(output.hidden_states)
+        encoded = reduce(select_states(states, self.layer))
         frames = encoded.new_zeros(batch, most, self.window_frames, encoded.size(-1))
         frames[kept] = encoded
         frame_lengths = self.frame_lengths(lengths)
