@@ -147,7 +147,54 @@ def _keep_layer_io(layer: nn.Module, args: tuple, output) -> None:
     layer.kept_io = (args[0], output[0] if isinstance(output, tuple) else output)
 
 
-class SSLEncoder(nn.Module):
+class LayeredEncoder(nn.Module):
+    """What the waveform encoders share: the options (freeze, layer, normalize_wave), the learnable layer weights,
+    eval mode when frozen, the input check, and forward = encode with the selected states combined. A subclass
+    sets ``self.ssl`` and calls ``_choose_layers``; it defines ``encode``, ``frame_lengths`` and
+    ``min_samples``."""
+
+    min_samples_reason = "one frame"
+
+    def _choose_layers(self, conf: dict, num_layers: int) -> None:
+        """Take the options of a resolved frontend_conf; check an integer layer against the checkpoint's
+        ``num_layers`` transformer layers; for "weighted", weights over states 0..num_layers (equal at start)."""
+        self.freeze = conf["freeze"]
+        self.layer = conf["layer"]
+        self.normalize_wave = conf["normalize_wave"]
+        if isinstance(self.layer, int) and self.layer > num_layers:
+            raise ValueError(f"frontend_conf.layer is {self.layer}, but the checkpoint has {num_layers} "
+                             f"transformer layers (valid indices 0..{num_layers})")
+        if self.layer == "weighted":
+            self.layer_weights = nn.Parameter(torch.zeros(num_layers + 1))  # softmax: equal at start
+
+    def train(self, mode: bool = True) -> "LayeredEncoder":
+        """An encoder frozen with freeze "all" stays in eval mode (no dropout, LayerDrop or masking)."""
+        super().train(mode)
+        if self.freeze == "all":
+            self.ssl.eval()
+        return self
+
+    def layer_weight_probs(self) -> Tensor:
+        """The softmax-normalised weights of the hidden states (layer "weighted" only)."""
+        return torch.softmax(self.layer_weights, dim=0)
+
+    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return self.encode(wave, lengths, self.combine_states)
+
+    def combine_states(self, states: list[Tensor]) -> Tensor:
+        """The frames of the selected hidden states (``select_states``): their weighted sum for layer "weighted",
+        else the one state."""
+        return combine_states(states, self.layer_weight_probs() if self.layer == "weighted" else None)
+
+    def _check_inputs(self, wave: Tensor, lengths: Tensor) -> None:
+        if wave.dim() != 2 or not wave.is_floating_point():
+            raise ValueError(f"wave must be a float tensor of shape (batch, samples), got {wave.dtype} "
+                             f"{tuple(wave.shape)}")
+        check_lengths(lengths, wave.size(0), wave.size(1), self.min_samples, "samples",
+                      f"the encoder needs at least {self.min_samples} ({self.min_samples_reason})")
+
+
+class SSLEncoder(LayeredEncoder):
     """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, hidden_size), frame_lengths (B,))."""
 
     def __init__(self, conf: dict, model_types: tuple[str, ...] = SSL_MODEL_TYPES):
@@ -156,9 +203,7 @@ class SSLEncoder(nn.Module):
         self.ssl = load_ssl_encoder(conf["path"], conf["download"], conf["model_id"], model_types)
         config = self.ssl.config
         self.output_dim = config.hidden_size
-        self.freeze = conf["freeze"]
-        self.layer = conf["layer"]
-        self.normalize_wave = conf["normalize_wave"]
+        self._choose_layers(conf, config.num_hidden_layers)
         self.min_samples = self._receptive_field(config.conv_kernel, config.conv_stride)
         self.frames_per_second = WAVE_SAMPLE_RATE / math.prod(config.conv_stride)  # 50
 
@@ -168,12 +213,6 @@ class SSLEncoder(nn.Module):
         elif self.freeze == "feature_encoder":
             self.ssl.feature_extractor._freeze_parameters()  # as the models' freeze_feature_encoder
 
-        num_layers = config.num_hidden_layers
-        if isinstance(self.layer, int) and self.layer > num_layers:
-            raise ValueError(f"frontend_conf.layer is {self.layer}, but the checkpoint has {num_layers} "
-                             f"transformer layers (valid indices 0..{num_layers})")
-        if self.layer == "weighted":
-            self.layer_weights = nn.Parameter(torch.zeros(num_layers + 1))  # softmax: equal at start
         if self.layer != "last":
             for layer in self.ssl.encoder.layers:
                 layer.register_forward_hook(_keep_layer_io)
@@ -190,28 +229,9 @@ class SSLEncoder(nn.Module):
             field = (field - 1) * stride + kernel
         return field
 
-    def train(self, mode: bool = True) -> "SSLEncoder":
-        """A WavLM frozen with freeze "all" stays in eval mode (no dropout, LayerDrop or masking)."""
-        super().train(mode)
-        if self.freeze == "all":
-            self.ssl.eval()
-        return self
-
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """Frames that WavLM's convolutional feature encoder makes of `lengths` samples."""
         return self.ssl._get_feat_extract_output_lengths(lengths).to(torch.long)
-
-    def layer_weight_probs(self) -> Tensor:
-        """The softmax-normalised weights of the hidden states (layer "weighted" only)."""
-        return torch.softmax(self.layer_weights, dim=0)
-
-    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.encode(wave, lengths, self.combine_states)
-
-    def combine_states(self, states: list[Tensor]) -> Tensor:
-        """The frames of the selected hidden states (``selected_states``): their weighted sum for layer "weighted",
-        else the one state."""
-        return combine_states(states, self.layer_weight_probs() if self.layer == "weighted" else None)
 
     def encode(self, wave: Tensor, lengths: Tensor, reduce) -> tuple[Tensor, Tensor]:
         """(reduce(the hidden states that ``layer`` selects: [last], [state k] or every state 0..L), each
@@ -249,14 +269,6 @@ class SSLEncoder(nn.Module):
     def _forget_layer_io(self) -> None:
         for module in (self.ssl.encoder.dropout, *self.ssl.encoder.layers):
             module.kept_io = None
-
-    def _check_inputs(self, wave: Tensor, lengths: Tensor) -> None:
-        if wave.dim() != 2 or not wave.is_floating_point():
-            raise ValueError(f"wave must be a float tensor of shape (batch, samples), got {wave.dtype} "
-                             f"{tuple(wave.shape)}")
-        check_lengths(lengths, wave.size(0), wave.size(1), self.min_samples, "samples",
-                      f"the encoder needs at least {self.min_samples} (one frame)")
-
 
 class WaveModel(nn.Module):
     """A waveform front-end followed by a frame encoder:

@@ -33,7 +33,8 @@ import os
 import torch
 from torch import Tensor, nn
 
-from ser.models.subsampling import check_lengths, valid_mask
+from ser.models.ssl import LayeredEncoder, normalize_waveform, select_states
+from ser.models.subsampling import valid_mask
 
 WHISPER_RATE = 16000
 
@@ -87,7 +88,7 @@ def build_tiny_whisper(path: str, seed: int = 0, **config_overrides) -> str:
     return path
 
 
-class WhisperSSLEncoder(nn.Module):
+class WhisperSSLEncoder(LayeredEncoder):
     """(wave (B, N) float, lengths (B,) samples) -> (frames (B, T, d_model), frame_lengths (B,))."""
 
     def __init__(self, conf: dict):
@@ -96,9 +97,7 @@ class WhisperSSLEncoder(nn.Module):
         self.ssl, extractor = load_whisper_encoder(conf["path"], conf["download"], conf["model_id"])
         config = self.ssl.config
         self.output_dim = config.d_model
-        self.freeze = conf["freeze"]
-        self.layer = conf["layer"]
-        self.normalize_wave = conf["normalize_wave"]
+        self._choose_layers(conf, config.encoder_layers)
         self.ssl.layerdrop = 0.0
         config.encoder_layerdrop = 0.0
 
@@ -116,6 +115,7 @@ class WhisperSSLEncoder(nn.Module):
         self.samples_per_frame = extractor.n_samples // config.max_source_positions  # 320
         self.frames_per_second = WHISPER_RATE / self.samples_per_frame  # 50
         self.min_samples = 1
+        self.min_samples_reason = "a sample"
         self.n_fft, self.hop_length = extractor.n_fft, extractor.hop_length
         self.register_buffer("mel_filters", torch.tensor(extractor.mel_filters, dtype=torch.float32),
                              persistent=False)
@@ -128,27 +128,10 @@ class WhisperSSLEncoder(nn.Module):
         elif self.freeze == "feature_encoder":
             self.ssl.conv1.requires_grad_(False)
             self.ssl.conv2.requires_grad_(False)
-        num_layers = config.encoder_layers
-        if isinstance(self.layer, int) and self.layer > num_layers:
-            raise ValueError(f"frontend_conf.layer is {self.layer}, but the checkpoint has {num_layers} "
-                             f"transformer layers (valid indices 0..{num_layers})")
-        if self.layer == "weighted":
-            self.layer_weights = nn.Parameter(torch.zeros(num_layers + 1))  # softmax: equal at start
-
-    def train(self, mode: bool = True) -> "WhisperSSLEncoder":
-        """An encoder frozen with freeze "all" stays in eval mode (no dropout)."""
-        super().train(mode)
-        if self.freeze == "all":
-            self.ssl.eval()
-        return self
 
     def frame_lengths(self, lengths: Tensor) -> Tensor:
         """ceil(lengths / 320): the frames of the utterance's own samples."""
         return torch.div(lengths + self.samples_per_frame - 1, self.samples_per_frame, rounding_mode="floor")
-
-    def layer_weight_probs(self) -> Tensor:
-        """The softmax-normalised weights of the hidden states (layer "weighted" only)."""
-        return torch.softmax(self.layer_weights, dim=0)
 
     def log_mel(self, windows: Tensor) -> Tensor:
         """(W, window_samples) float32 samples -> (W, num_mel_bins, 3000) Whisper log-mel."""
@@ -160,22 +143,11 @@ class WhisperSSLEncoder(nn.Module):
             log_spec = torch.maximum(log_spec, log_spec.amax(dim=(1, 2), keepdim=True) - 8.0)
             return (log_spec + 4.0) / 4.0
 
-    def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.encode(wave, lengths, self.combine_states)
-
-    def combine_states(self, states: list[Tensor]) -> Tensor:
-        """The frames of the selected hidden states: their weighted sum for layer "weighted", else the one state."""
-        from ser.models.ssl import combine_states
-
-        return combine_states(states, self.layer_weight_probs() if self.layer == "weighted" else None)
-
     def encode(self, wave: Tensor, lengths: Tensor, reduce) -> tuple[Tensor, Tensor]:
         """(reduce(the hidden states that ``layer`` selects: [last], [state k] or every state 0..L), each
         (windows, window_frames, d_model)) put back in utterance order, frames beyond each row's length zeroed,
         frame_lengths). reduce acts on each frame alone."""
         self._check_inputs(wave, lengths)
-        from ser.models.ssl import normalize_waveform, select_states
-
         samples = normalize_waveform(wave.float(), lengths, self.normalize_wave)  # padding zeroed
         batch, size = samples.shape
         windows_per_row = torch.div(lengths + self.window_samples - 1, self.window_samples, rounding_mode="floor")
@@ -192,10 +164,3 @@ class WhisperSSLEncoder(nn.Module):
         frame_lengths = self.frame_lengths(lengths)
         frames = frames.view(batch, most * self.window_frames, -1)[:, :int(frame_lengths.max())]
         return frames * valid_mask(frame_lengths, frames.size(1)).unsqueeze(-1).to(frames.dtype), frame_lengths
-
-    def _check_inputs(self, wave: Tensor, lengths: Tensor) -> None:
-        if wave.dim() != 2 or not wave.is_floating_point():
-            raise ValueError(f"wave must be a float tensor of shape (batch, samples), got {wave.dtype} "
-                             f"{tuple(wave.shape)}")
-        check_lengths(lengths, wave.size(0), wave.size(1), self.min_samples, "samples",
-                      "the encoder needs at least one")
