@@ -412,26 +412,25 @@ def test_slurm_cancelled_job_fails_with_its_state(tmp_path):
 
 @needs_slurm
 def test_slurm_sigterm_cancels_the_jobs(tmp_path):
+    runner, slurm_id = start_sleeping_slurm_job(tmp_path, "t.log")
+    runner.send_signal(signal.SIGTERM)
+    _, stderr = runner.communicate(timeout=30)
+    assert runner.returncode == 128 + signal.SIGTERM
+    assert "stopped 1 running job(s)" in stderr
+    assert slurm_state(slurm_id) == "CANCELLED"
+
+
+def start_sleeping_slurm_job(tmp_path, log: str) -> tuple[subprocess.Popen, str]:
+    """A Slurm runner with one job that sleeps, and the job's Slurm id once it runs."""
     runner = subprocess.Popen(
-        [sys.executable, SLURM, "t.log", "echo $SLURM_JOB_ID > slurm_id; sleep 300"],
+        [sys.executable, SLURM, log, "echo $SLURM_JOB_ID > slurm_id; sleep 300"],
         cwd=tmp_path, stderr=subprocess.PIPE, text=True)
     id_file = tmp_path / "slurm_id"
     for _ in range(300):
         if id_file.exists() and id_file.read_text().strip():
             break
         time.sleep(0.1)
-    slurm_id = id_file.read_text().strip()
-    runner.send_signal(signal.SIGTERM)
-    _, stderr = runner.communicate(timeout=30)
-    assert runner.returncode == 128 + signal.SIGTERM
-    assert "stopped 1 running job(s)" in stderr
-    for _ in range(100):
-        state = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%T",
-                                f"--jobs={slurm_id}"], capture_output=True, text=True).stdout
-        if state.strip() not in ("RUNNING", "COMPLETING"):
-            break
-        time.sleep(0.1)
-    assert state.strip() == "CANCELLED"
+    return runner, id_file.read_text().strip()
 
 
 def slurm_state(slurm_id: str, until_not: tuple[str, ...] = ("RUNNING", "COMPLETING"), tries: int = 100) -> str:
@@ -447,15 +446,7 @@ def slurm_state(slurm_id: str, until_not: tuple[str, ...] = ("RUNNING", "COMPLET
 
 @needs_slurm
 def test_slurm_sigkill_of_the_runner_then_the_next_start_cancels_its_job(tmp_path):
-    runner = subprocess.Popen(
-        [sys.executable, SLURM, "k.log", "echo $SLURM_JOB_ID > slurm_id; sleep 300"],
-        cwd=tmp_path, stderr=subprocess.PIPE, text=True)
-    id_file = tmp_path / "slurm_id"
-    for _ in range(300):
-        if id_file.exists() and id_file.read_text().strip():
-            break
-        time.sleep(0.1)
-    slurm_id = id_file.read_text().strip()
+    runner, slurm_id = start_sleeping_slurm_job(tmp_path, "k.log")
     runner.kill()
     runner.communicate(timeout=30)
     assert slurm_state(slurm_id, until_not=(), tries=1) == "RUNNING"  # a killed runner cannot cancel it
