@@ -689,3 +689,24 @@ def test_stage_5_trains_one_model_on_every_speaker_for_the_folds_epoch_count(fin
     assert len(EmotionRecognizer.from_dir(str(tmp / "exp" / "train")).members) == 4  # the final model stays apart
     again = run_recipe(tmp, "--stage", "5")
     assert "stage 5: " in again.stderr and "is up to date; nothing to do" in again.stderr
+
+
+def test_a_second_seed_gives_the_seed_ensemble_judged_on_validation(finished_recipe):
+    """Runs last: it adds seed 1 to the module's experiment."""
+    tmp, _ = finished_recipe
+    run_recipe(tmp, "--stage", "2", "--seeds", "0 1")
+    exp = tmp / "exp" / "train"
+    for seed in (0, 1):
+        for fold in range(1, 5):
+            valid = (exp / f"seed{seed}" / f"fold{fold}" / "decode_valid" / "posteriors").read_text().splitlines()
+            assert len(valid) == len((tmp / "dump" / f"fold{fold}" / "valid" / "utt2emo").read_text().splitlines())
+    ensemble = json.loads((exp / "results.json").read_text())["seed_ensemble"]
+    assert ensemble["seeds"] == [0, 1] and "valid" in json.dumps(ensemble)
+    # Validation predictions decoded (or changed) after scoring make stage 4 score again.
+    predictions = exp / "seed1" / "fold1" / "decode_valid" / "predictions"
+    lines = predictions.read_text().splitlines()
+    key, label = lines[0].split()
+    other = next(line.split()[1] for line in lines if line.split()[1] != label)
+    predictions.write_text("\n".join([f"{key} {other}"] + lines[1:]) + "\n")
+    again = run_recipe(tmp, "--stage", "4", "--seeds", "0 1")
+    assert "stage 4: scoring" in again.stderr

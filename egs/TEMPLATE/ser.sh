@@ -391,6 +391,8 @@ run_experiment() {
   if [ "$stage" -le 4 ] && [ "$stop_stage" -ge 4 ]; then
     predictions=$(ls "$exp_dir"/seed*/fold*/decode_test/predictions 2>/dev/null || true)
     [ -n "$predictions" ] || { log "error: $exp_dir has no test predictions; run stage 3 first"; return 1; }
+    # The validation predictions judge the seed ensemble: decoded later, they make the scores out of date too.
+    predictions="$predictions $(ls "$exp_dir"/seed*/fold*/decode_valid/predictions 2>/dev/null || true)"
     # shellcheck disable=SC2086
     if [ -f "$exp_dir/results.json" ] && stamp check "$exp_dir/.stage4.done" "$data_dir/protocol.json" $predictions; then
       log "stage 4: $exp_dir/results.json is up to date; nothing to do"
