@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from encoder_checks import assert_alone_equals_batched, make_wave
 
 from conftest import overfit_losses
 
@@ -51,12 +52,6 @@ def base_style_path(tmp_path_factory):
     """Group-norm convolutions and post-layer-norm transformer, as WavLM Base / Base+."""
     return build_tiny_ssl(str(tmp_path_factory.mktemp("base_style_wavlm")), feat_extract_norm="group",
                             do_stable_layer_norm=False)
-
-
-def make_wave(lengths, seed=0, scale=3000.0):
-    """int16-range noise padded to the longest length with random garbage (which must not leak)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(len(lengths), max(lengths), generator=gen) * scale, torch.tensor(lengths)
 
 
 def frontend(path, **conf):
@@ -137,17 +132,7 @@ def test_normalize_waveform_equals_direct_computation():
 @pytest.mark.parametrize("layer", ["last", "weighted", 1])
 def test_utterance_alone_equals_its_row_in_padded_batch(tiny_path, layer):
     skip_if_padding_leaks(tiny_path)
-    model = frontend(tiny_path, layer=layer).eval()
-    if layer == "weighted":
-        with torch.no_grad():
-            model.layer_weights.copy_(torch.tensor([0.3, -1.0, 0.8]))
-    wave, lengths = make_wave(LENGTHS, seed=3)
-    with torch.no_grad():
-        frames, frame_lengths = model(wave, lengths)
-        for row, length in enumerate(LENGTHS):
-            alone, alone_lengths = model(wave[row:row + 1, :length], lengths[row:row + 1])
-            assert alone_lengths.item() == frame_lengths[row].item() == alone.size(1)
-            torch.testing.assert_close(frames[row, :alone.size(1)], alone[0], atol=1e-4, rtol=1e-4)
+    assert_alone_equals_batched(frontend(tiny_path, layer=layer).eval(), layer, LENGTHS, seed=3, tol=1e-4)
 
 
 def test_wave_model_utterance_alone_equals_its_row_in_padded_batch(tiny_path):

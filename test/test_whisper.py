@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from encoder_checks import assert_alone_equals_batched, make_wave
 
 pytest.importorskip("transformers")
 from transformers import WhisperFeatureExtractor, WhisperModel  # noqa: E402
@@ -34,11 +35,6 @@ def reference(whisper_path):
     """Hugging Face's own pipeline: (encoder in eval mode, its feature extractor)."""
     return (WhisperModel.from_pretrained(whisper_path, local_files_only=True).encoder.eval(),
             WhisperFeatureExtractor.from_pretrained(whisper_path, local_files_only=True))
-
-
-def make_wave(lengths, seed=0, scale=3000.0):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(len(lengths), max(lengths), generator=gen) * scale, torch.tensor(lengths)
 
 
 def encoder(path, frontend="whisper", **conf):
@@ -81,17 +77,7 @@ def test_log_mel_equals_whisper_feature_extractor(whisper_path, reference):
 
 @pytest.mark.parametrize("layer", ["last", "weighted", 1])
 def test_utterance_alone_equals_its_row_in_padded_batch(whisper_path, layer):
-    model = encoder(whisper_path, layer=layer).eval()
-    if layer == "weighted":
-        with torch.no_grad():
-            model.layer_weights.copy_(torch.tensor([0.3, -1.0, 0.8]))
-    wave, lengths = make_wave(LENGTHS, seed=2)
-    with torch.no_grad():
-        frames, frame_lengths = model(wave, lengths)
-        for row, length in enumerate(LENGTHS):
-            alone, alone_lengths = model(wave[row:row + 1, :length], lengths[row:row + 1])
-            assert alone_lengths.item() == frame_lengths[row].item() == alone.size(1)
-            torch.testing.assert_close(frames[row, :alone.size(1)], alone[0], atol=1e-5, rtol=1e-5)
+    assert_alone_equals_batched(encoder(whisper_path, layer=layer).eval(), layer, LENGTHS, seed=2, tol=1e-5)
 
 
 @pytest.mark.parametrize("normalize", [False, True])
