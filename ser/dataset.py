@@ -76,14 +76,16 @@ class LazyWaves:
 
         import soundfile
 
-        from ser.audio import AudioError, check_wav_complete
+        from ser.audio import AudioError, wav_cut_short
 
         spec = spec.strip()
         if spec.endswith("|"):
             return len(self._read(spec))
         if not os.path.isfile(spec):
             raise AudioError(f"audio file not found: {spec}")
-        check_wav_complete(spec)
+        cut_short = wav_cut_short(spec)
+        if cut_short:
+            raise AudioError(cut_short)
         try:
             info = soundfile.info(spec)
         except (soundfile.SoundFileError, RuntimeError) as e:

@@ -102,3 +102,23 @@ def test_resume_with_workers_equals_an_uninterrupted_run(wave_dirs, tmp_path, mo
     a, b = torch.load(tmp_path / "plain" / "last.pth"), torch.load(tmp_path / "resumed" / "last.pth")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "resumed" / "run.json").read_text())["num_workers"] == 2
+
+
+def test_lazy_waves_refuse_a_cut_short_wav_naming_its_line(tmp_path):
+    """Read lazily, a wav cut short is still an error naming wav.scp's line (as when read up front)."""
+    import shutil
+
+    from ser.datadir import DataDirError
+
+    rng = np.random.default_rng(1)
+    data_dir = tmp_path / "train"
+    write_wave_dir(data_dir, rng, n_per_class=2)
+    lines = (data_dir / "wav.scp").read_text().splitlines()
+    lineno, line = next((n, line) for n, line in enumerate(lines, 1) if not line.endswith("|"))
+    wav = line.split(maxsplit=1)[1]
+    shutil.copy(wav, tmp_path / "whole.wav")
+    data = (tmp_path / "whole.wav").read_bytes()
+    with open(wav, "wb") as f:
+        f.write(data[: len(data) // 2])
+    with pytest.raises(DataDirError, match=rf"wav.scp:{lineno}: .*cut short"):
+        load_wave_set(str(data_dir), CLASSES, 16000, lazy=True)
