@@ -424,6 +424,31 @@ def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
     assert results["runs"]["0"]["1"]["num_utts"] == 96 and not results["protocol"]["complete"]
 
 
+def test_frozen_encoder_config_caches_its_frames_once_through_the_recipe(finished_recipe, tmp_path):
+    """conf/train_ssl_frozen.yaml (frontend ssl_cached, featmix) with a tiny random WavLM: stage 2 first caches the
+    frozen frames of data/all, stages 2-3 read them, results record the mixup; a second run finds the cache up to
+    date and trains nothing."""
+    pytest.importorskip("transformers")
+    from ser.models.ssl import build_tiny_ssl
+
+    tmp, _ = finished_recipe
+    checkpoint = build_tiny_ssl(str(tmp_path / "tiny wavlm"))  # a path with a space
+    args = ("--exp-root", str(tmp_path / "exp"), "--stage", "2", "--folds", "1",
+            "--train-config", os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_ssl_frozen.yaml"),
+            "--train-args", f"--set max_epoch=1 --set encoder_conf.d_model=32 --set encoder_conf.num_heads=4 "
+                            f"--set 'frontend_conf.path={checkpoint}'")
+    first = run_recipe(tmp, *args)
+    assert "frozen SSL frames of" in first.stderr
+    results = json.loads((tmp_path / "exp" / "train_ssl_frozen" / "results.json").read_text())
+    assert results["config"]["frontend"] == "ssl_cached" and results["protocol"]["mixup"].startswith("featmix")
+    assert results["runs"]["0"]["1"]["num_utts"] == 96
+    caches = list((tmp / "dump" / "ssl").glob("*/all/feats.scp"))
+    assert len(caches) == 1 and len(caches[0].read_text().splitlines()) == 384
+    again = run_recipe(tmp, *args)
+    assert "is trained and up to date; nothing to do" in again.stderr
+    assert list((tmp / "dump" / "ssl").glob("*/all/feats.scp")) == caches
+
+
 def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, tmp_path):
     """A FLAM model fusing eGeMAPS functionals, under both protocols: stage 1 computes the functionals, the tags and
     results.json name the protocol, and a single file is classified with its functionals computed on the fly
