@@ -130,6 +130,42 @@ def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return resampled.astype(np.float32, copy=False)
 
 
+def resampled_length(num_samples: int, sr_in: int, sr_out: int) -> int:
+    """The number of samples :func:`resample` gives for ``num_samples`` (polyphase: ceil(n up / down))."""
+    if sr_in == sr_out:
+        return num_samples
+    divisor = math.gcd(sr_in, sr_out)
+    return -(-num_samples * (sr_out // divisor) // (sr_in // divisor))
+
+
+def header_length(path: str, sample_rate: int) -> int:
+    """The samples an audio file will have at ``sample_rate``, from its header (the file is not decoded). Errors
+    as :func:`read_audio`'s: a missing, undecodable or cut-short file is an AudioError naming it."""
+    import soundfile
+
+    if not os.path.isfile(path):
+        raise AudioError(f"audio file not found: {path}")
+    cut_short = wav_cut_short(path)
+    if cut_short is not None:
+        raise AudioError(cut_short)
+    try:
+        info = soundfile.info(path)
+    except (soundfile.SoundFileError, RuntimeError) as err:
+        raise AudioError(f"cannot decode audio file {path}: {err}") from err
+    return resampled_length(int(info.frames), info.samplerate, sample_rate)
+
+
+def check_duration(num_samples: int, sample_rate: int, min_duration: float, spec: str) -> None:
+    """An AudioError naming ``spec`` when it has no samples or lasts under ``min_duration`` seconds."""
+    if num_samples == 0:
+        raise AudioError(f"audio has no samples: {spec}")
+    duration = num_samples / sample_rate
+    if duration < min_duration:
+        raise AudioError(
+            f"audio is {duration:.3f} s long, shorter than min-duration {min_duration} s: {spec}"
+        )
+
+
 def load_mono(
     spec: str, sample_rate: int, channel: int | None = None, min_duration: float = 0.0,
     command_allowed: bool = False, on_cut_short: Callable[[str], None] | None = None,
@@ -141,15 +177,10 @@ def load_mono(
     command, a bad channel, no samples, or a duration below ``min_duration`` seconds.
     """
     samples, rate = read_audio(spec, command_allowed, on_cut_short)
-    if samples.shape[0] == 0:
-        raise AudioError(f"audio has no samples: {spec}")
+    check_duration(samples.shape[0], rate, 0.0, spec)
     try:
         mono = resample(to_mono(samples, channel), rate, sample_rate)
     except AudioError as err:
         raise AudioError(f"{spec}: {err}") from err
-    duration = mono.shape[0] / sample_rate
-    if duration < min_duration:
-        raise AudioError(
-            f"audio is {duration:.3f} s long, shorter than min-duration {min_duration} s: {spec}"
-        )
+    check_duration(mono.shape[0], sample_rate, min_duration, spec)
     return mono

@@ -798,3 +798,21 @@ def split_data_dir(src: str, nj: int, by_speaker: bool = False) -> list[str]:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp)
     return parts
+
+
+FOLD_SETS = ("train", "valid", "test")
+
+
+def write_fold_dirs(data_dir: str, all_dir: str, out_root: str):
+    """For every fold k of data_dir/protocol.json and set in train/valid/test: out_root/fold<k>/<set> = all_dir
+    (a data dir with feats.scp) restricted to the utterances of data_dir/fold<k>/<set>, validated. Yields (fold,
+    set, utterances, the new dir) after each, so that the caller adds what belongs to it (CMVN, a cache record)."""
+    with open(os.path.join(data_dir, "protocol.json")) as f:
+        protocol = json.load(f)
+    for fold in sorted(protocol["folds"], key=int):
+        for part in FOLD_SETS:
+            utts = list(read_table(os.path.join(data_dir, f"fold{fold}", part, "utt2spk"), 2, 2))
+            out = os.path.join(out_root, f"fold{fold}", part)
+            subset_data_dir(all_dir, out, utt_list=utts)
+            validate_data_dir(out, classes=protocol["classes"], need_feats=True)
+            yield fold, part, utts, out

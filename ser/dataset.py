@@ -54,47 +54,26 @@ class LazyWaves:
 
     def __init__(self, scp: str, entries: list[tuple[int, str]], sample_rate: int, channel: int | None,
                  min_duration: float):
-        from ser.audio import AudioError
+        from ser.audio import AudioError, check_duration
 
         self.scp, self.entries, self.sample_rate, self.channel = scp, entries, sample_rate, channel
         lengths = []
         for lineno, spec in entries:
             try:
                 n = self._length(spec)
-                if n == 0:
-                    raise AudioError(f"audio has no samples: {spec}")
-                if n / sample_rate < min_duration:
-                    raise AudioError(f"audio is {n / sample_rate:.3f} s long, shorter than min-duration "
-                                     f"{min_duration} s: {spec}")
+                check_duration(n, sample_rate, min_duration, spec)
             except AudioError as e:
                 raise DataDirError(f"{scp}:{lineno}: {e}") from None
             lengths.append(n)
         self.lengths = np.array(lengths, dtype=np.int64)
 
     def _length(self, spec: str) -> int:
-        import math
-
-        import soundfile
-
-        from ser.audio import AudioError, wav_cut_short
+        from ser.audio import header_length
 
         spec = spec.strip()
         if spec.endswith("|"):
             return len(self._read(spec))
-        if not os.path.isfile(spec):
-            raise AudioError(f"audio file not found: {spec}")
-        cut_short = wav_cut_short(spec)
-        if cut_short:
-            raise AudioError(cut_short)
-        try:
-            info = soundfile.info(spec)
-        except (soundfile.SoundFileError, RuntimeError) as e:
-            raise AudioError(f"cannot decode audio file {spec}: {e}") from None
-        if info.samplerate == self.sample_rate:
-            return int(info.frames)
-        divisor = math.gcd(info.samplerate, self.sample_rate)
-        up, down = self.sample_rate // divisor, info.samplerate // divisor
-        return -(-int(info.frames) * up // down)  # resample_poly's output length: ceil(n up / down)
+        return header_length(spec, self.sample_rate)
 
     def _read(self, spec: str) -> np.ndarray:
         from ser.audio import load_mono

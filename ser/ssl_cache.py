@@ -36,9 +36,8 @@ class SSLCacheError(DataDirError):
 _digests: dict[tuple, str] = {}
 
 
-def checkpoint_digest(path: str) -> str:
-    """SHA-256 of a checkpoint directory: every regular file's relative name and content (memoised in the
-    process by the files' names, sizes and modification times)."""
+def checkpoint_files(path: str) -> list[list]:
+    """[relative name, size, modification time] of every regular file of a checkpoint directory, sorted."""
     if not os.path.isdir(path):
         raise SSLCacheError(f"frontend_conf.path: {path!r} is not a checkpoint directory")
     files = []
@@ -48,8 +47,18 @@ def checkpoint_digest(path: str) -> str:
             full = os.path.join(root, name)
             if os.path.isfile(full):
                 st = os.stat(full)
-                files.append((os.path.relpath(full, path), st.st_size, st.st_mtime_ns))
-    signature = (os.path.abspath(path), tuple(files))
+                files.append([os.path.relpath(full, path), st.st_size, st.st_mtime_ns])
+    return files
+
+
+def checkpoint_digest(path: str, record: dict | None = None) -> str:
+    """SHA-256 of a checkpoint directory: every regular file's relative name and content. Not read again when the
+    files' names, sizes and modification times are those a cache ``record`` holds for this directory (the digest
+    it holds), nor twice in one process."""
+    files = checkpoint_files(path)
+    if record and record.get("checkpoint_path") == os.path.abspath(path) and record.get("checkpoint_files") == files:
+        return record["settings"]["checkpoint"]
+    signature = (os.path.abspath(path), json.dumps(files))
     if signature not in _digests:
         digest = hashlib.sha256()
         for rel, _, _ in files:
@@ -61,12 +70,13 @@ def checkpoint_digest(path: str) -> str:
     return _digests[signature]
 
 
-def cache_settings(conf: dict) -> dict:
-    """What a cache's frames depend on, for an ssl_cached frontend_conf."""
+def cache_settings(conf: dict, record: dict | None = None) -> dict:
+    """What a cache's frames depend on, for an ssl_cached frontend_conf (a cache ``record`` spares re-reading an
+    unchanged checkpoint, see checkpoint_digest)."""
     if not conf["path"]:
         raise SSLCacheError("frontend_conf.path is empty: the ssl_cached front-end needs a local checkpoint "
                             "directory (its content names the cache)")
-    return {"checkpoint": checkpoint_digest(conf["path"]), "layer": conf["layer"], "dtype": conf["dtype"],
+    return {"checkpoint": checkpoint_digest(conf["path"], record), "layer": conf["layer"], "dtype": conf["dtype"],
             "normalize_wave": normalize_wave_of(conf)}
 
 
@@ -79,6 +89,22 @@ def normalize_wave_of(conf: dict) -> bool:
     from ser.models.ssl import checkpoint_model_type
 
     return checkpoint_model_type(conf["path"], False, "", SSL_MODEL_TYPES + WHISPER_MODEL_TYPES) != "whisper"
+
+
+def record_of_checkpoint(cache_root: str, path: str) -> dict | None:
+    """A record under cache_root of a cache made from the checkpoint directory ``path`` as its files are now (so
+    its digest holds: see checkpoint_digest), or None."""
+    import glob
+
+    if not os.path.isdir(path):
+        return None
+    files = checkpoint_files(path)
+    for record_path in sorted(glob.glob(os.path.join(glob.escape(cache_root), "*", "all", CACHE_RECORD))):
+        with open(record_path) as f:
+            record = json.load(f)
+        if record.get("checkpoint_path") == os.path.abspath(path) and record.get("checkpoint_files") == files:
+            return record
+    return None
 
 
 def cache_key(settings: dict) -> str:
@@ -98,7 +124,7 @@ def read_record(data_dir: str) -> dict:
 def check_record(data_dir: str, conf: dict) -> dict:
     """The cache record of ``data_dir`` when it was computed with ``conf``'s settings; else SSLCacheError."""
     record = read_record(data_dir)
-    wanted = cache_settings(conf)
+    wanted = cache_settings(conf, record)
     for field in SETTINGS:
         if record["settings"].get(field) != wanted[field]:
             what = "checkpoint content" if field == "checkpoint" else f"frontend_conf.{field}"
@@ -156,6 +182,7 @@ def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, 
                 if log_every and done % log_every == 0:
                     print(f"cache_ssl: {done}/{len(entries)} utterances", file=sys.stderr)
     record = {"key": cache_key(settings), "settings": settings, "checkpoint_path": os.path.abspath(conf["path"]),
+              "checkpoint_files": checkpoint_files(conf["path"]),
               "model_type": extractor.config.model_type, "hidden_size": extractor.hidden_size,
               "num_states": extractor.num_states, "frames_per_second": extractor.frames_per_second,
               "utterances": len(entries), "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}

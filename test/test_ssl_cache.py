@@ -191,6 +191,28 @@ def test_a_stale_cache_is_refused_and_recomputed(recipe, tmp_path, capsys):
         make_frontend("ssl_cached", {"path": checkpoint}).load(str(data / "all"), CLASSES)
 
 
+def test_loading_a_cache_reads_an_unchanged_checkpoint_no_more(recipe, tmp_path, capsys, monkeypatch):
+    """Training and decoding processes check the cache against the checkpoint by its files' names, sizes and times
+    as the record holds them; only a changed file makes them hash its content again."""
+    import ser.ssl_cache
+
+    root, data, _ = recipe
+    checkpoint = build_tiny_ssl(str(tmp_path / "ckpt"), seed=3)
+    cache = run_cache(capsys, write_config(tmp_path / "c.yaml", checkpoint), data, tmp_path)
+    train_dir = os.path.join(cache, "fold1", "train")
+    monkeypatch.setattr(ser.ssl_cache, "_digests", {})
+    reads = []
+    sha256 = ser.ssl_cache.hashlib.sha256
+    monkeypatch.setattr(ser.ssl_cache.hashlib, "sha256", lambda *a: reads.append(1) or sha256(*a))
+    make_frontend("ssl_cached", {"path": checkpoint}).load(train_dir, CLASSES)
+    assert run_cache(capsys, str(tmp_path / "c.yaml"), data, tmp_path, "--print-dir") == cache
+    assert reads == []
+    config_json = os.path.join(checkpoint, "config.json")
+    os.utime(config_json, ns=(os.stat(config_json).st_atime_ns, os.stat(config_json).st_mtime_ns + 10**9))
+    make_frontend("ssl_cached", {"path": checkpoint}).load(train_dir, CLASSES)  # same content: still this cache
+    assert reads == [1]
+
+
 def test_waveform_eam_is_refused_on_cached_frames(recipe):
     _, _, checkpoint = recipe
     for augment in ("eam", "lam"):

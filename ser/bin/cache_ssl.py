@@ -14,7 +14,6 @@ computes nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -34,16 +33,24 @@ def main(argv=None) -> None:
     p.add_argument("--print-dir", action="store_true", help="print the cache dir and compute nothing")
     args = p.parse_args(argv)
     from ser.config import ConfigError, load_config, parse_overrides
-    from ser.datadir import DataDirError, read_table, subset_data_dir, validate_data_dir
+    from ser.datadir import DataDirError, write_fold_dirs
     from ser.frontends import frontend_of
-    from ser.ssl_cache import CACHE_RECORD, cache_key, cache_settings, read_record, wav_scp_digest, write_cache
+    from ser.ssl_cache import (
+        CACHE_RECORD,
+        cache_key,
+        cache_settings,
+        read_record,
+        record_of_checkpoint,
+        wav_scp_digest,
+        write_cache,
+    )
 
     try:
         config = load_config(args.config, parse_overrides(args.set))
         if config["frontend"] != "ssl_cached":
             raise ConfigError(f"{args.config}: frontend is {config['frontend']}; caching is for ssl_cached")
         conf = config["frontend_conf"]
-        settings = cache_settings(conf)
+        settings = cache_settings(conf, record_of_checkpoint(args.cache_root, conf["path"]))
         cache_dir = os.path.join(args.cache_root, cache_key(settings))
         if args.print_dir:
             print(cache_dir)
@@ -63,15 +70,8 @@ def main(argv=None) -> None:
             for name in TABLES:
                 if os.path.isfile(os.path.join(src, name)):
                     shutil.copyfile(os.path.join(src, name), os.path.join(all_dir, name))
-            with open(os.path.join(args.data_dir, "protocol.json")) as f:
-                protocol = json.load(f)
-            for fold in sorted(protocol["folds"], key=int):
-                for part in ("train", "valid", "test"):
-                    utts = list(read_table(os.path.join(args.data_dir, f"fold{fold}", part, "utt2spk"), 2, 2))
-                    out = os.path.join(cache_dir, f"fold{fold}", part)
-                    subset_data_dir(all_dir, out, utt_list=utts)
-                    shutil.copyfile(os.path.join(all_dir, CACHE_RECORD), os.path.join(out, CACHE_RECORD))
-                    validate_data_dir(out, classes=protocol["classes"], need_feats=True)
+            for _, _, _, out in write_fold_dirs(args.data_dir, all_dir, cache_dir):
+                shutil.copyfile(os.path.join(all_dir, CACHE_RECORD), os.path.join(out, CACHE_RECORD))
             with open(done, "w") as f:
                 f.write(record["key"] + "\n")
             print(f"cache_ssl: {record['utterances']} utterances, {record['frames']} frames of "

@@ -10,7 +10,6 @@ training set only. Every utterance's features are read once, in one process, wha
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from ser.cli import die
@@ -21,28 +20,23 @@ def main(argv=None) -> None:
     p.add_argument("--data-dir", required=True, help="the recipe's data dir (protocol.json, fold<k>/<set>)")
     p.add_argument("--dump-dir", required=True, help="holds all/ with feats.scp; fold dirs are written beside it")
     args = p.parse_args(argv)
-    from ser.datadir import DataDirError, read_table, subset_data_dir, validate_data_dir
+    from ser.datadir import DataDirError, write_fold_dirs
     from ser.features import CmvnAccumulator, iter_feats_scp, utterance_cmvn_stats, write_cmvn_stats
 
     try:
-        with open(os.path.join(args.data_dir, "protocol.json")) as f:
-            protocol = json.load(f)
         all_dir = os.path.join(args.dump_dir, "all")
         # Per-utterance sufficient statistics, so that each fold's CMVN is a sum of them.
         utt_stats = {utt: utterance_cmvn_stats(feats)
                      for utt, feats in iter_feats_scp(os.path.join(all_dir, "feats.scp"))}
-        for fold in sorted(protocol["folds"], key=int):
-            for part in ("train", "valid", "test"):
-                utts = list(read_table(os.path.join(args.data_dir, f"fold{fold}", part, "utt2spk"), 2, 2))
-                out = os.path.join(args.dump_dir, f"fold{fold}", part)
-                subset_data_dir(all_dir, out, utt_list=utts)
-                validate_data_dir(out, classes=protocol["classes"], need_feats=True)
-                if part == "train":
-                    accumulator = CmvnAccumulator()
-                    for utt in utts:
-                        accumulator.add_stats(utt_stats[utt])
-                    write_cmvn_stats(os.path.join(out, "cmvn.ark"), accumulator.result())
-            print(f"fold {fold}: train/valid/test feature dirs and training-set CMVN ({len(utts)} test utterances)")
+        for fold, part, utts, out in write_fold_dirs(args.data_dir, all_dir, args.dump_dir):
+            if part == "train":
+                accumulator = CmvnAccumulator()
+                for utt in utts:
+                    accumulator.add_stats(utt_stats[utt])
+                write_cmvn_stats(os.path.join(out, "cmvn.ark"), accumulator.result())
+            elif part == "test":
+                print(f"fold {fold}: train/valid/test feature dirs and training-set CMVN ({len(utts)} test "
+                      "utterances)")
     except (OSError, ValueError, KeyError, DataDirError) as e:
         die(e)
 

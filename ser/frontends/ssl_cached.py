@@ -69,9 +69,10 @@ class SSLCached(Frontend):
         if not os.path.isfile(os.path.join(self.conf["path"], "config.json")):
             raise ValueError(f"frontend_conf.path: {self.conf['path']!r} is not a Hugging Face checkpoint "
                              "directory (no config.json in it)")
+        from ser.models.ssl_cache import stored_states
+
         config = AutoConfig.from_pretrained(self.conf["path"], local_files_only=True)
-        states = config.num_hidden_layers + 1 if self.conf["layer"] == "weighted" else 1
-        return states, config.hidden_size
+        return stored_states(config, self.conf["layer"]), config.hidden_size
 
     def wrap(self, make_encoder, feat_dim: int | None) -> nn.Module:
         from ser.models.ssl import WaveModel

@@ -21,6 +21,11 @@ from ser.models.ssl import make_ssl_encoder
 from ser.ssl_cache import normalize_wave_of
 
 
+def stored_states(config, layer) -> int:
+    """Hidden states a cache stores per frame for ``layer``: every one (0..L) for "weighted", else one."""
+    return config.num_hidden_layers + 1 if layer == "weighted" else 1
+
+
 class StateExtractor(nn.Module):
     """(wave (B, N) in the int16 range, lengths (B,)) -> (stored frames (B, T, S * H), frame_lengths (B,))."""
 
@@ -32,7 +37,7 @@ class StateExtractor(nn.Module):
         self.encoder.eval()
         self.config = self.encoder.ssl.config
         self.hidden_size, self.frames_per_second = self.encoder.output_dim, self.encoder.frames_per_second
-        self.num_states = self.config.num_hidden_layers + 1 if conf["layer"] == "weighted" else 1
+        self.num_states = stored_states(self.config, conf["layer"])
 
     @torch.no_grad()
     def forward(self, wave: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
