@@ -96,15 +96,25 @@ def _process_start(pid: int) -> str | None:
     return ""
 
 
-def _queued_ids(ids: list[str]) -> list[str] | None:
-    """Those of ``ids`` that squeue shows queued or running; None when squeue fails."""
-    answer = subprocess.run(["squeue", "--noheader", "--format=%i %T", f"--jobs={','.join(ids)}"],
+def squeue_states(ids: list[str]) -> tuple[dict[str, str] | None, str]:
+    """(Slurm id -> state of those of ``ids`` squeue still knows, or None when it failed; squeue's stderr)."""
+    answer = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i %T", f"--jobs={','.join(ids)}"],
                             capture_output=True, text=True)
     if answer.returncode != 0:
-        return [] if "Invalid job id" in answer.stderr else None
+        if "Invalid job id" in answer.stderr:  # every job is gone from the queue
+            return {}, answer.stderr
+        return None, answer.stderr
+    return {i: state.strip() for i, state in (line.split(maxsplit=1) for line in answer.stdout.splitlines()
+                                              if line.strip())}, answer.stderr
+
+
+def _queued_ids(ids: list[str]) -> list[str] | None:
+    """Those of ``ids`` that squeue shows queued or running; None when squeue fails."""
+    states, _ = squeue_states(ids)
+    if states is None:
+        return None
     live = {"PENDING", "RUNNING", "CONFIGURING", "REQUEUED", "RESIZING", "SUSPENDED", "STOPPED"}
-    states = dict(line.split(maxsplit=1) for line in answer.stdout.splitlines() if line.strip())
-    return [i for i in ids if states.get(i, "").strip() in live]
+    return [i for i in ids if states.get(i) in live]
 
 
 def cancel_recorded_jobs(record_dir: Path, prog: str) -> int:
@@ -188,17 +198,10 @@ class SlurmBackend(jobs.Backend):
 
     def squeue_states(self) -> dict[str, str] | None:
         """Slurm id -> state of the queued jobs squeue still knows; None if it failed."""
-        ids = ",".join(s.slurm_id for s in self.queued.values())
-        answer = subprocess.run(
-            ["squeue", "--noheader", "--states=all", "--format=%i %T", f"--jobs={ids}"],
-            capture_output=True, text=True)
-        if answer.returncode != 0:
-            if "Invalid job id" in answer.stderr:  # every job is gone from the queue
-                return {}
-            print(f"{self.prog}: warning: squeue failed, will retry: {answer.stderr.strip()}",
-                  file=sys.stderr)
-            return None
-        return dict(line.split(maxsplit=1) for line in answer.stdout.splitlines() if line.strip())
+        states, stderr = squeue_states([s.slurm_id for s in self.queued.values()])
+        if states is None:
+            print(f"{self.prog}: warning: squeue failed, will retry: {stderr.strip()}", file=sys.stderr)
+        return states
 
     def _ended(self) -> list[tuple[jobs.Job, str | None]]:
         """Jobs that have ended, from their exit status files and then squeue."""
