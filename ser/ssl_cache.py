@@ -17,11 +17,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 
-from ser.atomic import atomic_path, write_json
+from ser.atomic import write_json
 from ser.datadir import DataDirError
 
 CACHE_RECORD = "ssl_cache.json"
@@ -143,13 +142,12 @@ def wav_scp_digest(data_dir: str) -> str:
 def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, ...], device: str = "cpu",
                 log_every: int = 500) -> dict:
     """Run the frozen encoder once on every utterance of src_dir/wav.scp (each alone, at 16 kHz as training reads
-    it) and write out_dir/{feats.ark, feats.scp, utt2num_frames, ssl_cache.json}. The record is written last, so
-    a cache without it is unfinished. Returns the record."""
-    import kaldiio
+    it) and write out_dir/{feats.ark, feats.scp, utt2num_frames, ssl_cache.json} (ser.bin.compute_fbank's
+    write_feature_archive: its completion protocol and errors). The record is written last, so a cache without it
+    is unfinished. Returns the record."""
     import torch
 
-    from ser.audio import AudioError, load_mono
-    from ser.bin.compute_fbank import read_wav_scp
+    from ser.bin.compute_fbank import write_feature_archive
     from ser.frontends.wavlm import WAVE_SAMPLE_RATE
     from ser.models.ssl_cache import StateExtractor
 
@@ -159,33 +157,21 @@ def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, 
     record_path = os.path.join(out_dir, CACHE_RECORD)
     if os.path.exists(record_path):
         os.remove(record_path)
-    ark = os.path.join(out_dir, "feats.ark")
     dtype = np.dtype(conf["dtype"])
-    frames_total = 0
-    entries = read_wav_scp(os.path.join(src_dir, "wav.scp"))
-    with atomic_path(os.path.join(out_dir, "feats.scp")) as scp_tmp, \
-            atomic_path(os.path.join(out_dir, "utt2num_frames")) as frames_tmp:
-        with kaldiio.WriteHelper(f"ark,scp:{ark},{scp_tmp}",
-                                 write_function="numpy" if dtype == np.float16 else None) as writer, \
-                open(frames_tmp, "w") as frames_out:
-            for done, (lineno, key, spec) in enumerate(entries, 1):
-                try:
-                    samples = load_mono(spec, WAVE_SAMPLE_RATE, None, 0.1, command_allowed=True)
-                except AudioError as e:
-                    raise AudioError(f"{src_dir}/wav.scp:{lineno}: {key}: {e}") from None
-                wave = torch.from_numpy(samples)[None].to(device)
-                frames, _ = extractor(wave, torch.tensor([wave.size(1)], device=device))
-                mat = frames[0].float().cpu().numpy().astype(dtype)
-                writer(key, mat)
-                frames_out.write(f"{key} {mat.shape[0]}\n")
-                frames_total += mat.shape[0]
-                if log_every and done % log_every == 0:
-                    print(f"cache_ssl: {done}/{len(entries)} utterances", file=sys.stderr)
+
+    def frames_of(samples: np.ndarray) -> np.ndarray:
+        wave = torch.from_numpy(samples)[None].to(device)
+        frames, _ = extractor(wave, torch.tensor([wave.size(1)], device=device))
+        return frames[0].float().cpu().numpy().astype(dtype)
+
+    utterances, frames_total, _ = write_feature_archive(
+        os.path.join(src_dir, "wav.scp"), os.path.join(out_dir, "feats.ark"), os.path.join(out_dir, "feats.scp"),
+        os.path.join(out_dir, "utt2num_frames"), frames_of, WAVE_SAMPLE_RATE, None, 0.1, False, log_every,
+        "cache_ssl", write_function="numpy" if dtype == np.float16 else None)
     record = {"key": cache_key(settings), "settings": settings, "checkpoint_path": os.path.abspath(conf["path"]),
               "checkpoint_files": checkpoint_files(conf["path"]),
               "model_type": extractor.config.model_type, "hidden_size": extractor.hidden_size,
               "num_states": extractor.num_states, "frames_per_second": extractor.frames_per_second,
-              "utterances": len(entries), "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}
+              "utterances": utterances, "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}
     write_json(record_path, record)
     return record
-

@@ -88,11 +88,13 @@ def write_feature_archive(
     log_every: int,
     program: str,
     truncated_audio: str = "error",
+    write_function: str | None = None,
 ) -> tuple[int, int, int]:
     """``compute(samples)`` -> (T, D) matrix for every wav.scp entry, under the completion protocol of the module
     docstring. Samples are read by ser.audio.load_mono at ``sample_rate`` (int16 range). A wav cut short is an
     error (``truncated_audio`` "error") or a warning line on stderr naming it, its samples read as far as they go
-    ("warn"). Returns (utterances, frames, wavs cut short)."""
+    ("warn"). ``write_function`` "numpy" stores the matrices as NumPy arrays in the ark (any dtype, e.g. float16;
+    kaldiio reads them, Kaldi's tools do not). Returns (utterances, frames, wavs cut short)."""
     if truncated_audio not in TRUNCATED_AUDIO_MODES:
         raise ValueError(f"truncated_audio must be one of {', '.join(TRUNCATED_AUDIO_MODES)}, got '{truncated_audio}'")
     _remove(feats_scp, utt2num_frames, feats_ark)
@@ -113,7 +115,7 @@ def write_feature_archive(
         with atomic_path(feats_scp) as scp_tmp, atomic_path(utt2num_frames) as frames_tmp:
             with kaldiio.WriteHelper(
                 f"ark,scp:{feats_ark},{scp_tmp}",
-                compression_method=TWO_BYTE_COMPRESSION if compress else None,
+                compression_method=TWO_BYTE_COMPRESSION if compress else None, write_function=write_function,
             ) as writer, open(frames_tmp, "w", encoding="utf-8") as frames_out:
                 for done, (lineno, key, spec) in enumerate(entries, 1):
                     where = f"{wav_scp}:{lineno}: utterance {key}"
