@@ -135,6 +135,82 @@ def folds_by_group(utts: list[Utterance], fold_of_speaker: Callable[[str], int],
     return folds
 
 
+@dataclass(frozen=True)
+class FoldScheme:
+    """A named rule that splits a corpus into test folds.
+
+    ``assign(utts)`` -> {fold (from 1): test speakers} when ``unit`` is "speaker" (speaker-independent: a speaker is
+    tested in one fold only), or {fold: test utterance ids} when ``unit`` is "utterance" (a speaker-dependent split,
+    recorded as such in protocol.json).
+    """
+
+    description: str
+    assign: Callable[[list[Utterance]], dict[int, list[str]]]
+    unit: str = "speaker"
+
+    def __post_init__(self):
+        if self.unit not in ("speaker", "utterance"):
+            raise ValueError(f"fold scheme unit must be 'speaker' or 'utterance', got {self.unit!r}")
+
+
+def leave_one_speaker_out(utts: list[Utterance], corpus: str) -> dict[int, list[str]]:
+    """One fold per speaker, in sorted speaker order: fold 1 tests the first speaker, and so on."""
+    speakers = sorted({u.spk_id for u in utts})
+    if len(speakers) < 2:
+        raise CorpusError(f"{corpus}: leave-one-speaker-out needs at least 2 speakers, found {len(speakers)}")
+    return {k: [spk] for k, spk in enumerate(speakers, start=1)}
+
+
+def speaker_kfold(utts: list[Utterance], num_folds: int, corpus: str, seed: int = 0) -> dict[int, list[str]]:
+    """Speaker-grouped, class-stratified k-fold: {fold: sorted test speakers}, deterministic for a seed.
+
+    Speakers are placed one at a time, those with the most skewed class mix first (ties in a seeded random order),
+    each into the fold that keeps every class's share of the folds most even; a fold with no speaker yet is
+    preferred while as many speakers remain as folds are empty, so every fold gets one. Every speaker's utterances
+    stay in one fold.
+    """
+    speakers = sorted({u.spk_id for u in utts})
+    if num_folds < 2:
+        raise CorpusError(f"{corpus}: --num-folds must be at least 2, got {num_folds}")
+    if len(speakers) < num_folds:
+        raise CorpusError(f"{corpus}: {num_folds} speaker-grouped folds need at least {num_folds} speakers, "
+                          f"found {len(speakers)}")
+    classes = sorted({u.emotion for u in utts})
+    counts = {spk: [0] * len(classes) for spk in speakers}
+    for u in utts:
+        counts[u.spk_id][classes.index(u.emotion)] += 1
+    totals = [sum(counts[spk][c] for spk in speakers) for c in range(len(classes))]
+    rng = random.Random(seed)
+    order = speakers[:]
+    rng.shuffle(order)
+
+    def skew(spk: str) -> float:
+        shares = [n / sum(counts[spk]) for n in counts[spk]]
+        mean = sum(shares) / len(shares)
+        return sum((x - mean) ** 2 for x in shares)
+
+    order.sort(key=lambda spk: (-skew(spk), -sum(counts[spk])))  # stable: the seeded order breaks ties
+    fold_counts = [[0] * len(classes) for _ in range(num_folds)]
+    members: list[list[str]] = [[] for _ in range(num_folds)]
+
+    def spread(fold: int, spk: str) -> float:
+        """Summed variance over classes of each fold's share of the class, were spk placed in fold."""
+        total = 0.0
+        for c in range(len(classes)):
+            shares = [(fold_counts[f][c] + (counts[spk][c] if f == fold else 0)) / totals[c] for f in range(num_folds)]
+            mean = sum(shares) / num_folds
+            total += sum((x - mean) ** 2 for x in shares)
+        return total
+
+    for i, spk in enumerate(order):
+        empty = [f for f in range(num_folds) if not members[f]]
+        candidates = empty if len(order) - i <= len(empty) else range(num_folds)
+        best = min(candidates, key=lambda f: (spread(f, spk), sum(fold_counts[f]), f))
+        members[best].append(spk)
+        fold_counts[best] = [a + b for a, b in zip(fold_counts[best], counts[spk])]
+    return {f + 1: sorted(members[f]) for f in range(num_folds)}
+
+
 def _check_wav_value(utt: Utterance) -> None:
     """A wav.scp value is the rest of its line: a path may hold spaces inside, but not at its ends, and must not
     end in '|' (that would make it a command)."""
@@ -235,21 +311,32 @@ def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, 
     return [u for u in utts if u.utt_id not in valid_ids], [u for u in utts if u.utt_id in valid_ids]
 
 
-def _check_folds(utts: list[Utterance], folds: dict[int, list[str]]) -> None:
-    speakers = {u.spk_id for u in utts}
+def _check_folds(utts: list[Utterance], folds: dict[int, list[str]], unit: str = "speaker") -> None:
+    """Every speaker (or, for a speaker-dependent split, every utterance) is tested in exactly one fold."""
+    names = {u.spk_id for u in utts} if unit == "speaker" else {u.utt_id for u in utts}
+    what = "speaker" if unit == "speaker" else "utterance"
     fold_of: dict[str, int] = {}
-    for fold, test_speakers in folds.items():
-        if not test_speakers:
-            raise CorpusError(f"fold {fold} has no test speakers")
-        for spk in test_speakers:
-            if spk not in speakers:
-                raise CorpusError(f"fold {fold}: test speaker {spk} has no utterances")
-            if spk in fold_of:
-                raise CorpusError(f"speaker {spk} is a test speaker of folds {fold_of[spk]} and {fold}")
-            fold_of[spk] = fold
-    untested = sorted(speakers - set(fold_of))
+    for fold, tested in folds.items():
+        if not tested:
+            raise CorpusError(f"fold {fold} has no test {what}s")
+        for name in tested:
+            if name not in names:
+                raise CorpusError(f"fold {fold}: test {what} {name} is not among the prepared utterances")
+            if name in fold_of:
+                raise CorpusError(f"{what} {name} is tested in folds {fold_of[name]} and {fold}")
+            fold_of[name] = fold
+    untested = sorted(names - set(fold_of))
     if untested:
-        raise CorpusError(f"speaker(s) {untested} are in no fold's test set")
+        raise CorpusError(f"{what}(s) {untested[:10]} are in no fold's test set")
+
+
+def warn_missing_classes(folds_train: dict[int, list[Utterance]], classes: list[str], corpus: str) -> None:
+    """A class absent from a fold's training set cannot be learnt for that fold: a console warning per fold."""
+    for fold, train in sorted(folds_train.items()):
+        missing = sorted(set(classes) - {u.emotion for u in train})
+        if missing:
+            log.warning("%s: fold %d: class(es) %s have no training utterance (the fold's test set cannot be "
+                        "learnt for them)", corpus, fold, " ".join(missing))
 
 
 def remove_done_marker(data_dir: str, name: str) -> None:
@@ -261,10 +348,11 @@ def remove_done_marker(data_dir: str, name: str) -> None:
 def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
                         class_set: str, classes: list[str], fold_scheme: str, valid_fraction: float = 0.1,
                         valid_mode: str = "utt", seed: int = 0, command: str = "",
-                        done_marker: str = ".stage0.done") -> None:
+                        done_marker: str = ".stage0.done", fold_unit: str = "speaker") -> None:
     """Write data_dir/all and data_dir/fold<k>/{train,valid,test}, classes.txt and protocol.json.
 
-    Validation utterances come from each fold's training speakers only. Every dir is validated.
+    ``folds`` maps each fold to its test speakers, or with ``fold_unit="utterance"`` (a speaker-dependent split) to
+    its test utterance ids. Validation utterances come from each fold's training part only. Every dir is validated.
     ``data_dir/<done_marker>`` is removed first (the caller writes it when everything succeeded), so an
     interrupted run never looks complete; the new dirs are built in a temporary dir and moved into place.
     protocol.json, written last, records ``command`` as prepare_command.
@@ -276,7 +364,7 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
     unknown = sorted({u.emotion for u in utts} - set(classes))
     if unknown:
         raise CorpusError(f"{corpus}: labels {unknown} are not among the classes {classes}")
-    _check_folds(utts, folds)
+    _check_folds(utts, folds, fold_unit)
     durations = utterance_durations(utts)
 
     os.makedirs(data_dir, exist_ok=True)
@@ -286,24 +374,28 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
     staging = tempfile.mkdtemp(dir=data_dir, prefix=STAGING_PREFIX)
     try:
         protocol_folds = {}
+        fold_train: dict[int, list[Utterance]] = {}
         write_data_dir(os.path.join(staging, "all"), utts, durations)
         with open(os.path.join(staging, "all", "classes.txt"), "w", encoding="utf-8") as f:
             f.write("".join(c + "\n" for c in classes))
         subdirs = ["all"]
         for fold in sorted(folds):
-            test_speakers = set(folds[fold])
-            test = [u for u in utts if u.spk_id in test_speakers]
-            train, valid = split_train_valid([u for u in utts if u.spk_id not in test_speakers],
+            tested = set(folds[fold])
+            test = [u for u in utts if (u.spk_id if fold_unit == "speaker" else u.utt_id) in tested]
+            test_ids = {u.utt_id for u in test}
+            train, valid = split_train_valid([u for u in utts if u.utt_id not in test_ids],
                                              valid_fraction, valid_mode, seed)
+            fold_train[fold] = train
             splits = {"train": train, "valid": valid, "test": test}
             for name, split_utts in splits.items():
                 write_data_dir(os.path.join(staging, f"fold{fold}", name), split_utts, durations)
                 subdirs.append(f"fold{fold}/{name}")
             protocol_folds[str(fold)] = {
-                "test_speakers": sorted(test_speakers),
+                "test_speakers": sorted({u.spk_id for u in test}),
                 "valid_speakers": sorted({u.spk_id for u in valid}),
                 "counts": {name: count_classes(s) for name, s in splits.items()},
             }
+        warn_missing_classes(fold_train, classes, corpus)
         for subdir in subdirs:
             validate_data_dir(os.path.join(staging, subdir), classes=classes, need_feats=False)
 
@@ -322,8 +414,9 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
         "classes": classes,
         "fold_scheme": fold_scheme,
         "num_folds": len(folds),
+        "speaker_independent": fold_unit == "speaker",
         "folds": protocol_folds,
-        "valid_source": "training-fold speakers",
+        "valid_source": "training-fold speakers" if fold_unit == "speaker" else "training part of each fold",
         "valid_mode": valid_mode,
         "valid_fraction": valid_fraction,
         "valid_seed": seed,
