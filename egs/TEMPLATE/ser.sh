@@ -23,7 +23,10 @@
 #   --nj 4                        parallel feature jobs
 #   --train-jobs N                folds trained at once by the local runner [2]
 #   --ngpu 0                      GPUs per training job (0 = CPU; > 1 = data-parallel with torchrun)
-#   --train-config conf/train.yaml  --tag NAME [the config's file name without .yaml]
+#   --train-config conf/train.yaml  --tag NAME  [conf/train_fusion.yaml, the best system measured (fbank + fused
+#                                 ComParE functionals); conf/train.yaml (fbank only) when openSMILE is not installed]
+#                                 [tag: the config's file name without .yaml]. A conf/ path the recipe lacks is the
+#                                 template's (egs/TEMPLATE/conf/...)
 #   --train-args "--set max_epoch=5"  extra trainer options, split into words as the shell splits them (quotes
 #                                 group and nothing runs): --train-args "--set 'frontend_conf.path=/my models/wavlm'"
 #   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
@@ -37,6 +40,11 @@
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
 #                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
+#   --corpus-manifest FILE.csv    your own data: columns path,label,speaker [,fold,gender,start,end] (no corpus
+#                                 module needed; see README "Your own data")
+#   --fold-scheme default|kfold|loso|emobox  default: the corpus's own rule; kfold: --num-folds speaker-grouped,
+#                                 class-stratified folds; loso: leave one speaker out; emobox where the corpus has it
+#   --num-folds 5                 folds of --fold-scheme kfold (and of a manifest without a fold column)
 #   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
 #   --print-config true           print the resolved training config (every default, --train-args applied); exit
 set -euo pipefail
@@ -56,7 +64,7 @@ seeds=""
 nj=4
 train_jobs=2
 ngpu=0
-train_config=conf/train.yaml
+train_config=""      # [conf/train_fusion.yaml; conf/train.yaml without openSMILE]
 fbank_conf=conf/fbank.conf
 tag=""
 train_args=""
@@ -65,6 +73,9 @@ speaker_norm=none
 truncated_audio=error
 valid_fraction=0.1
 valid_mode=utt
+fold_scheme=default
+num_folds=5
+corpus_manifest=""
 data_seed=0
 print_config=false
 data_dir=data
@@ -75,9 +86,16 @@ exp_root=exp
 
 # Recorded with the results, each word quoted so that it re-runs as written; not an option.
 readonly command_line="$(printf '%q ' "$0" "$@" | sed 's/ $//')"
-. utils/parse_options.sh
+# The template dir (this script's) serves every recipe: a recipe's own path.sh, cmd.sh and conf/<file> win, and
+# what it lacks is taken from here, so a recipe dir needs no links.
+template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+. "$template_dir/../../utils/parse_options.sh"
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
-[ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it)"; exit 1; }
+if [ -n "$corpus_manifest" ]; then  # a user's own data: the manifest is the corpus
+  corpus=manifest
+  corpus_dir=$corpus_manifest
+fi
+[ -n "$corpus" ] || { log "error: --corpus is not set (the recipe's run.sh sets it, or give --corpus-manifest FILE.csv)"; exit 1; }
 # The stage range, folds and seeds are checked before any work.
 for option in stage stop_stage; do
   [[ "${!option}" =~ ^[0-5]$ ]] || { log "error: --${option//_/-} must be a stage from 0 to 5, got '${!option}'"; exit 1; }
@@ -94,8 +112,15 @@ done
 [ -n "$ssl_cache_dir" ] || ssl_cache_dir=${dump_dir%/fbank}/ssl
 [[ "$truncated_audio" =~ ^(error|warn)$ ]] || { log "error: --truncated-audio must be error or warn, got '$truncated_audio'"; exit 1; }
 
-. ./path.sh
-. ./cmd.sh
+# shellcheck disable=SC1091
+if [ -f path.sh ]; then . ./path.sh; else . "$template_dir/path.sh"; fi
+# shellcheck disable=SC1091
+if [ -f cmd.sh ]; then . ./cmd.sh; else . "$template_dir/cmd.sh"; fi
+# A config path: as given when it exists, else the template's file of that relative path (conf/train.yaml).
+template_file() {
+  if [ -e "$1" ] || [[ "$1" = /* ]] || [ ! -e "$template_dir/$1" ]; then echo "$1"; else echo "$template_dir/$1"; fi
+}
+fbank_conf=$(template_file "$fbank_conf")
 
 norm_args=""
 case "$speaker_norm" in
@@ -124,6 +149,7 @@ if [[ $classic_configs == *[,$'\n']* ]]; then
 else
   read -ra classic_list <<< "$classic_configs"
 fi
+for i in "${!classic_list[@]}"; do classic_list[i]=$(template_file "${classic_list[i]}"); done
 # --train-args as words, split as the shell splits them (quotes group, nothing runs); one NUL-terminated word each.
 shell_words() {
   python -c 'import shlex, sys
@@ -135,11 +161,23 @@ except ValueError as error:  # unbalanced quotes
 shell_words "$train_args" >/dev/null || exit 1
 mapfile -d '' -t train_argv < <(shell_words "$train_args")
 
-# The experiments of this run: the training config, then the classic references (when opensmile is installed).
+# The experiments of this run: the training config, then the classic references. Without openSMILE (an optional
+# extra), the default config is the fbank-only one and the classic references are skipped, said in one line.
+have_opensmile=true
+python -c "import opensmile, sklearn" 2>/dev/null || have_opensmile=false
+if [ -z "$train_config" ]; then
+  train_config=conf/train_fusion.yaml
+  if [ "$have_opensmile" = false ]; then
+    train_config=conf/train.yaml
+    log "note: opensmile or scikit-learn is not installed: running the fbank-only model (conf/train.yaml) instead of the default fused one, and no classic reference; tools/install.sh --opensmile installs them (audEERING's research licence, non-commercial use)"
+    classic_list=()
+  fi
+fi
+train_config=$(template_file "$train_config")
 experiments=("$train_config")
 [ -n "$tag" ] || tag=$(basename "$train_config" .yaml)
 if [ ${#classic_list[@]} -gt 0 ]; then
-  if python -c "import opensmile, sklearn" 2>/dev/null; then
+  if [ "$have_opensmile" = true ]; then
     experiments+=("${classic_list[@]}")
   else
     log "note: opensmile or scikit-learn is not installed (tools/install.sh --opensmile; audEERING's research licence, non-commercial use): the classic references are skipped"
@@ -210,19 +248,24 @@ lock_workspace
 # and those of a dead run that are still queued or running are cancelled now (saying so).
 export SER_SLURM_RECORD_DIR=$exp_root/.ser.slurm
 if compgen -G "$SER_SLURM_RECORD_DIR/slurm_jobs.*" >/dev/null; then
-  utils/slurm.py --cancel-recorded "$SER_SLURM_RECORD_DIR"
+  "$SER_ROOT/utils/slurm.py" --cancel-recorded "$SER_SLURM_RECORD_DIR"
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
   prep_opts=(--corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" --strict-counts "$strict_counts"
-             --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed")
+             --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed"
+             --fold-scheme "$fold_scheme" --num-folds "$num_folds")
   [ -z "$class_set" ] || prep_opts+=(--class-set "$class_set")
   if [ -x local/data.sh ]; then
     log "stage 0: local/data.sh $corpus_dir"
     local/data.sh "$corpus_dir"
   fi
-  [ -d "$corpus_dir" ] || { log "error: corpus directory $corpus_dir does not exist (set --corpus-dir)"; exit 1; }
+  if [ "$corpus" = manifest ]; then
+    [ -f "$corpus_dir" ] || { log "error: manifest $corpus_dir does not exist"; exit 1; }
+  else
+    [ -d "$corpus_dir" ] || { log "error: corpus directory $corpus_dir does not exist (set --corpus-dir); $(python -m ser.bin.prepare_data --obtain --corpus "$corpus")"; exit 1; }
+  fi
   log "stage 0: data preparation: $corpus_dir -> $data_dir"
   python -m ser.bin.prepare_data "${prep_opts[@]}" --skip-if-up-to-date
 fi

@@ -9,4 +9,4 @@ cd "$(dirname "$0")"
 corpus_dir=/data/corpora/IEMOCAP_full_release   # edit, or pass --corpus-dir
 class_set=4class_exc_merged
 
-./ser.sh --corpus iemocap --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"
+../TEMPLATE/ser.sh --corpus iemocap --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"

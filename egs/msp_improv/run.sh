@@ -9,4 +9,4 @@ cd "$(dirname "$0")"
 corpus_dir=/data/corpora/MSP-IMPROV   # edit, or pass --corpus-dir
 class_set=4class
 
-./ser.sh --corpus msp_improv --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"
+../TEMPLATE/ser.sh --corpus msp_improv --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"

@@ -9,4 +9,4 @@ cd "$(dirname "$0")"
 corpus_dir=/data/corpora/SAVEE   # edit, or pass --corpus-dir
 class_set=7class
 
-./ser.sh --corpus savee --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"
+../TEMPLATE/ser.sh --corpus savee --corpus-dir "$corpus_dir" --class-set "$class_set" "$@"

@@ -1,7 +1,10 @@
 """Stage 0, data preparation: a corpus as released -> data/all and data/fold<k>/{train,valid,test}.
 
-python -m ser.bin.prepare_data --corpus {iemocap,msp_improv,ravdess,savee,synth} --corpus-dir DIR --data-dir data
-    [--class-set NAME] [--strict-counts true|false] [--valid-fraction 0.1] [--valid-mode utt|spk] [--seed 0]
+python -m ser.bin.prepare_data --corpus NAME|path/to/module.py --corpus-dir DIR --data-dir data
+    [--class-set NAME] [--strict-counts true|false] [--fold-scheme default|kfold|loso|<corpus's>] [--num-folds 5]
+    [--valid-fraction 0.1] [--valid-mode utt|spk] [--seed 0]
+
+--corpus manifest --corpus-dir FILE.csv prepares a user's own data from one CSV (ser.corpora.manifest).
 
 Writes data/protocol.json (with this command) and data/all/classes.txt. data/.stage0.done, the one mark of a
 complete stage 0 (a digest of the corpus dir and the options, ser.stamps), is removed first and written last.
@@ -11,7 +14,6 @@ complete stage 0 (a digest of the corpus dir and the options, ser.stamps), is re
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import logging
 import os
@@ -19,11 +21,13 @@ import shlex
 import sys
 
 from ser.cli import die, setup_logging
-from ser.corpora.common import Utterance, check_counts, class_list, prepare_recipe_data, remove_done_marker
+from ser.corpora import corpus_module
+from ser.corpora.common import (FoldScheme, Utterance, check_counts, class_list, leave_one_speaker_out,
+                                prepare_recipe_data, remove_done_marker, speaker_kfold)
 from ser.stamps import is_up_to_date, write_stamp
 
-CORPORA = ("iemocap", "msp_improv", "ravdess", "savee", "synth")  # modules of ser.corpora
 DONE_MARKER = ".stage0.done"
+GENERIC_SCHEMES = ("kfold", "loso")  # fold schemes every corpus has, beside its own
 
 
 def _bool(text: str) -> bool:
@@ -34,26 +38,56 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: bool
-                ) -> tuple[list[Utterance], dict[int, list[str]], str, list[str], str]:
-    """(utterances, folds, class set, classes, fold scheme) of a corpus; counts checked against the published ones
-    where the corpus has them."""
-    module = importlib.import_module(f"ser.corpora.{corpus}")
+def fold_schemes(module, num_folds: int, seed: int) -> dict[str, FoldScheme]:
+    """The fold schemes of a corpus: "default" (its own rule: FOLD_SCHEME and folds; a module without a fixed rule
+    sets FOLD_SCHEME None and gets kfold), the module's FOLD_SCHEMES, and the generic kfold and loso."""
+    corpus = module.CORPUS
+    schemes = {
+        "kfold": FoldScheme(f"{num_folds} speaker-grouped, class-stratified folds (seed {seed})",
+                            lambda utts: speaker_kfold(utts, num_folds, corpus, seed)),
+        "loso": FoldScheme("leave one speaker out", lambda utts: leave_one_speaker_out(utts, corpus)),
+    }
+    schemes.update(getattr(module, "FOLD_SCHEMES", {}))
+    schemes["default"] = FoldScheme(module.FOLD_SCHEME, module.folds) if module.FOLD_SCHEME else schemes["kfold"]
+    return schemes
+
+
+def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: bool, fold_scheme: str = "default",
+                num_folds: int = 5, seed: int = 0
+                ) -> tuple[list[Utterance], dict[int, list[str]], str, list[str], FoldScheme, str]:
+    """(utterances, folds, class set, classes, fold scheme, corpus name) of a corpus; counts checked against the
+    published ones where the corpus has them."""
+    module = corpus_module(corpus)
     class_set = class_set or module.DEFAULT_CLASS_SET
-    if class_set not in module.CLASS_SETS:
-        raise ValueError(f"{corpus} has no class set {class_set!r}; choose one of {', '.join(module.CLASS_SETS)}")
     utts = module.prepare(corpus_dir, class_set, strict=strict)
-    if class_set in module.EXPECTED_COUNTS:
-        check_counts(utts, module.EXPECTED_COUNTS[class_set], strict, corpus)
-    return utts, module.folds(utts), class_set, class_list(module.CLASS_SETS[class_set]), module.FOLD_SCHEME
+    if hasattr(module, "class_list_of"):  # a corpus whose classes come from its data (a manifest)
+        classes = module.class_list_of(utts, class_set)
+    else:
+        if class_set not in module.CLASS_SETS:
+            raise ValueError(f"{corpus} has no class set {class_set!r}; choose one of {', '.join(module.CLASS_SETS)}")
+        classes = class_list(module.CLASS_SETS[class_set])
+    if class_set in getattr(module, "EXPECTED_COUNTS", {}):
+        check_counts(utts, module.EXPECTED_COUNTS[class_set], strict, module.CORPUS)
+    schemes = fold_schemes(module, num_folds, seed)
+    if fold_scheme not in schemes:
+        raise ValueError(f"{module.CORPUS}: unknown --fold-scheme {fold_scheme!r}; choose one of "
+                         f"{', '.join(sorted(schemes))}")
+    scheme = schemes[fold_scheme]
+    return utts, scheme.assign(utts), class_set, classes, scheme, module.CORPUS
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True, choices=CORPORA)
-    p.add_argument("--corpus-dir", required=True, help="the corpus as released (or generated, for synth)")
-    p.add_argument("--data-dir", required=True, help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
+    p.add_argument("--corpus", required=True,
+                   help="a registered corpus (ser.corpora.CORPORA), or a corpus module file path/to/mycorpus.py")
+    p.add_argument("--corpus-dir",
+                   help="the corpus as released (or generated, for synth); for --corpus manifest, the CSV file")
+    p.add_argument("--fold-scheme", default="default",
+                   help="default (the corpus's own rule), kfold (--num-folds speaker-grouped, class-stratified "
+                        "folds), loso (leave one speaker out), or a scheme of the corpus (e.g. emobox)")
+    p.add_argument("--num-folds", type=int, default=5, help="folds of --fold-scheme kfold")
+    p.add_argument("--data-dir", help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
     p.add_argument("--class-set", default=None, help="named class set of the corpus (default: the corpus's default)")
     p.add_argument("--strict-counts", type=_bool, default=True,
                    help="true: counts differing from the published ones, or labels without audio, are errors; "
@@ -62,28 +96,41 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--valid-mode", choices=("utt", "spk"), default="utt",
                    help="utt: stratified utterances of every training speaker; spk: whole training speakers")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--obtain", action="store_true", help="say where the corpus is obtained (its OBTAIN), and exit")
     p.add_argument("--skip-if-up-to-date", action="store_true",
                    help="do nothing when data/.stage0.done matches the corpus dir and these options")
     args = p.parse_args(argv)
+    if args.obtain:
+        module = corpus_module(args.corpus)
+        print(f"{module.CORPUS} is obtained from {getattr(module, 'OBTAIN', '(its module does not say)')}")
+        return
+    if not args.corpus_dir or not args.data_dir:
+        p.error("--corpus-dir and --data-dir are required")
     setup_logging()
     log = logging.getLogger("ser.bin.prepare_data")
     command = shlex.join(["python", "-m", "ser.bin.prepare_data", *argv])
     marker = os.path.join(args.data_dir, DONE_MARKER)
-    options = json.dumps({k: v for k, v in sorted(vars(args).items()) if k not in ("data_dir", "skip_if_up_to_date")})
+    # The options the data depend on; the fold options only when not at their defaults (so that marks written
+    # before they existed stay valid).
+    defaults = {"fold_scheme": "default", "num_folds": 5}
+    options = json.dumps({k: v for k, v in sorted(vars(args).items())
+                          if k not in ("data_dir", "skip_if_up_to_date") and defaults.get(k, object()) != v})
     try:
         if args.skip_if_up_to_date and is_up_to_date(marker, [args.corpus_dir], options):
             log.info("%s is up to date with %s; nothing to do", args.data_dir, args.corpus_dir)
             return
         remove_done_marker(args.data_dir, DONE_MARKER)  # a failed run must not leave an earlier run's mark
-        utts, folds, class_set, classes, fold_scheme = load_corpus(
-            args.corpus, args.corpus_dir, args.class_set, args.strict_counts)
-        prepare_recipe_data(utts, folds, args.data_dir, corpus=args.corpus, class_set=class_set, classes=classes,
-                            fold_scheme=fold_scheme, valid_fraction=args.valid_fraction,
-                            valid_mode=args.valid_mode, seed=args.seed, command=command, done_marker=DONE_MARKER)
+        utts, folds, class_set, classes, scheme, corpus = load_corpus(
+            args.corpus, args.corpus_dir, args.class_set, args.strict_counts, args.fold_scheme, args.num_folds,
+            args.seed)
+        prepare_recipe_data(utts, folds, args.data_dir, corpus=corpus, class_set=class_set, classes=classes,
+                            fold_scheme=scheme.description, valid_fraction=args.valid_fraction,
+                            valid_mode=args.valid_mode, seed=args.seed, command=command, done_marker=DONE_MARKER,
+                            fold_unit=scheme.unit)
         write_stamp(marker, [args.corpus_dir], options)
     except (OSError, ValueError) as err:
         die(err)
-    log.info("%s: %d utterances, %d speakers, %d folds, classes %s -> %s", args.corpus, len(utts),
+    log.info("%s: %d utterances, %d speakers, %d folds, classes %s -> %s", corpus, len(utts),
              len({u.spk_id for u in utts}), len(folds), " ".join(classes), args.data_dir)
 
 

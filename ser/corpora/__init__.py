@@ -6,6 +6,10 @@ adding a corpus is one module and one line here. ``--corpus`` also takes the pat
 package (``local/mycorpus.py``), and ``--corpus-manifest FILE.csv`` needs no module at all (``manifest``).
 """
 
+import importlib
+import importlib.util
+import os
+
 CORPORA = {
     "iemocap": "ser.corpora.iemocap",
     "manifest": "ser.corpora.manifest",
@@ -15,3 +19,19 @@ CORPORA = {
     "synth": "ser.corpora.synth",
     "urdu": "ser.corpora.urdu",
 }
+
+
+def corpus_module(name: str):
+    """The module of a registered corpus, or of a module file (``path/to/mycorpus.py``) that follows the same
+    interface; an unknown name is a ValueError listing the registered ones."""
+    if name.endswith(".py"):
+        if not os.path.isfile(name):
+            raise ValueError(f"--corpus {name}: no such corpus module file")
+        spec = importlib.util.spec_from_file_location(f"ser_user_corpus_{os.path.basename(name)[:-3]}", name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    if name not in CORPORA:
+        raise ValueError(f"--corpus {name}: unknown corpus; registered: {' '.join(sorted(CORPORA))} "
+                         "(or give a module file, path/to/mycorpus.py, or --corpus-manifest FILE.csv)")
+    return importlib.import_module(CORPORA[name])

@@ -31,12 +31,13 @@ class Utterance:
     spk_id: str
     wav: str
     emotion: str
-    gender: str  # "m" or "f"
+    gender: str | None  # "m" or "f"; None where the source does not say (then no spk2gender is written)
+    given_fold: int | None = None  # the fold a source assigns (a manifest's fold column), else None
 
     def __post_init__(self):
         if not self.utt_id.startswith(self.spk_id):
             raise ValueError(f"utterance id {self.utt_id!r} does not start with its speaker id {self.spk_id!r}")
-        if self.gender not in ("m", "f"):
+        if self.gender not in ("m", "f", None):
             raise ValueError(f"utterance {self.utt_id}: gender must be 'm' or 'f', got {self.gender!r}")
         for field_name in ("utt_id", "spk_id", "emotion"):
             value = getattr(self, field_name)
@@ -153,6 +154,18 @@ class FoldScheme:
             raise ValueError(f"fold scheme unit must be 'speaker' or 'utterance', got {self.unit!r}")
 
 
+def folds_from_column(utts: list[Utterance], corpus: str) -> dict[int, list[str]]:
+    """{fold: test speakers} from each utterance's given fold; a speaker given two folds is an error naming both."""
+    fold_of: dict[str, int] = {}
+    for u in utts:
+        if u.given_fold is None:
+            raise CorpusError(f"{corpus}: utterance {u.utt_id} has no fold, and others have one")
+        if fold_of.setdefault(u.spk_id, u.given_fold) != u.given_fold:
+            raise CorpusError(f"{corpus}: speaker {u.spk_id} is in folds {fold_of[u.spk_id]} and {u.given_fold} "
+                              f"(e.g. {u.utt_id}); folds must keep speakers apart")
+    return {f: sorted(s for s, g in fold_of.items() if g == f) for f in sorted(set(fold_of.values()))}
+
+
 def leave_one_speaker_out(utts: list[Utterance], corpus: str) -> dict[int, list[str]]:
     """One fold per speaker, in sorted speaker order: fold 1 tests the first speaker, and so on."""
     speakers = sorted({u.spk_id for u in utts})
@@ -164,10 +177,10 @@ def leave_one_speaker_out(utts: list[Utterance], corpus: str) -> dict[int, list[
 def speaker_kfold(utts: list[Utterance], num_folds: int, corpus: str, seed: int = 0) -> dict[int, list[str]]:
     """Speaker-grouped, class-stratified k-fold: {fold: sorted test speakers}, deterministic for a seed.
 
-    Speakers are placed one at a time, those with the most skewed class mix first (ties in a seeded random order),
-    each into the fold that keeps every class's share of the folds most even; a fold with no speaker yet is
-    preferred while as many speakers remain as folds are empty, so every fold gets one. Every speaker's utterances
-    stay in one fold.
+    Speakers are placed one at a time, the largest first (ties in a seeded random order), each into the fold that
+    keeps each class's share of the folds, and the folds' sizes, most even (the summed variance over folds of those
+    shares); a fold with no speaker yet is taken while as many speakers remain as folds are empty, so every fold
+    gets one. Every speaker's utterances stay in one fold.
     """
     speakers = sorted({u.spk_id for u in utts})
     if num_folds < 2:
@@ -184,19 +197,18 @@ def speaker_kfold(utts: list[Utterance], num_folds: int, corpus: str, seed: int 
     order = speakers[:]
     rng.shuffle(order)
 
-    def skew(spk: str) -> float:
-        shares = [n / sum(counts[spk]) for n in counts[spk]]
-        mean = sum(shares) / len(shares)
-        return sum((x - mean) ** 2 for x in shares)
-
-    order.sort(key=lambda spk: (-skew(spk), -sum(counts[spk])))  # stable: the seeded order breaks ties
-    fold_counts = [[0] * len(classes) for _ in range(num_folds)]
+    order.sort(key=lambda spk: -sum(counts[spk]))  # stable: the seeded order breaks ties
+    # The classes' counts, and the total as one more column, so that fold sizes are evened out too.
+    for spk in speakers:
+        counts[spk].append(sum(counts[spk]))
+    totals.append(len(utts))
+    fold_counts = [[0] * len(totals) for _ in range(num_folds)]
     members: list[list[str]] = [[] for _ in range(num_folds)]
 
     def spread(fold: int, spk: str) -> float:
-        """Summed variance over classes of each fold's share of the class, were spk placed in fold."""
+        """Summed variance over classes (and the total) of each fold's share of it, were spk placed in fold."""
         total = 0.0
-        for c in range(len(classes)):
+        for c in range(len(totals)):
             shares = [(fold_counts[f][c] + (counts[spk][c] if f == fold else 0)) / totals[c] for f in range(num_folds)]
             mean = sum(shares) / num_folds
             total += sum((x - mean) ** 2 for x in shares)
@@ -220,7 +232,8 @@ def _check_wav_value(utt: Utterance) -> None:
 
 
 def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] | None = None) -> None:
-    """Write a Kaldi data dir: wav.scp utt2spk spk2utt utt2emo spk2gender (+ utt2dur)."""
+    """Write a Kaldi data dir: wav.scp utt2spk spk2utt utt2emo (+ spk2gender where every speaker's is known,
+    + utt2dur)."""
     check_unique(utts)
     genders: dict[str, str] = {}
     for utt in utts:
@@ -233,7 +246,8 @@ def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] |
     write_table(os.path.join(path, "utt2spk"), utt2spk)
     write_table(os.path.join(path, "spk2utt"), utt2spk_to_spk2utt(utt2spk))
     write_table(os.path.join(path, "utt2emo"), {utt.utt_id: utt.emotion for utt in utts})
-    write_table(os.path.join(path, "spk2gender"), genders)
+    if None not in genders.values():  # a partial spk2gender would be an inconsistent data dir
+        write_table(os.path.join(path, "spk2gender"), genders)
     if utt2dur is not None:
         missing = [utt.utt_id for utt in utts if utt.utt_id not in utt2dur]
         if missing:

@@ -1,0 +1,102 @@
+"""URDU (Latif et al., 2018, arXiv 1812.10411): 400 utterances of Urdu talk-show speech, 4 emotions, 100 each.
+
+Layout read (44.1 kHz mono as released; 16 kHz copies work the same, stage 1 resamples)::
+
+    {Angry,Happy,Neutral,Sad}/SGX_FYY_EZZ.wav      also under one top folder (URDU-Dataset-master/ or URDU/)
+
+``SGX``: speaker code, G its gender (M or F) and X its number (the same speaker across emotion folders); ``FYY``:
+the speaker's file number; ``EZZ``: emotion letter (A angry, H happy, N neutral, S sad) and the file's number
+within that emotion. The release speaks of 38 speakers; the file names hold 29 speaker codes, with 2 to 80 files
+each, and folds group by that code. The letter must agree with the folder.
+
+Folds: 5 speaker-grouped, class-stratified folds of the 29 codes (``speaker_kfold``, seed 0). EmoBox's URDU
+protocol is one utterance-level 80/20 train/test split in which speakers are shared between training and test
+(e.g. SM5 on both sides); its random draw follows no rule that could be written down, so ``--fold-scheme emobox``
+makes a split of that kind (one fold, 20% of each class, class-stratified, seeded) and records the protocol as
+speaker-dependent: its numbers are of another protocol than the default's.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import random
+import re
+
+from ser.corpora.common import (CorpusError, FoldScheme, Utterance, check_unique, map_label, resolve_class_set,
+                                speaker_kfold)
+
+CORPUS = "urdu"
+OBTAIN = ("https://github.com/siddiquelatif/URDU-Dataset (research use only, as the release states; "
+          "cite Latif et al. 2018)")
+
+EMOTION_FOLDERS = {"Angry": "A", "Happy": "H", "Neutral": "N", "Sad": "S"}
+CLASS_SETS: dict[str, dict[str, str]] = {"4class": {"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}}
+DEFAULT_CLASS_SET = "4class"  # EmoBox's class set (label_map A/H/N/S)
+EXPECTED_COUNTS: dict[str, dict[str, int]] = {"4class": {"angry": 100, "happy": 100, "neutral": 100, "sad": 100}}
+NUM_SPEAKERS = 29  # speaker codes in the file names (the release text says 38 speakers)
+
+NUM_FOLDS = 5
+FOLD_SCHEME = f"{NUM_FOLDS} speaker-grouped, class-stratified folds of the 29 speaker codes (seed 0)"
+EMOBOX_TEST_FRACTION = 0.2
+
+_FILE_NAME = re.compile(r"^(S([MF])\d+)_F\d+_([A-Z])\d+\.wav$")
+
+
+def _emotion_dirs(corpus_dir: str) -> list[str]:
+    for root in [corpus_dir] + sorted(glob.glob(os.path.join(corpus_dir, "*"))):
+        found = [os.path.join(root, name) for name in EMOTION_FOLDERS if os.path.isdir(os.path.join(root, name))]
+        if found:
+            return found
+    raise CorpusError(f"{CORPUS}: no emotion folders ({' '.join(EMOTION_FOLDERS)}) in {corpus_dir} or one level "
+                      "below it")
+
+
+def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
+    """Utterances of every emotion folder; labels from the file names, checked against their folders.
+
+    ``strict`` is accepted for the interface every corpus shares. Raises CorpusError naming the file for a name
+    that does not parse or a letter that differs from its folder.
+    """
+    class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
+    utts = []
+    for emotion_dir in _emotion_dirs(corpus_dir):
+        folder_letter = EMOTION_FOLDERS[os.path.basename(emotion_dir)]
+        for wav in sorted(glob.glob(os.path.join(emotion_dir, "*.wav"))):
+            name = os.path.basename(wav)
+            match = _FILE_NAME.match(name)
+            if not match:
+                raise CorpusError(f"{wav}: file name is not SGX_FYY_EZZ.wav (speaker, file, emotion)")
+            spk, gender, letter = match.groups()
+            if letter != folder_letter:
+                raise CorpusError(f"{wav}: emotion letter {letter} differs from its folder "
+                                  f"{os.path.basename(emotion_dir)} ({folder_letter})")
+            emotion = map_label(letter, class_map, EMOTION_FOLDERS.values(), wav)
+            if emotion is not None:
+                utts.append(Utterance(f"{spk}-{name[:-4]}", spk, os.path.abspath(wav), emotion, gender.lower()))
+    if not utts:
+        raise CorpusError(f"{CORPUS}: no SGX_FYY_EZZ.wav files in the emotion folders of {corpus_dir}")
+    check_unique(utts)
+    return utts
+
+
+def folds(utts: list[Utterance]) -> dict[int, list[str]]:
+    return speaker_kfold(utts, NUM_FOLDS, CORPUS, seed=0)
+
+
+def _emobox_split(utts: list[Utterance]) -> dict[int, list[str]]:
+    """One fold: a seeded, class-stratified 20% of the utterances as its test set (speakers shared)."""
+    rng = random.Random(0)
+    test = []
+    for emotion in sorted({u.emotion for u in utts}):
+        ids = sorted(u.utt_id for u in utts if u.emotion == emotion)
+        rng.shuffle(ids)
+        test += ids[:round(EMOBOX_TEST_FRACTION * len(ids))]
+    return {1: sorted(test)}
+
+
+FOLD_SCHEMES = {
+    "emobox": FoldScheme("EmoBox's kind of split: one fold, a class-stratified 20% of the utterances as test "
+                         "(seed 0), speakers shared between training and test (speaker-dependent)",
+                         _emobox_split, unit="utterance"),
+}
