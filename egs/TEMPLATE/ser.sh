@@ -88,7 +88,7 @@ exp_root=exp
 readonly command_line="$(printf '%q ' "$0" "$@" | sed 's/ $//')"
 # The template dir (this script's) serves every recipe: a recipe's own path.sh, cmd.sh and conf/<file> win, and
 # what it lacks is taken from here, so a recipe dir needs no links.
-template_dir=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)
+readonly template_dir="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)"
 . "$template_dir/../../utils/parse_options.sh"
 [ $# -eq 0 ] || { log "error: unexpected arguments: $*"; exit 1; }
 if [ -n "$corpus_manifest" ]; then  # a user's own data: the manifest is the corpus

@@ -22,8 +22,8 @@ import sys
 
 from ser.cli import die, setup_logging
 from ser.corpora import corpus_module
-from ser.corpora.common import (FoldScheme, Utterance, check_counts, class_list, leave_one_speaker_out,
-                                prepare_recipe_data, remove_done_marker, speaker_kfold)
+from ser.corpora.common import (FoldScheme, Utterance, check_counts, class_list, folds_from_column,
+                                leave_one_speaker_out, prepare_recipe_data, remove_done_marker, speaker_kfold)
 from ser.stamps import is_up_to_date, write_stamp
 
 DONE_MARKER = ".stage0.done"
@@ -38,17 +38,24 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-def fold_schemes(module, num_folds: int, seed: int) -> dict[str, FoldScheme]:
-    """The fold schemes of a corpus: "default" (its own rule: FOLD_SCHEME and folds; a module without a fixed rule
-    sets FOLD_SCHEME None and gets kfold), the module's FOLD_SCHEMES, and the generic kfold and loso."""
+def fold_schemes(module, utts: list[Utterance], num_folds: int, seed: int) -> dict[str, FoldScheme]:
+    """The fold schemes of a corpus: "default" (its own rule, FOLD_SCHEME and folds), the module's FOLD_SCHEMES,
+    and the generic kfold and loso. A module without a fixed rule (FOLD_SCHEME None, a manifest) defaults to the
+    folds its utterances are given ("column") when they have them, else to kfold."""
     corpus = module.CORPUS
     schemes = {
         "kfold": FoldScheme(f"{num_folds} speaker-grouped, class-stratified folds (seed {seed})",
-                            lambda utts: speaker_kfold(utts, num_folds, corpus, seed)),
-        "loso": FoldScheme("leave one speaker out", lambda utts: leave_one_speaker_out(utts, corpus)),
+                            lambda us: speaker_kfold(us, num_folds, corpus, seed)),
+        "loso": FoldScheme("leave one speaker out", lambda us: leave_one_speaker_out(us, corpus)),
     }
+    if any(u.given_fold is not None for u in utts):
+        schemes["column"] = FoldScheme("the folds given with the data (a fold column)",
+                                       lambda us: folds_from_column(us, corpus))
     schemes.update(getattr(module, "FOLD_SCHEMES", {}))
-    schemes["default"] = FoldScheme(module.FOLD_SCHEME, module.folds) if module.FOLD_SCHEME else schemes["kfold"]
+    if module.FOLD_SCHEME:
+        schemes["default"] = FoldScheme(module.FOLD_SCHEME, module.folds)
+    else:
+        schemes["default"] = schemes.get("column", schemes["kfold"])
     return schemes
 
 
@@ -68,12 +75,13 @@ def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: boo
         classes = class_list(module.CLASS_SETS[class_set])
     if class_set in getattr(module, "EXPECTED_COUNTS", {}):
         check_counts(utts, module.EXPECTED_COUNTS[class_set], strict, module.CORPUS)
-    schemes = fold_schemes(module, num_folds, seed)
+    schemes = fold_schemes(module, utts, num_folds, seed)
     if fold_scheme not in schemes:
         raise ValueError(f"{module.CORPUS}: unknown --fold-scheme {fold_scheme!r}; choose one of "
                          f"{', '.join(sorted(schemes))}")
     scheme = schemes[fold_scheme]
-    return utts, scheme.assign(utts), class_set, classes, scheme, module.CORPUS
+    name = module.corpus_name(corpus_dir) if hasattr(module, "corpus_name") else module.CORPUS
+    return utts, scheme.assign(utts), class_set, classes, scheme, name
 
 
 def main(argv: list[str] | None = None) -> None:

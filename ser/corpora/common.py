@@ -261,7 +261,7 @@ def utterance_durations(utts: list[Utterance]) -> dict[str, float]:
     for utt in utts:
         if utt.wav.endswith("|"):
             try:
-                samples, rate = read_audio(utt.wav)
+                samples, rate = read_audio(utt.wav, command_allowed=True)
             except ValueError as err:
                 raise CorpusError(f"utterance {utt.utt_id}: {err}") from err
             frames = samples.shape[0]
