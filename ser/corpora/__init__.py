@@ -7,11 +7,16 @@ package (``local/mycorpus.py``), and ``--corpus-manifest FILE.csv`` needs no mod
 """
 
 CORPORA = {
+    "cafe": "ser.corpora.cafe",
+    "cremad": "ser.corpora.cremad",
+    "emodb": "ser.corpora.emodb",
+    "emovo": "ser.corpora.emovo",
     "iemocap": "ser.corpora.iemocap",
     "manifest": "ser.corpora.manifest",
     "msp_improv": "ser.corpora.msp_improv",
     "ravdess": "ser.corpora.ravdess",
     "savee": "ser.corpora.savee",
     "synth": "ser.corpora.synth",
+    "tess": "ser.corpora.tess",
     "urdu": "ser.corpora.urdu",
 }
