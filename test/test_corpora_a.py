@@ -125,6 +125,11 @@ def build_tess(root):
             stem = f"{spk}_{word}_{emotion}"
             wav = os.path.join(root, "TESS Toronto emotional speech set data", folder, stem + ".wav")
             truth[f"{spk}-{stem}"] = FakeUtt(spk, emotion, "f", wav, _wav(wav, 24414, index))
+    appledouble = os.path.join(root, "__MACOSX", "TESS Toronto emotional speech set data", "OAF_angry",
+                               "._OAF_back_angry.wav")
+    os.makedirs(os.path.dirname(appledouble))
+    with open(appledouble, "wb") as f:  # what a macOS zip adds beside each file: not audio, skipped
+        f.write(b"\0\5\26\7")
     return truth
 
 

@@ -34,7 +34,7 @@ from ser.corpora.common import (
 
 CORPUS = "cafe"
 OBTAIN = ("https://zenodo.org/record/1478765 (CaFE_48k.zip, or CaFE_192k_1.zip + CaFE_192k_2.zip); "
-          "CC BY-NC-SA 4.0")
+          "licence as stated on the Zenodo record (a Creative Commons non-commercial licence)")
 
 NUM_ACTORS = 12
 EMOTIONS = ("C", "D", "J", "N", "P", "S", "T")
@@ -65,8 +65,9 @@ _FILE_NAME = re.compile(r"^(\d{2})-([A-Z])-(\d)-(\d)\.wav$")
 def _audio_files(corpus_dir: str) -> list[str]:
     found = []
     for root, dirs, files in os.walk(corpus_dir):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(".wav")]
+        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))  # zip tools' metadata
+        found += [os.path.join(root, name) for name in sorted(files)
+                  if name.lower().endswith(".wav") and not name.startswith(".")]
     if not found:
         raise CorpusError(f"{CORPUS}: no audio in {corpus_dir}: expected <Emotion>/<Intensity>/<AA>-<E>-<I>-<S>.wav "
                           "(e.g. CaFE_48k/Colère/Faible/01-C-1-1.wav)")

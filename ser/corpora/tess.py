@@ -26,7 +26,7 @@ from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_gr
 
 CORPUS = "tess"
 OBTAIN = ("https://doi.org/10.5683/SP2/E8H2MF (Borealis, University of Toronto dataverse); "
-          "CC BY-NC-ND 4.0")
+          "licence as stated on that page (a Creative Commons non-commercial licence)")
 
 SPEAKERS = ("OAF", "YAF")
 EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "ps", "sad")
@@ -54,8 +54,9 @@ _FILE_NAME = re.compile(r"^([A-Za-z]{3})_([A-Za-z]+)_([A-Za-z]+)\.wav$")
 def _audio_files(corpus_dir: str) -> list[str]:
     found = []
     for root, dirs, files in os.walk(corpus_dir):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(".wav")]
+        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))  # zip tools' metadata
+        found += [os.path.join(root, name) for name in sorted(files)
+                  if name.lower().endswith(".wav") and not name.startswith(".")]
     if not found:
         raise CorpusError(f"{CORPUS}: no audio in {corpus_dir}: expected <folders>/<SPK>_<word>_<emotion>.wav "
                           "(e.g. OAF_angry/OAF_back_angry.wav)")
