@@ -11,12 +11,17 @@ import importlib.util
 import os
 
 CORPORA = {
+    "cafe": "ser.corpora.cafe",
+    "cremad": "ser.corpora.cremad",
+    "emodb": "ser.corpora.emodb",
+    "emovo": "ser.corpora.emovo",
     "iemocap": "ser.corpora.iemocap",
     "manifest": "ser.corpora.manifest",
     "msp_improv": "ser.corpora.msp_improv",
     "ravdess": "ser.corpora.ravdess",
     "savee": "ser.corpora.savee",
     "synth": "ser.corpora.synth",
+    "tess": "ser.corpora.tess",
     "urdu": "ser.corpora.urdu",
 }
 
