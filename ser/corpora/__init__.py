@@ -7,11 +7,15 @@ package (``local/mycorpus.py``), and ``--corpus-manifest FILE.csv`` needs no mod
 """
 
 CORPORA = {
+    "aesdd": "ser.corpora.aesdd",
     "iemocap": "ser.corpora.iemocap",
     "manifest": "ser.corpora.manifest",
+    "mesd": "ser.corpora.mesd",
     "msp_improv": "ser.corpora.msp_improv",
     "ravdess": "ser.corpora.ravdess",
     "savee": "ser.corpora.savee",
+    "shemo": "ser.corpora.shemo",
+    "subesco": "ser.corpora.subesco",
     "synth": "ser.corpora.synth",
     "urdu": "ser.corpora.urdu",
 }
