@@ -11,15 +11,19 @@ import importlib.util
 import os
 
 CORPORA = {
+    "aesdd": "ser.corpora.aesdd",
     "cafe": "ser.corpora.cafe",
     "cremad": "ser.corpora.cremad",
     "emodb": "ser.corpora.emodb",
     "emovo": "ser.corpora.emovo",
     "iemocap": "ser.corpora.iemocap",
     "manifest": "ser.corpora.manifest",
+    "mesd": "ser.corpora.mesd",
     "msp_improv": "ser.corpora.msp_improv",
     "ravdess": "ser.corpora.ravdess",
     "savee": "ser.corpora.savee",
+    "shemo": "ser.corpora.shemo",
+    "subesco": "ser.corpora.subesco",
     "synth": "ser.corpora.synth",
     "tess": "ser.corpora.tess",
     "urdu": "ser.corpora.urdu",
