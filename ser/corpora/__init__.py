@@ -7,9 +7,14 @@ package (``local/mycorpus.py``), and ``--corpus-manifest FILE.csv`` needs no mod
 """
 
 CORPORA = {
+    "ased": "ser.corpora.ased",
+    "emovdb": "ser.corpora.emovdb",
     "iemocap": "ser.corpora.iemocap",
+    "jlcorpus": "ser.corpora.jlcorpus",
     "manifest": "ser.corpora.manifest",
     "msp_improv": "ser.corpora.msp_improv",
+    "oreau": "ser.corpora.oreau",
+    "polish": "ser.corpora.polish",
     "ravdess": "ser.corpora.ravdess",
     "savee": "ser.corpora.savee",
     "synth": "ser.corpora.synth",
