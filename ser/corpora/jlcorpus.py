@@ -42,7 +42,7 @@ CLASS_SETS: dict[str, dict[str, str]] = {
 }
 DEFAULT_CLASS_SET = "10class"
 
-# EmoBox's data/jlcorpus/jlcorpus.jsonl (2400 files; 4 speakers x 60 per emotion), as the paper describes.
+# EmoBox's data/jlcorpus/jlcorpus.jsonl: 2400 files, 4 speakers x 60 per emotion (15 sentences x a/b x 2 sessions).
 EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "10class": {label: 240 for label in EMOTIONS},  # 2400
     "5class_primary": {label: 240 for label in PRIMARY},  # 1200
