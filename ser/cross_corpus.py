@@ -252,10 +252,11 @@ def results_markdown(results: dict) -> str:
         f"UA over runs: {s['mean']:.2f} +- {s['std_over_folds']:.2f}; ensemble of the runs: UA {e['ua']:.2f}, "
         f"WA {e['wa']:.2f}. Chance: UA {p['chance_ua']:.2f} ({len(p['classes'])} classes).", ""]
     if collapse["collapsed"]:
-        why = [f"ensemble: {'; '.join(collapse['ensemble']['reasons'])}"] if collapse["ensemble"]["reasons"] else []
+        why = [f"the ensemble: {'; '.join(collapse['ensemble']['reasons'])}."] if collapse["ensemble"]["reasons"] \
+            else []
         if collapse["runs_collapsed"]:
-            why.append(f"{len(collapse['runs_collapsed'])} of {len(results['runs'])} runs collapsed")
-        lines += [f"**COLLAPSE**: {', '.join(why)}. The decisions carry little of the target's emotions.", ""]
+            why.append(f"{len(collapse['runs_collapsed'])} of {len(results['runs'])} runs collapsed.")
+        lines += [f"**COLLAPSE**: {' '.join(why)} The decisions carry little of the target's emotions.", ""]
     lines += ["| target class | model class | recall, ensemble | recall, mean over runs | predicted, ensemble |",
               "|---|---|---|---|---|"]
     share = collapse["ensemble"]["prediction_share"]
