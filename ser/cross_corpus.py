@@ -197,6 +197,9 @@ def evaluate(exp_dir: str, data_dir: str, class_map: dict[str, str], out_dir: st
         run = json.load(f)
     train_corpus = _corpus_of(exp_dir)
     test_corpus = target_corpus or _corpus_of_data(data_dir)
+    scheme = "cross-corpus (every run on all of the target data)" if max_utts is None else (
+        f"cross-corpus (every run on a class-stratified subsample: at most {max_utts} of the target's "
+        f"{mapped_count} utterances of mapped classes)")
     summary = {}
     for m in METRICS:
         mean, std = mean_std(s[m] for s in runs.values())
@@ -206,7 +209,7 @@ def evaluate(exp_dir: str, data_dir: str, class_map: dict[str, str], out_dir: st
         "exp_dir": os.path.abspath(exp_dir),
         "protocol": {"kind": "cross_corpus", "corpus": f"{train_corpus} -> {test_corpus}",
                      "class_set": "mapped: " + " ".join(f"{s}={t}" for s, t in class_map.items()),
-                     "classes": targets, "fold_scheme": "cross-corpus (every run on all of the target data)",
+                     "classes": targets, "fold_scheme": scheme,
                      "valid_mode": "as trained", "speaker_norm": "none", "target_data_dir": os.path.abspath(data_dir),
                      "folds": {name: {} for name in runs}, "folds_scored": list(runs), "complete": True,
                      "seeds": sorted({int(n.split("/")[0][4:]) for n in runs if n.startswith("seed")}) or [None],

@@ -143,10 +143,14 @@ def build_matrix(recipe_dirs: list[str], out: str, tags: list[str] | None = None
                 if target is recipe:
                     continue
                 pair = f"{row} -> {target.name}"
-                class_map = shared_classes(classes, target.classes)
-                if len(class_map) < MIN_SHARED:
+                try:
+                    class_map = shared_classes(classes, target.classes)
+                except ValueError as e:  # one list names an emotion twice: no one-to-one map
+                    class_map, why = {}, str(e)
+                else:
                     shared = " ".join(f"{s}={t}" for s, t in class_map.items()) or "none"
                     why = f"{len(class_map)} shared classes ({shared}); at least {MIN_SHARED} needed"
+                if len(class_map) < MIN_SHARED:
                     skipped.append({"experiment": row, "target": target.name, "reason": why})
                     log(f"{pair}: skipped: {why}")
                     continue
