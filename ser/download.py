@@ -240,7 +240,7 @@ def _download(url: str, part: str) -> str:
             have, mode = 0, "wb"
             total = length
         expected = have + length if length is not None else total
-        progress = _Progress(os.path.basename(part), have, expected)
+        progress = _Progress(os.path.basename(part).removesuffix(".part"), have, expected)
         received = have
         with open(part, mode) as f:
             while True:
@@ -328,7 +328,11 @@ def _check_tar_member(archive: str, member: tarfile.TarInfo, root: str) -> None:
             raise DownloadError(f"{archive}: refused: link {member.name!r} -> {member.linkname!r} points outside "
                                 "the extraction dir")
     elif member.islnk():
-        _check_name(archive, member.linkname, root)
+        try:
+            _check_name(archive, member.linkname, root)
+        except DownloadError:
+            raise DownloadError(f"{archive}: refused: hard link {member.name!r} -> {member.linkname!r} points outside "
+                                "the extraction dir") from None
     elif not (member.isfile() or member.isdir()):
         raise DownloadError(f"{archive}: refused: entry {member.name!r} is a device or fifo")
 
