@@ -15,6 +15,7 @@ Errors are :class:`DownloadError` (one line naming the URL or file) or ``OSError
 from __future__ import annotations
 
 import errno
+import fcntl
 import gzip
 import hashlib
 import http.client
@@ -32,6 +33,8 @@ import urllib.parse
 import urllib.request
 import zipfile
 import zlib
+from contextlib import contextmanager
+from typing import Iterator
 
 from ser.atomic import write_json
 
@@ -123,13 +126,36 @@ def _verify_and_place(part: str, dest: str, digest: str, sha256: str | None, sou
     return dest
 
 
+@contextmanager
+def _dir_lock(directory: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (two runs never write the same .part or staging dir); a file system
+    without locks is used without."""
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("%s: waiting for another process writing there", directory)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)
+
+
 def fetch(url: str, dest_dir: str, sha256: str | None = None, name: str | None = None) -> str:
     """Download ``url`` to ``dest_dir/name`` (name: the URL's file name by default) and return that path.
 
     An existing ``dest_dir/name`` that matches ``sha256`` (or any, when none is given) is kept as it is; one that
     does not is moved aside to ``name.bad`` and fetched again. ``url`` may be a local path or a ``file://`` URL."""
     name = name or url_file_name(url)
-    os.makedirs(dest_dir, exist_ok=True)
+    with _dir_lock(dest_dir):
+        return _fetch(url, dest_dir, sha256, name)
+
+
+def _fetch(url: str, dest_dir: str, sha256: str | None, name: str) -> str:
     dest = os.path.join(dest_dir, name)
     part = dest + ".part"
     if os.path.isfile(dest):
@@ -372,6 +398,11 @@ def _merge(src: str, dst: str) -> None:
 def extract(archive: str, dest_dir: str, sha256: str | None = None) -> str:
     """Unpack a zip or tar(.gz/.bz2/.xz) ``archive`` into ``dest_dir`` (merged with what is there) and return
     ``dest_dir``; nothing happens when ``dest_dir`` has the mark of this archive's extraction."""
+    with _dir_lock(dest_dir):
+        return _extract(archive, dest_dir, sha256)
+
+
+def _extract(archive: str, dest_dir: str, sha256: str | None) -> str:
     if is_extracted(archive, dest_dir, sha256):
         log.info("%s: already extracted into %s", archive, dest_dir)
         return dest_dir

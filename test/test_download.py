@@ -187,6 +187,25 @@ def test_fetch_rerun_does_nothing(server, tmp_path):
     assert len(server.requests) == 1
 
 
+def test_fetch_concurrent_runs_fetch_once(server, tmp_path):
+    server.files["/corpus.bin"] = PAYLOAD
+    results, errors = [], []
+
+    def run():
+        try:
+            results.append(fetch(server.base + "/corpus.bin", str(tmp_path), sha256=sha(PAYLOAD)))
+        except Exception as error:  # reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(results) == 3 and len(server.requests) == 1
+    assert open(results[0], "rb").read() == PAYLOAD
+
+
 def test_fetch_replaces_a_bad_existing_file(server, tmp_path):
     server.files["/corpus.bin"] = PAYLOAD
     (tmp_path / "corpus.bin").write_bytes(b"stale")
