@@ -247,8 +247,6 @@ def test_emovo_errors(tmp_path):
 def test_emovo_stage0(tmp_path, monkeypatch):
     """Stage 0 through ser.bin.prepare_data on the EMOVO fixture: data dirs and protocol.json."""
     truth = build_emovo(str(tmp_path / "emovo"))
-    if "emovo" not in prepare_data.CORPORA:  # until stage 0 takes its corpora from the registry
-        monkeypatch.setattr(prepare_data, "CORPORA", tuple(prepare_data.CORPORA) + ("emovo",))
     data = tmp_path / "data"
     prepare_data.main(["--corpus", "emovo", "--corpus-dir", str(tmp_path / "emovo"), "--data-dir", str(data),
                        "--strict-counts", "false"])

@@ -86,8 +86,6 @@ def test_subesco_layout_and_stage0(tmp_path, monkeypatch):
     assert sorted(s for f in subesco.EMOBOX_FOLDS.values() for s in f) == sorted(subesco.SPEAKERS)
 
     # Stage 0 through the command line (the registry may not yet feed prepare_data's --corpus choices).
-    if "subesco" not in prepare_data.CORPORA:
-        monkeypatch.setattr(prepare_data, "CORPORA", tuple(prepare_data.CORPORA) + ("subesco",))
     data = tmp_path / "data"
     prepare_data.main(["--corpus", "subesco", "--corpus-dir", str(tmp_path / "subesco"), "--data-dir", str(data),
                        "--strict-counts", "false"])
@@ -183,7 +181,7 @@ def build_aesdd(root):
     for i, (code, utt, speaker, take) in enumerate(files):
         wav = os.path.join(root, "AESDD", AESDD_FOLDERS[code], f"{utt} ({speaker}){take}.wav")
         spk = f"spk{int(speaker)}"
-        truth[f"{spk}-{utt}_{speaker}{take}"] = FakeUtt(spk, code, "f", wav, _wav(wav, 44100, seed=i))
+        truth[f"{spk}-{utt}_{speaker}{take}"] = FakeUtt(spk, code, None, wav, _wav(wav, 44100, seed=i))
     return truth
 
 
@@ -214,7 +212,7 @@ def test_aesdd_errors(tmp_path):
 
 MESD_EMOTIONS = ("Anger", "Disgust", "Fear", "Happiness", "Neutral", "Sadness")
 MESD_WORDS = (("A", "abajo"), ("A", "de_nada"), ("B", "amenazado"))
-MESD_VOICES = {"F": ("female", "f"), "M": ("male", "m"), "C": ("child", "f")}
+MESD_VOICES = {"F": ("female", "f"), "M": ("male", "m"), "C": ("child", None)}
 
 
 def build_mesd(root):

@@ -125,7 +125,7 @@ def tiny_recipes(feature_dirs, tmp_path_factory):
     generate_synth_corpus(str(root / "corpus"), num_speakers=2, utts_per_class=2)
     utterances = prepare_synth(str(root / "corpus"))
     fbank_conf = root / "fbank.conf"
-    conf = (open(os.path.join(REPO, "egs", "synth", "conf", "fbank.conf")).read()
+    conf = (open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")).read()
             .replace("--num-mel-bins=80", "--num-mel-bins=20"))
     fbank_conf.write_text(conf)
     for name, spelling in RECIPES.items():

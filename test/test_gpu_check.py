@@ -16,7 +16,7 @@ from conftest import REPO
 pytest.importorskip("transformers")
 from ser.bin.gpu_check import README_MARKERS, YAML_MARKERS, replace_block  # noqa: E402
 
-CONFIG = os.path.join(REPO, "egs", "ravdess", "conf", "train_wavlm.yaml")
+CONFIG = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")
 README = os.path.join(REPO, "README.md")
 
 

@@ -45,6 +45,8 @@
 #   --fold-scheme default|kfold|loso|emobox  default: the corpus's own rule; kfold: --num-folds speaker-grouped,
 #                                 class-stratified folds; loso: leave one speaker out; emobox where the corpus has it
 #   --num-folds 5                 folds of --fold-scheme kfold (and of a manifest without a fold column)
+#   --download-dir DIR            stage 0 first fetches the corpus into DIR (checksum, resumed when cut off) where its
+#                                 licence allows (ser.bin.download); other corpora say where they are obtained
 #   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
 #   --print-config true           print the resolved training config (every default, --train-args applied); exit
 set -euo pipefail
@@ -76,6 +78,7 @@ valid_mode=utt
 fold_scheme=default
 num_folds=5
 corpus_manifest=""
+download_dir=""
 data_seed=0
 print_config=false
 data_dir=data
@@ -252,6 +255,10 @@ if compgen -G "$SER_SLURM_RECORD_DIR/slurm_jobs.*" >/dev/null; then
 fi
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  if [ -n "$download_dir" ]; then
+    log "stage 0: fetching $corpus into $download_dir"
+    corpus_dir=$(python -m ser.bin.download --corpus "$corpus" --download-dir "$download_dir")
+  fi
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
   prep_opts=(--corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" --strict-counts "$strict_counts"
              --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed"

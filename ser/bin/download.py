@@ -28,28 +28,12 @@ import sys
 import urllib.parse
 
 from ser.cli import die, setup_logging
-from ser.corpora import CORPORA
+from ser.corpora import CORPORA, corpus_module
 from ser.download import ARCHIVE_SUFFIXES, DownloadError, extract, fetch, is_archive, is_extracted, url_file_name
 
 log = logging.getLogger("ser.bin.download")
 
 NO_DOWNLOAD_STATUS = 2
-
-
-def corpus_module(corpus: str):
-    """The module of a corpus: a name of CORPORA, or the path of a module file."""
-    if corpus in CORPORA:
-        return importlib.import_module(CORPORA[corpus])
-    if corpus.endswith(".py"):
-        if not os.path.isfile(corpus):
-            raise ValueError(f"{corpus}: no such corpus module file")
-        name = "ser_corpus_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(corpus))[0])
-        spec = importlib.util.spec_from_file_location(name, corpus)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    raise ValueError(f"unknown corpus {corpus!r}: choose one of {', '.join(sorted(CORPORA))} or give the path of a "
-                     "corpus module file (.py)")
 
 
 def corpus_name(corpus: str) -> str:

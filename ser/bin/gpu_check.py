@@ -143,7 +143,7 @@ def run_recipe(recipe: str, work: str, corpus_dir: str, config_file: str, checkp
 
 def replace_block(path: str, markers: tuple[str, str], lines: list[str]) -> None:
     """Replace the lines between the marker lines of `path` (kept) with `lines`; a link's target is rewritten
-    (conf/train_wavlm.yaml links to egs/TEMPLATE/conf), the link kept."""
+    (a link is kept as a link)."""
     from ser.atomic import write_text
 
     path = os.path.realpath(path)
@@ -178,7 +178,7 @@ def main(argv=None) -> None:
     p.add_argument("--tiny", action="store_true", help="CPU, tiny model, synth corpus: the script end to end")
     p.add_argument("--corpus-dir", default="", help="RAVDESS (not with --tiny)")
     p.add_argument("--work-dir", required=True, help="checkpoint, data, dump and exp of the check")
-    p.add_argument("--config-file", default=os.path.join(REPO, "egs", "ravdess", "conf", "train_wavlm.yaml"),
+    p.add_argument("--config-file", default=os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml"),
                    help="the training config: read for the model, its marked header block rewritten")
     p.add_argument("--readme", default=os.path.join(REPO, "README.md"), help="its marked block rewritten")
     args = p.parse_args(argv)

@@ -41,7 +41,8 @@ def corpus_module(name: str):
     if name.endswith(".py"):
         if not os.path.isfile(name):
             raise ValueError(f"--corpus {name}: no such corpus module file")
-        spec = importlib.util.spec_from_file_location(f"ser_user_corpus_{os.path.basename(name)[:-3]}", name)
+        module_name = "ser_user_corpus_" + "".join(c if c.isalnum() else "_" for c in os.path.basename(name)[:-3])
+        spec = importlib.util.spec_from_file_location(module_name, name)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module

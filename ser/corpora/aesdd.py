@@ -9,8 +9,8 @@ utterance (01-20: 19 scripted sentences and one improvised), B the speaker (the 
 and an optional a/b for a further take. Mono, 44.1 kHz. The release README describes 5 actors (3 female, 2 male)
 for v1 and says more were added since; the release EmoBox read holds 604 files of 6 speakers (1-6).
 
-Speaker genders: the release does not say which speaker number is which actor, so gender is UNKNOWN. Utterance
-needs "m" or "f": every speaker is recorded as "f" (GENDER_UNKNOWN) and spk2gender means nothing here.
+Speaker genders: the release does not say which speaker number is which actor, so gender is unknown (None) and
+no spk2gender is written.
 
 EmoBox tests one speaker-DEPENDENT fold (25% of each class drawn at random by its write_folds, seeded over its
 file order); that draw cannot be re-derived, so no "emobox" scheme is offered. Default: leave one speaker out.
@@ -36,7 +36,7 @@ EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "5class": {"angry": 121, "disgust": 122, "fear": 120, "happy": 119, "sad": 122},
 }
 NUM_SPEAKERS = 6  # speaker numbers 1-6 in the release (the v1 README: 5 actors, more added later)
-GENDER_UNKNOWN = "f"  # not published per speaker; see the module docstring
+GENDER_UNKNOWN = None  # not published per speaker; see the module docstring
 FOLD_SCHEME = "leave one speaker out (6 folds: speakers 1-6)"
 
 _FILE_NAME = re.compile(r"^([a-z])(\d{2}) \((\d{1,2})\)([ab]?)\.wav$")

@@ -12,8 +12,8 @@ voices, but file names carry only the voice type, never the person.
 Speakers: individual speaker identity is not recoverable, so the speaker id is the voice type (``female``,
 ``male``, ``child``), as in EmoBox (whose "spk" is the voice type too). Every real speaker lies inside one voice
 type, so folds by voice type are still speaker-independent, though coarse: the default is leave one voice type
-out (3 folds). Gender: female -> "f", male -> "m"; the children's genders are not published and are recorded as
-"f" (GENDER_UNKNOWN), so spk2gender means nothing for ``child``.
+out (3 folds). Gender: female -> "f", male -> "m"; the children's genders are not published (None), so no spk2gender is
+written.
 
 EmoBox tests one speaker-DEPENDENT fold (25% of each class drawn at random by its write_folds, seeded over its
 file order); that draw cannot be re-derived, so no "emobox" scheme is offered.
@@ -39,7 +39,7 @@ EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "6class": {"angry": 143, "disgust": 144, "fear": 144, "happy": 144, "neutral": 143, "sad": 144},  # 862
 }
 NUM_SPEAKERS = 11  # release page: 3 female, 2 male, 6 child voices (not identifiable per file)
-GENDER_UNKNOWN = "f"
+GENDER_UNKNOWN = None  # the children's genders are not published
 VOICE_TYPES = {"F": ("female", "f"), "M": ("male", "m"), "C": ("child", GENDER_UNKNOWN)}
 FOLD_ORDER = ("female", "male", "child")
 FOLD_SCHEME = "leave one voice type out (3 folds: female, male, child); speaker identity is not in the release"

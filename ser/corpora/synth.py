@@ -454,6 +454,7 @@ def generate_synth_corpus(
 # The corpus interface of ser.corpora (as ravdess.py etc.): one class set; the counts are the generator's choice,
 # so there are no published counts to check them against.
 CLASS_SETS: dict[str, dict[str, str]] = {"4class": {emotion: emotion for emotion in SYNTH_CLASSES}}
+CORPUS = "synth"
 DEFAULT_CLASS_SET = "4class"
 EXPECTED_COUNTS: dict[str, dict[str, int]] = {}
 FOLD_SCHEME = "one male and one female speaker per fold"

@@ -17,4 +17,4 @@ while [ $# -gt 0 ]; do
     *) args+=("$1"); shift ;;
   esac
 done
-python -m ser.bin.gpu_check --work-dir "$work_dir" --config-file conf/train_wavlm.yaml --readme ../../README.md "${args[@]}"
+python -m ser.bin.gpu_check --work-dir "$work_dir" --config-file ../TEMPLATE/conf/train_wavlm.yaml --readme ../../README.md "${args[@]}"
