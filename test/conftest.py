@@ -111,3 +111,7 @@ def fake_slurm(tmp_path):
         return [line for line in lines if line.startswith(command + " ")]
 
     return env, calls
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end recipe runs (minutes); pytest -m 'not slow' leaves them out")

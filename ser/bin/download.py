@@ -19,8 +19,6 @@ its suffix> without --corpus (a file that is no archive: fetched into DIR, its p
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import logging
 import os
 import re

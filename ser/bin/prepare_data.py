@@ -22,8 +22,17 @@ import sys
 
 from ser.cli import die, setup_logging
 from ser.corpora import corpus_module
-from ser.corpora.common import (FoldScheme, Utterance, check_counts, class_list, folds_from_column,
-                                leave_one_speaker_out, prepare_recipe_data, remove_done_marker, speaker_kfold)
+from ser.corpora.common import (
+    FoldScheme,
+    Utterance,
+    check_counts,
+    class_list,
+    folds_from_column,
+    leave_one_speaker_out,
+    prepare_recipe_data,
+    remove_done_marker,
+    speaker_kfold,
+)
 from ser.stamps import is_up_to_date, write_stamp
 
 DONE_MARKER = ".stage0.done"

@@ -23,8 +23,15 @@ import os
 import random
 import re
 
-from ser.corpora.common import (CorpusError, FoldScheme, Utterance, check_unique, map_label, resolve_class_set,
-                                speaker_kfold)
+from ser.corpora.common import (
+    CorpusError,
+    FoldScheme,
+    Utterance,
+    check_unique,
+    map_label,
+    resolve_class_set,
+    speaker_kfold,
+)
 
 CORPUS = "urdu"
 OBTAIN = ("https://github.com/siddiquelatif/URDU-Dataset (research use only, as the release states; "
