@@ -83,7 +83,8 @@ def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: boo
             raise ValueError(f"{corpus} has no class set {class_set!r}; choose one of {', '.join(module.CLASS_SETS)}")
         classes = class_list(module.CLASS_SETS[class_set])
     if class_set in getattr(module, "EXPECTED_COUNTS", {}):
-        check_counts(utts, module.EXPECTED_COUNTS[class_set], strict, module.CORPUS)
+        check_counts(utts, module.EXPECTED_COUNTS[class_set], strict, module.CORPUS,
+                     getattr(module, "NUM_SPEAKERS", None))
     schemes = fold_schemes(module, utts, num_folds, seed)
     if fold_scheme not in schemes:
         raise ValueError(f"{module.CORPUS}: unknown --fold-scheme {fold_scheme!r}; choose one of "

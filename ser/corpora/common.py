@@ -103,14 +103,19 @@ def count_classes(utts: Iterable[Utterance]) -> dict[str, int]:
     return dict(sorted(Counter(utt.emotion for utt in utts).items()))
 
 
-def check_counts(utts: list[Utterance], expected: dict[str, int], strict: bool, corpus: str) -> None:
-    """Compare per-class counts with the published ones; strict -> CorpusError, lenient -> warning."""
+def check_counts(utts: list[Utterance], expected: dict[str, int], strict: bool, corpus: str,
+                 num_speakers: int | None = None) -> None:
+    """Compare per-class counts (and the number of speakers, where given) with the published ones; strict ->
+    CorpusError, lenient -> warning."""
     found = count_classes(utts)
     classes = list(expected) + sorted(set(found) - set(expected))
-    if all(found.get(c, 0) == expected.get(c, 0) for c in classes):
+    speakers = len({u.spk_id for u in utts})
+    if all(found.get(c, 0) == expected.get(c, 0) for c in classes) and num_speakers in (None, speakers):
         return
     rows = [f"  {c:<12} found {found.get(c, 0):>6}  expected {expected.get(c, 0):>6}" for c in classes]
     rows.append(f"  {'total':<12} found {sum(found.values()):>6}  expected {sum(expected.values()):>6}")
+    if num_speakers is not None:
+        rows.append(f"  {'speakers':<12} found {speakers:>6}  expected {num_speakers:>6}")
     message = f"{corpus}: utterance counts differ from the published ones:\n" + "\n".join(rows)
     if strict:
         raise CorpusError(message + "\n(use --strict-counts false to go on with these counts)")

@@ -40,6 +40,7 @@ CLASS_SETS: dict[str, dict[str, str]] = {
 }
 DEFAULT_CLASS_SET = "4class_exc_merged"
 
+NUM_SPEAKERS = 10  # two per session (Busso et al. 2008)
 EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "4class_exc_merged": {"ang": 1103, "hap": 1636, "neu": 1708, "sad": 1084},  # 5531
     "4class": {"ang": 1103, "hap": 595, "neu": 1708, "sad": 1084},  # 4490

@@ -38,7 +38,8 @@ DEFAULT_CLASS_SET = "6class"
 EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "6class": {"angry": 143, "disgust": 144, "fear": 144, "happy": 144, "neutral": 143, "sad": 144},  # 862
 }
-NUM_SPEAKERS = 11  # release page: 3 female, 2 male, 6 child voices (not identifiable per file)
+NUM_VOICES = 11  # release page: 3 female, 2 male, 6 child voices (not identifiable per file)
+NUM_SPEAKERS = 3  # the speaker ids: the voice types
 GENDER_UNKNOWN = None  # the children's genders are not published
 VOICE_TYPES = {"F": ("female", "f"), "M": ("male", "m"), "C": ("child", GENDER_UNKNOWN)}
 FOLD_ORDER = ("female", "male", "child")

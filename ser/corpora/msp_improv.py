@@ -42,6 +42,7 @@ CLASS_SETS: dict[str, dict[str, str]] = {
 }
 DEFAULT_CLASS_SET = "4class"
 
+NUM_SPEAKERS = 12  # two per session (Busso et al. 2017)
 EXPECTED_COUNTS: dict[str, dict[str, int]] = {
     "4class": {"ang": 792, "hap": 2644, "neu": 3477, "sad": 885},  # 7798 of 8438 labelled turns
 }

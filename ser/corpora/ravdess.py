@@ -39,6 +39,7 @@ EXPECTED_COUNTS: dict[str, dict[str, int]] = {
 }
 
 NUM_ACTORS = 24
+NUM_SPEAKERS = NUM_ACTORS
 ACTORS_PER_FOLD = 4
 SPEECH = ("03", "01")  # audio-only modality, speech channel
 FOLD_SCHEME = "6 folds of 4 actors (1-4, 5-8, ..., 21-24)"

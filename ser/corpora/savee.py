@@ -21,6 +21,7 @@ from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_gr
 CORPUS = "savee"
 
 SPEAKERS = ("DC", "JE", "JK", "KL")
+NUM_SPEAKERS = len(SPEAKERS)
 FOLD_SCHEME = "leave one speaker out (4 folds: DC, JE, JK, KL)"
 CODES = ("a", "d", "f", "h", "n", "sa", "su")
 

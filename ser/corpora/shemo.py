@@ -25,10 +25,8 @@ import re
 
 from ser.corpora.common import (
     CorpusError,
-    FoldScheme,
     Utterance,
     check_unique,
-    leave_one_speaker_out,
     map_label,
     resolve_class_set,
     speaker_kfold,
@@ -108,10 +106,6 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
     """Five speaker-grouped, class-stratified folds (deterministic)."""
     return speaker_kfold(utts, NUM_FOLDS, CORPUS)
 
-
-FOLD_SCHEMES: dict[str, FoldScheme] = {
-    "loso": FoldScheme("leave one speaker out (87 folds)", lambda utts: leave_one_speaker_out(utts, CORPUS)),
-}
 
 OBTAIN = ("https://github.com/mansourehk/ShEMO (female.zip, male.zip; mirror "
           "https://github.com/pariajm/sharif-emotional-speech-database); free for academic use")

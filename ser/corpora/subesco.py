@@ -26,7 +26,6 @@ from ser.corpora.common import (
     Utterance,
     check_unique,
     folds_by_group,
-    leave_one_speaker_out,
     map_label,
     resolve_class_set,
 )
@@ -120,8 +119,6 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
 
 FOLD_SCHEMES: dict[str, FoldScheme] = {
     "emobox": FoldScheme(FOLD_SCHEME, folds),
-    "loso": FoldScheme("leave one speaker out (20 folds, F01..F10 then M01..M10)",
-                       lambda utts: leave_one_speaker_out(utts, CORPUS)),
 }
 
 OBTAIN = ("the Zenodo record named in the data-availability statement of https://doi.org/10.1371/journal.pone.0250173 "
