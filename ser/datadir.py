@@ -213,6 +213,14 @@ def _warp_factor(value: str) -> str | None:
     return None if ok else f"warp factor {value!r} is not a number between 0.5 and 1.5"
 
 
+def _vad(value: str) -> str | None:
+    try:
+        numbers = [float(x) for x in value.split()]
+    except ValueError:
+        return f"{value!r} is not three numbers (valence arousal dominance)"
+    return None if all(math.isfinite(x) for x in numbers) else f"{value!r} holds a number that is not finite"
+
+
 def _segment(value: str) -> str | None:
     _, start, end = value.split()
     try:
@@ -278,6 +286,7 @@ KNOWN_FILES: dict[str, FileSpec] = {spec.name: spec for spec in (
     FileSpec("utt2spk", UTT),
     FileSpec("spk2utt", SPK, max_fields=None),
     FileSpec("utt2emo", UTT),  # ser: the emotion label
+    FileSpec("utt2vad", UTT, 4, 4, _vad),  # ser: dimensional labels (valence arousal dominance) where released
     FileSpec("wav.scp", RECO, max_fields=None, check_value=_wav_entry),
     FileSpec("segments", UTT, 4, 4, _segment),
     FileSpec("reco2file_and_channel", RECO, 3, 3, _channel),

@@ -95,6 +95,11 @@ def test_iemocap_stage0_exc_merged(tmp_path, capsys):
     assert utt2spk["Ses01M-Ses01F_impro04_M012"] == "Ses01M"
     assert any(u.startswith("Ses01F-Ses01M_impro05a_F") for u in utt2spk)
     assert any("_script01_1b_" in u for u in utt2spk)
+    # The dimensional labels [V, A, D] of each label line are kept (utt2vad), for every fold's dirs too.
+    for part in ("all", "fold1/train", "fold1/test"):
+        vad = read_table(str(tmp_path / "data" / part / "utt2vad"), 4, 4)
+        assert set(vad) == set(read_table(str(tmp_path / "data" / part / "utt2spk")))
+        assert set(vad.values()) == {"2.5 3 2.5"}
 
 
 def test_iemocap_4class_drops_exc(tmp_path):
@@ -177,6 +182,8 @@ def test_msp_improv_stage0(tmp_path):
     wav_scp = read_table(str(tmp_path / "data" / "all" / "wav.scp"))
     # Sentence 05 of session 3 lives in session3/, not session5/.
     assert wav_scp["F03-MSP-IMPROV-S05S-F03-T-FM02"].endswith("/session3/S05S/T/MSP-IMPROV-S05S-F03-T-FM02.wav")
+    vad = read_table(str(tmp_path / "data" / "all" / "utt2vad"), 4, 4)  # valence arousal dominance
+    assert set(vad) == set(wav_scp) and vad["F03-MSP-IMPROV-S05S-F03-T-FM02"] in ("3.2 2.8 3", "3 3 3")
 
 
 def test_msp_improv_audio_dir_and_label_file_spelling(tmp_path):

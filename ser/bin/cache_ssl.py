@@ -20,7 +20,7 @@ import sys
 
 from ser.cli import die, select_device
 
-TABLES = ("wav.scp", "utt2spk", "spk2utt", "utt2emo", "spk2gender", "utt2dur", "classes.txt")
+TABLES = ("wav.scp", "utt2spk", "spk2utt", "utt2emo", "utt2vad", "spk2gender", "utt2dur", "classes.txt")
 
 
 def main(argv=None) -> None:

@@ -33,6 +33,7 @@ class Utterance:
     emotion: str
     gender: str | None  # "m" or "f"; None where the source does not say (then no spk2gender is written)
     given_fold: int | None = None  # the fold a source assigns (a manifest's fold column), else None
+    vad: tuple[float, float, float] | None = None  # dimensional labels (valence, arousal, dominance) where released
 
     def __post_init__(self):
         if not self.utt_id.startswith(self.spk_id):
@@ -238,7 +239,7 @@ def _check_wav_value(utt: Utterance) -> None:
 
 def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] | None = None) -> None:
     """Write a Kaldi data dir: wav.scp utt2spk spk2utt utt2emo (+ spk2gender where every speaker's is known,
-    + utt2dur)."""
+    utt2vad where the corpus releases dimensional labels, utt2dur)."""
     check_unique(utts)
     genders: dict[str, str] = {}
     for utt in utts:
@@ -253,6 +254,8 @@ def write_data_dir(path: str, utts: list[Utterance], utt2dur: dict[str, float] |
     write_table(os.path.join(path, "utt2emo"), {utt.utt_id: utt.emotion for utt in utts})
     if None not in genders.values():  # a partial spk2gender would be an inconsistent data dir
         write_table(os.path.join(path, "spk2gender"), genders)
+    if utts and all(utt.vad is not None for utt in utts):  # utt2vad: "<utt> <valence> <arousal> <dominance>"
+        write_table(os.path.join(path, "utt2vad"), {u.utt_id: " ".join(f"{x:g}" for x in u.vad) for u in utts})
     if utt2dur is not None:
         missing = [utt.utt_id for utt in utts if utt.utt_id not in utt2dur]
         if missing:

@@ -25,6 +25,9 @@ from ser.corpora.common import CorpusError, Utterance, check_unique, leave_one_s
 CORPUS = "emodb"
 OBTAIN = ("http://emodb.bilderbar.info/download/ (download.zip; free of charge for research, "
           "cite Burkhardt et al., Interspeech 2005)")
+# Free for research: fetched by --download-dir (its digest, unknown here, is recorded at the first download and
+# checked on every later use).
+DOWNLOADS = [{"url": "http://emodb.bilderbar.info/download/download.zip", "sha256": None, "name": "download.zip"}]
 
 SPEAKER_GENDERS = {"03": "m", "08": "f", "09": "f", "10": "m", "11": "m", "12": "m", "13": "f", "14": "f",
                    "15": "m", "16": "f"}

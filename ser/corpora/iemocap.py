@@ -9,7 +9,8 @@ A label line is ``[6.2901 - 8.2357]<TAB>Ses01F_impro01_F000<TAB>neu<TAB>[2.5000,
 every line starting with ``[`` must parse as one. Other lines (the ``%`` header, annotator lines
 ``C-E1:``/``A-E2:``, blank lines) are not labels. The speaker of a turn is its session plus the
 gender letter of the turn's LAST field: ``Ses01F_impro04_M012`` is spoken by Ses01M in a dialog
-whose prefix is Ses01F. Dialog names include ``impro05a`` and ``script01_1b``.
+whose prefix is Ses01F. Dialog names include ``impro05a`` and ``script01_1b``. The dimensional labels [V, A, D] of
+each line are kept in the data dirs' utt2vad.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ EXPECTED_COUNTS: dict[str, dict[str, int]] = {
 NUM_SESSIONS = 5
 FOLD_SCHEME = "leave one session out (5 folds, both speakers of a session)"
 
-_LABEL_LINE = re.compile(r"^\[\s*\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?\s*\]\s+(\S+)\s+(\S+)\s+\[[^\]]*\]\s*$")
+_LABEL_LINE = re.compile(r"^\[\s*\d+(?:\.\d+)?\s*-\s*\d+(?:\.\d+)?\s*\]\s+(\S+)\s+(\S+)\s+\[([^\]]*)\]\s*$")
 _TURN_ID = re.compile(r"^(Ses(\d{2})[FM]_[A-Za-z0-9_]+)_([FM])\d+$")
 
 
@@ -92,7 +93,13 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
                 match = _LABEL_LINE.match(line)
                 if not match:
                     raise CorpusError(f"{where}: malformed label line {line!r}")
-                turn, raw_label = match.groups()
+                turn, raw_label, vad_text = match.groups()
+                try:
+                    vad = tuple(float(x) for x in vad_text.split(","))
+                except ValueError:
+                    vad = ()
+                if len(vad) != 3:
+                    raise CorpusError(f"{where}: dimensional labels [{vad_text}] are not [V, A, D]")
                 turn_match = _TURN_ID.match(turn)
                 if not turn_match:
                     raise CorpusError(f"{where}: malformed turn id {turn!r}")
@@ -110,7 +117,7 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
                     missing.append(f"{where}: {turn} -> {wav}")
                     continue
                 spk = f"Ses{turn_session}{gender_letter}"
-                utts.append(Utterance(f"{spk}-{turn}", spk, wav, emotion, gender_letter.lower()))
+                utts.append(Utterance(f"{spk}-{turn}", spk, wav, emotion, gender_letter.lower(), vad=vad))
     report_missing_audio(missing, strict, CORPUS)
     check_unique(utts)
     return utts

@@ -70,6 +70,19 @@ def _audio_root(corpus_dir: str) -> str:
                       f"or {os.path.join(corpus_dir, 'Audio')}")
 
 
+def _vad(fields: list[str], where: str) -> tuple[float, float, float] | None:
+    """(valence, arousal, dominance) from a consensus line's ``A:x; V:y; D:z`` fields; None where a copy lacks them."""
+    values = {}
+    for field in fields[2:]:
+        key, sep, value = field.partition(":")
+        if sep and key.strip() in ("A", "V", "D"):
+            try:
+                values[key.strip()] = float(value)
+            except ValueError:
+                raise CorpusError(f"{where}: dimensional label {field!r} is not a number") from None
+    return (values["V"], values["A"], values["D"]) if len(values) == 3 else None
+
+
 def _is_consensus_line(first_field: str) -> bool:
     return first_field.startswith(("UTD-IMPROV", "MSP-IMPROV")) or first_field.endswith(".avi")
 
@@ -112,7 +125,7 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
         if not os.path.isfile(wav):
             missing.append(f"{where}: {clip} -> {wav}")
             continue
-        utts.append(Utterance(f"{spk}-{clip}", spk, wav, emotion, gender_letter.lower()))
+        utts.append(Utterance(f"{spk}-{clip}", spk, wav, emotion, gender_letter.lower(), vad=_vad(fields, where)))
     if not labels:
         raise CorpusError(f"{label_file}: no consensus label lines found")
     report_missing_audio(missing, strict, CORPUS)

@@ -36,6 +36,9 @@ from ser.corpora.common import (
 CORPUS = "urdu"
 OBTAIN = ("https://github.com/siddiquelatif/URDU-Dataset (research use only, as the release states; "
           "cite Latif et al. 2018)")
+DOWNLOADS = [{"url": "https://github.com/siddiquelatif/URDU-Dataset/archive/refs/heads/master.zip", "sha256": None,
+              "name": "URDU-Dataset-master.zip"}]
+DOWNLOAD_ROOT = "URDU-Dataset-master"
 
 EMOTION_FOLDERS = {"Angry": "A", "Happy": "H", "Neutral": "N", "Sad": "S"}
 CLASS_SETS: dict[str, dict[str, str]] = {"4class": {"A": "angry", "H": "happy", "N": "neutral", "S": "sad"}}
