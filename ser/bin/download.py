@@ -34,10 +34,6 @@ log = logging.getLogger("ser.bin.download")
 NO_DOWNLOAD_STATUS = 2
 
 
-def corpus_name(corpus: str) -> str:
-    return os.path.splitext(os.path.basename(corpus))[0] if corpus.endswith(".py") else corpus
-
-
 def mirrored(url: str, url_base: str | None) -> str:
     """``url`` with everything up to its file name replaced by ``url_base`` (a URL or a local dir)."""
     if not url_base:
@@ -94,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         module = root = None
         if args.corpus:
             module = corpus_module(args.corpus)
-            name = corpus_name(args.corpus)
+            name = getattr(module, "CORPUS", None) or os.path.splitext(os.path.basename(args.corpus))[0]
             root = getattr(module, "DOWNLOAD_ROOT", None)
         if args.url:
             file_name = args.name or url_file_name(args.url)
