@@ -12,11 +12,12 @@ import zipfile
 
 import pytest
 
-from conftest import REPO, SHARED_CORPORA
-from corpus_fakes import write_wav
 from ser.bin import prepare_data
 from ser.corpora import urdu
 from ser.corpora.common import CorpusError
+
+from conftest import REPO, SHARED_CORPORA
+from corpus_fakes import write_wav
 
 # Real names of the release: (folder, file, speaker, gender, class)
 REAL_NAMES = [
