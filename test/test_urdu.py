@@ -119,4 +119,5 @@ def test_stage0_fetches_the_release_with_download_dir(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "stage 0: fetching" in proc.stderr and len(server.requests) == 1
     wav_scp = (recipe / "data" / "all" / "wav.scp").read_text()
-    assert wav_scp.count("\n") == len(REAL_NAMES) and str(tmp_path / "dl" / "urdu_mirror" / "URDU-Dataset-master") in wav_scp
+    assert wav_scp.count("\n") == len(REAL_NAMES)
+    assert str(tmp_path / "dl" / "urdu_mirror" / "URDU-Dataset-master") in wav_scp
