@@ -273,3 +273,22 @@ def test_setup_sh_and_a_manifest_run_every_stage_and_classify(tmp_path):
                           capture_output=True, text=True, env={**recipe_env(), "PYTHONPATH": REPO})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(out.read_text().strip().splitlines()) >= 12
+
+
+def test_without_opensmile_a_recipe_runs_the_fbank_model_and_says_so_once(own_data):
+    """openSMILE is an optional extra: without it the default is the fbank-only config and the classic references
+    are skipped, said in one line at the start, and stage 1 computes no functionals."""
+    tmp, manifest, _ = own_data
+    blocker = tmp / "no_opensmile"
+    blocker.mkdir()
+    (blocker / "opensmile.py").write_text("raise ImportError('opensmile is blocked for this test')\n")
+    recipe = tmp / "recipe"
+    assert subprocess.run([SETUP, str(recipe)], capture_output=True).returncode == 0
+    env = {**recipe_env(), "PYTHONPATH": str(blocker)}
+    proc = subprocess.run([str(recipe / "run.sh"), "--corpus-manifest", manifest, "--stop-stage", "1", "--nj", "1"],
+                          capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    notes = [line for line in proc.stderr.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "running the fbank-only model (conf/train.yaml)" in notes[0]
+    assert "tools/install.sh --opensmile" in notes[0]
+    assert (recipe / "dump" / "fbank" / ".stage1.done").exists() and not (recipe / "dump" / "functionals").exists()
