@@ -384,3 +384,25 @@ def test_hard_label_option_reads_the_dominant_class_only():
     torch.testing.assert_close(kl(logits, None, None, soft)[0], total)
     with pytest.raises(ConfigError, match="hard_label"):
         resolve_loss_conf({"hard_label": 1})
+
+
+def test_own_optimizer_state_is_per_term_and_reads_the_centre_only_layout():
+    """The checkpoint holds {term: {optimizer, scheduler}} for each term with own parameters; a checkpoint written
+    before terms registered (the centre's optimizer alone) still resumes."""
+    def make():
+        loss = MultiLoss({"center": 0.01}, NUM_CLASSES, EMBED_DIM)
+        loss.attach_optimizers({"center_optim": "adam", "center_lr": 0.1},
+                               lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.5))
+        return loss
+
+    loss = make()
+    total, _ = loss(*inputs(30))
+    total.backward()
+    loss.step(lambda grads: None)
+    loss.end_epoch()
+    state = loss.optimizer_state()
+    assert set(state) == {"center"}
+    for saved in (state, state["center"]):  # today's layout, and the centre-only one
+        restored = make()
+        restored.load_optimizer_state(saved)
+        assert str(restored.optimizer_state()) == str(state)
