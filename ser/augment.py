@@ -26,8 +26,7 @@ from numbers import Real
 
 import numpy as np
 
-from ser.config import ConfigError
-from ser.registry import Registry, number_in
+from ser.registry import AUGMENTS, ConfigError, number_in
 
 DOMAINS = ("wave", "fbank", "frames")
 
@@ -212,17 +211,6 @@ def _is_snr_range(value) -> bool:
 
 _PROB = number_in(0.0, 1.0)
 _SEGMENT_RATIO = number_in(0.0, 1.0, low_open=True)
-AUGMENTS = Registry("augment")
-AUGMENTS.register("eam", EnergyAdaptiveMixup, {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
-                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
-                   "max_segment_ratio": _SEGMENT_RATIO})
-AUGMENTS.register("lam", LengthMixup, {"prob": 0.5, "max_segment_ratio": 0.5},
-                  {"prob": _PROB, "max_segment_ratio": _SEGMENT_RATIO})
-AUGMENTS.register("featmix", FeatureMixup,
-                  {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
-                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
-                   "max_segment_ratio": _SEGMENT_RATIO})
-AUGMENTS.register("none", lambda domain: None, {}, {})
 # The domains each mixup acts on (ser.frontends: a front-end's augment_domain).
 AUGMENT_DOMAINS = {"eam": ("wave", "fbank"), "lam": ("wave", "fbank"), "featmix": ("frames",),
                    "none": DOMAINS}
@@ -238,6 +226,23 @@ def check_augment_domain(name: str, domain: str) -> None:
             if domain == "frames" else ""
         raise ConfigError(f"augment: {name} acts on {' or '.join(DOMAIN_NAMES[d] for d in allowed)}, and this "
                           f"front-end gives {DOMAIN_NAMES[domain]}{why}; choose one of {', '.join(fits)}")
+
+def _fits(config: dict, frontend) -> None:
+    check_augment_domain(config["augment"], frontend.augment_domain)
+
+
+AUGMENTS.register("eam", EnergyAdaptiveMixup, {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
+                   "max_segment_ratio": _SEGMENT_RATIO}, fits=_fits)
+AUGMENTS.register("lam", LengthMixup, {"prob": 0.5, "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "max_segment_ratio": _SEGMENT_RATIO}, fits=_fits)
+AUGMENTS.register("featmix", FeatureMixup,
+                  {"prob": 0.5, "snr_range": [-5.0, 10.0], "max_segment_ratio": 0.5},
+                  {"prob": _PROB, "snr_range": (_is_snr_range, "[low, high] in dB, finite, low < high"),
+                   "max_segment_ratio": _SEGMENT_RATIO}, fits=_fits)
+AUGMENTS.register("none", lambda domain: None, {}, {}, fits=_fits)
+
+
 
 
 def mixup_record(name: str, domain: str) -> str:

@@ -28,6 +28,8 @@ from ser.datadir import DataDirError
 from ser.dataset import read_labels
 from ser.functionals import FEATURE_SETS
 from ser.inputs import read_utterance_features, speaker_normalise_rows
+from ser.registry import SYSTEMS, anything
+from ser.rundir import claim_run_dir, git_revision
 from ser.speaker_norm import SPEAKER_NORMS, read_speakers
 from ser.stamps import inputs_digest
 
@@ -238,8 +240,6 @@ def train_classic_run(config: dict, classes: list[str], feats_scp: str | None, t
                       outdir: str) -> dict:
     """A fold's reference in its run dir, with the neural trainer's conventions: a finished run with the same
     identity is kept as it is; a run dir of another identity is moved aside, never overwritten."""
-    from ser.train import claim_run_dir, git_revision
-
     if not feats_scp:
         raise ValueError(f"the classic reference reads {config['feature_set']} functionals: give their archive "
                          "(--functionals-scp)")
@@ -267,3 +267,7 @@ def read_classic_config(model_dir: str) -> dict | None:
     with open(path) as f:
         given = yaml.safe_load(f) or {}
     return resolve_classic_config(given, path) if given.get("system") == "classic" else None
+
+
+SYSTEMS.register("classic", train_classic_run, CLASSIC_DEFAULTS, {key: anything() for key in CLASSIC_DEFAULTS},
+                 resolve_config=resolve_classic_config)  # resolve_classic_config checks every value

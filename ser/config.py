@@ -1,9 +1,12 @@
 """Experiment configs: ESPnet-style YAML, every key with a default, every key checked at load.
 
 A config names components (``encoder: flam``) and gives their options (``encoder_conf: {...}``). The defaults
-of each component are written once, in its registry (ser.registry: FRONTENDS, ENCODERS, AUGMENTS) or beside its
-code (LOSS_DEFAULTS); this module merges them, rejects unknown keys by name (one ConfigError) and writes the
-resolved config that a run is reproduced from.
+of each component are written once, in its registry entry (ser.registry: FRONTENDS, ENCODERS, AUGMENTS, SPECAUGS,
+LOSS_TERMS, OPTIMIZERS, SCHEDULERS, ...); this module merges them, rejects unknown keys by name (one ConfigError),
+hashes the result and writes the resolved config that a run is reproduced from.
+
+It imports no component: it asks the registries, which the component modules fill when they are imported.
+Entry points import ser.components (every component module) first.
 """
 
 from __future__ import annotations
@@ -16,10 +19,21 @@ import re
 
 import yaml
 
-
-class ConfigError(ValueError):
-    """A bad config key or value; the message names the file and key."""
-
+from ser.atomic import write_text
+from ser.registry import (
+    AUGMENTS,
+    ENCODERS,
+    FRONTENDS,
+    FUNCTIONALS,
+    LOSS_SHARED,
+    LOSS_TERMS,
+    OPTIMIZERS,
+    SCHEDULERS,
+    SPEAKER_NORMS,
+    SPECAUGS,
+    SYSTEMS,
+    ConfigError,
+)
 
 TRAINER_DEFAULTS = {
     "frontend": "fbank",
@@ -32,7 +46,7 @@ TRAINER_DEFAULTS = {
     "specaug_conf": {},
     "loss_conf": {},
     "optim": "adam",
-    "optim_conf": {},  # merged onto OPTIM_DEFAULTS[optim]
+    "optim_conf": {},  # merged onto the defaults the optimizer registered (ser.optim)
     "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (as in the LAM lineage)
     "center_lr": 5.0e-3,
     "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
@@ -53,23 +67,11 @@ TRAINER_DEFAULTS = {
     "log_interval": 20,  # batches between progress log lines
 }
 
-ADAM_DEFAULTS = {"lr": 1.0e-4, "betas": [0.9, 0.98], "eps": 1.0e-9, "weight_decay": 0.0}
-OPTIM_DEFAULTS = {"adam": ADAM_DEFAULTS, "adamw": ADAM_DEFAULTS,
-                  "sgd": {"lr": 1.0e-2, "momentum": 0.9, "weight_decay": 0.0, "nesterov": False}}
-SCHEDULERS = {"exponential": {"gamma": 0.875}, "none": {}}
 MODEL_SELECTIONS = ("valid_ua", "last")
 CENTER_OPTIMIZERS = ("sgd", "adam")
 AMP_MODES = ("none", "bf16", "fp16")
-
-
-def _registries() -> dict:
-    """component key -> its registry (ser.registry); imported lazily so the config module stays light."""
-    from ser.augment import AUGMENTS
-    from ser.frontends import FRONTENDS
-    from ser.models import ENCODERS
-    from ser.specaug import SPECAUGS
-
-    return {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS, "specaug": SPECAUGS}
+# component key -> its registry: each resolves its <key>_conf
+COMPONENT_REGISTRIES = {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS, "specaug": SPECAUGS}
 
 
 def check_keys(given: dict, allowed, where: str) -> None:
@@ -118,10 +120,50 @@ def _merge(defaults: dict, given: dict, where: str) -> dict:
     return merged
 
 
+def loss_defaults() -> dict:
+    """loss_conf's defaults: each registered loss term's weight (its name) and options, in the order the terms were
+    registered, then the keys of the weighted sum itself."""
+    defaults = {}
+    for term in LOSS_TERMS.names():
+        defaults.update(LOSS_TERMS.defaults(term))
+    defaults.update(LOSS_SHARED.defaults("multi"))
+    return defaults
+
+
+def resolve_loss_conf(given: dict | None) -> dict:
+    """loss_conf over loss_defaults(), every key and value checked by the rule its term registered; ConfigError
+    naming the key. The one validation of loss_conf (MultiLoss trusts what this returns)."""
+    conf = _merge(loss_defaults(), given or {}, "loss_conf")
+    rules = {}
+    for term in LOSS_TERMS.names():
+        rules.update(LOSS_TERMS.rules(term))
+    rules.update(LOSS_SHARED.rules("multi"))
+    for key, value in conf.items():
+        is_valid, expected = rules[key]
+        if not is_valid(value):
+            raise ConfigError(f"loss_conf.{key} must be {expected}, got {value!r}")
+    terms = LOSS_TERMS.names()
+    if not any(conf[term] > 0 for term in terms):
+        raise ConfigError(f"loss_conf: every loss weight ({', '.join(terms)}) is 0: nothing to train")
+    return conf
+
+
+def _choice(registry, name: str, source: str) -> None:
+    if name not in registry:
+        raise ConfigError(f"{source}: {registry.kind}: unknown value {name!r}; "
+                          f"choose one of {', '.join(registry.names())}")
+
+
+def _require_components() -> None:
+    empty = [r.kind for r in (FRONTENDS, ENCODERS, LOSS_TERMS, OPTIMIZERS, SYSTEMS) if not r.names()]
+    if empty:
+        raise ConfigError(f"no {', '.join(empty)} is registered: import ser.components (every component module, "
+                          "each filling its registry) before resolving a config")
+
+
 def resolve_config(given: dict, source: str = "config") -> dict:
     """Merge a user config with every default; raise ConfigError naming the bad key."""
-    from ser.losses import LOSS_DEFAULTS
-
+    _require_components()
     if not isinstance(given, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values")
     check_keys(given, TRAINER_DEFAULTS, source)
@@ -132,52 +174,36 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         else:
             config[key] = check_type(value, TRAINER_DEFAULTS[key], f"{source}: {key}")
 
-    from ser.losses import MultiLoss
-
     try:
         # Each component's conf is resolved by its registry: the one place of its defaults and value rules.
-        for component, registry in _registries().items():
+        for component, registry in COMPONENT_REGISTRIES.items():
             config[f"{component}_conf"] = registry.resolve(config[component], config[f"{component}_conf"])
-        config["loss_conf"] = _merge(LOSS_DEFAULTS, config["loss_conf"], "loss_conf")
-        MultiLoss(config["loss_conf"], num_classes=2, embed_dim=config["encoder_conf"]["embed_dim"])
+        config["loss_conf"] = resolve_loss_conf(config["loss_conf"])
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from None
 
-    if config["optim"] not in OPTIM_DEFAULTS:
-        raise ConfigError(f"{source}: optim: unknown value {config['optim']!r}; "
-                          f"choose one of {', '.join(OPTIM_DEFAULTS)}")
-    optim_defaults = OPTIM_DEFAULTS[config["optim"]]
-    config["optim_conf"] = _merge(optim_defaults, given.get("optim_conf") or {}, f"{source}: optim_conf")
-    if config["scheduler"] not in SCHEDULERS:
-        raise ConfigError(f"{source}: scheduler: unknown value {config['scheduler']!r}; "
-                          f"choose one of {', '.join(SCHEDULERS)}")
-    config["scheduler_conf"] = _merge(SCHEDULERS[config["scheduler"]],
-                                      config["scheduler_conf"] if "scheduler_conf" in given else {},
-                                      f"{source}: scheduler_conf")
+    _choice(OPTIMIZERS, config["optim"], source)
+    config["optim_conf"] = _resolve_registered(OPTIMIZERS, config["optim"], given.get("optim_conf") or {},
+                                               f"{source}: optim_conf")
+    _choice(SCHEDULERS, config["scheduler"], source)
+    config["scheduler_conf"] = _resolve_registered(SCHEDULERS, config["scheduler"],
+                                                   config["scheduler_conf"] if "scheduler_conf" in given else {},
+                                                   f"{source}: scheduler_conf")
     if config["model_selection"] not in MODEL_SELECTIONS:
         raise ConfigError(f"{source}: model_selection: unknown value {config['model_selection']!r}; "
                           f"choose one of {', '.join(MODEL_SELECTIONS)}")
-    from ser.functionals import FEATURE_SETS
-    from ser.speaker_norm import SPEAKER_NORMS
-
-    for key, allowed in (("center_optim", CENTER_OPTIMIZERS), ("speaker_norm", SPEAKER_NORMS),
-                         ("functionals", ("none",) + FEATURE_SETS)):
-        if config[key] not in allowed:
-            raise ConfigError(f"{source}: {key}: unknown value {config[key]!r}; choose one of {', '.join(allowed)}")
-    from ser.frontends import frontend_of
-
-    if config["speaker_norm"] != "none" and not frontend_of(config).supports_speaker_norm:
-        raise ConfigError(f"{source}: speaker_norm: {config['speaker_norm']} needs a front-end with frame features "
-                          f"such as fbank ({config['frontend']} normalises each utterance itself)")
-    from ser.augment import check_augment_domain
-
+    if config["center_optim"] not in CENTER_OPTIMIZERS:
+        raise ConfigError(f"{source}: center_optim: unknown value {config['center_optim']!r}; "
+                          f"choose one of {', '.join(CENTER_OPTIMIZERS)}")
+    _choice(SPEAKER_NORMS, config["speaker_norm"], source)
+    _choice(FUNCTIONALS, config["functionals"], source)
+    frontend = FRONTENDS.build(config["frontend"], config["frontend_conf"])
     try:
-        check_augment_domain(config["augment"], frontend_of(config).augment_domain)
+        # Each chosen component checks that it fits the rest of the config (e.g. the front-end's domain).
+        for key, registry in (("speaker_norm", SPEAKER_NORMS), ("augment", AUGMENTS), ("specaug", SPECAUGS)):
+            registry.fits(config[key], config, frontend)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from None
-    if config["specaug"] != "none" and frontend_of(config).augment_domain != "fbank":
-        raise ConfigError(f"{source}: specaug: {config['specaug']} acts on frame features such as fbank, not on "
-                          f"the {config['frontend']} front-end's waveforms")
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
     for key in ("max_epoch", "batch_size"):
@@ -191,6 +217,15 @@ def resolve_config(given: dict, source: str = "config") -> dict:
     if config["optim_conf"].get("lr", 1.0) <= 0:
         raise ConfigError(f"{source}: optim_conf.lr: must be > 0")
     return config
+
+
+def _resolve_registered(registry, name: str, given: dict, where: str) -> dict:
+    """The registered defaults of ``name`` merged with ``given`` (types as in the defaults), then its rules."""
+    conf = _merge(registry.defaults(name), given, where)
+    try:
+        return registry.resolve(name, conf)
+    except ConfigError as e:
+        raise ConfigError(f"{where.rpartition(':')[0]}: {e}") from None
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -228,10 +263,9 @@ def apply_overrides(given: dict, overrides: dict | None) -> dict:
 def load_any_config(path: str, overrides: dict | None = None) -> dict:
     """A neural training config, or a classic-reference one (``system: classic``, ser.classic), resolved."""
     given = apply_overrides(_read_yaml(path), overrides)
-    if given.get("system") == "classic":
-        from ser.classic import resolve_classic_config
-
-        return resolve_classic_config(given, source=path)
+    _require_components()
+    if given.get("system") in SYSTEMS:
+        return SYSTEMS.info(given["system"])["resolve_config"](given, source=path)
     return resolve_config(given, source=path)
 
 
@@ -291,6 +325,4 @@ def config_hash(config: dict) -> str:
 
 
 def write_config(config: dict, path: str) -> None:
-    from ser.atomic import write_text
-
     write_text(path, yaml.safe_dump(config, sort_keys=False, default_flow_style=None))

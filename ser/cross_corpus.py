@@ -108,7 +108,7 @@ def stratified_subsample(keys: list[str], labels: dict[str, str], max_utts: int)
 def inputs_digest(exp_dir: str, data_dir: str, class_map: dict[str, str], max_utts: int | None = None) -> str:
     """A digest of what a cross-corpus result depends on: each run's weights and configs (or the model archive),
     the target's utt2emo and wav.scp, the class map and the subsample size."""
-    from ser.recognizer import model_dirs
+    from ser.rundir import model_dirs
     from ser.stamps import inputs_digest as digest
 
     if os.path.isfile(exp_dir):

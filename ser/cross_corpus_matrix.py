@@ -64,7 +64,7 @@ def experiments(recipe: Recipe) -> list[tuple[str, str]]:
 
 def inspect_experiment(exp_dir: str) -> tuple[list[str] | None, str | None]:
     """(the model's classes, None) for an experiment the matrix scores, else (None, why it is left out)."""
-    from ser.recognizer import model_dirs
+    from ser.rundir import model_dirs
 
     with open(os.path.join(exp_dir, "results.json")) as f:
         protocol = json.load(f).get("protocol", {})

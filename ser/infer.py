@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import yaml
 
+import ser.components  # noqa: F401 (fills the registries: models are rebuilt from stored configs)
 from ser.config import resolve_config
 from ser.dataset import LabelledSet, eval_batches
 from ser.distributed import Distributed

@@ -2,28 +2,29 @@
 
 Targets are soft labels (rows summing to 1, one-hot when no mixup happened); every loss is a
 mean over the batch.
+
+Each term is one class and one ``LOSS_TERMS.register`` line: its weight is the loss_conf key of its name, its
+options are further loss_conf keys (with their defaults and rules), and its builder makes a LossTerm. MultiLoss sums
+the terms whose weight is > 0, in the order they were registered, and never names one: a term with parameters of
+its own (the centre loss's centres) declares them (``own_parameters``) and the config keys of their optimizer
+(``own_optimizer`` in its registry info), and MultiLoss gives them that optimizer.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from numbers import Real
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ser.config import ConfigError
+from ser.config import loss_defaults
+from ser.registry import LOSS_SHARED, LOSS_TERMS, finite_number_at_least, is_bool, number_in
 
-LOSS_DEFAULTS = {"ce": 0.0, "kl": 1.0, "focal": 1.0, "focal_gamma": 2.0, "center": 0.002, "supcon": 0.1,
-                 "temperature": 0.07, "scale_by_running_magnitude": False, "running_momentum": 0.99,
-                 "hard_label": False}
 # hard_label: CE, KL and focal read the one-hot label of the dominant class (argmax of the mixup soft label)
 # instead of the soft label itself; with it, CE against KL measures what the soft label brings (KL to a one-hot
 # target equals CE).
-BOOLEAN_KEYS = ("scale_by_running_magnitude", "hard_label")
-TERMS = ("ce", "kl", "focal", "center", "supcon")  # weight keys, in the order they are computed (TERM_FUNCTIONS)
 # floor of the running magnitude a term is divided by
 MAGNITUDE_FLOOR = 1e-8
 
@@ -79,10 +80,14 @@ class CenterLoss(nn.Module):
         nn.init.xavier_uniform_(self.centers)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if embeddings.dim() != 2 or embeddings.shape[1] != self.centers.shape[1]:
-            raise ValueError(f"center loss needs embeddings (batch, {self.centers.shape[1]}), "
-                             f"got {tuple(embeddings.shape)}")
-        return 0.5 * (embeddings - self.centers[labels]).pow(2).sum(dim=1).mean()
+        return center_loss(embeddings, labels, self.centers)
+
+
+def center_loss(embeddings: Tensor, labels: Tensor, centers: Tensor) -> Tensor:
+    """0.5 * mean_i ||e_i - c_{y_i}||^2."""
+    if embeddings.dim() != 2 or embeddings.shape[1] != centers.shape[1]:
+        raise ValueError(f"center loss needs embeddings (batch, {centers.shape[1]}), got {tuple(embeddings.shape)}")
+    return 0.5 * (embeddings - centers[labels]).pow(2).sum(dim=1).mean()
 
 
 def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: float) -> Tensor:
@@ -114,138 +119,6 @@ def supervised_contrastive(embeddings: Tensor, labels: Tensor, temperature: floa
     return per_anchor.mean()
 
 
-def _check_conf(conf: dict) -> dict:
-    unknown = sorted(set(conf) - set(LOSS_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"unknown loss_conf key(s) {unknown}, expected {sorted(LOSS_DEFAULTS)}")
-    conf = {**LOSS_DEFAULTS, **conf}
-    for key, value in conf.items():
-        if key in BOOLEAN_KEYS:
-            if not isinstance(value, bool):
-                raise ConfigError(f"loss_conf key '{key}' must be true or false, got {value!r}")
-            continue
-        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-            raise ConfigError(f"loss_conf key '{key}' must be a finite number, got {value!r}")
-        if key == "temperature" and not value > 0:
-            raise ConfigError(f"loss_conf key '{key}' must be > 0, got {value}")
-        if key == "running_momentum" and not 0 <= value < 1:
-            raise ConfigError(f"loss_conf key '{key}' must be in [0, 1), got {value}")
-        if value < 0:
-            raise ConfigError(f"loss_conf key '{key}' must be >= 0, got {value}")
-    if not any(conf[term] > 0 for term in TERMS):
-        raise ConfigError(f"every loss weight ({', '.join(TERMS)}) is 0: nothing to train")
-    return conf
-
-
-class MultiLoss(nn.Module):
-    """Weighted sum of CE, KL, focal, center and supervised contrastive losses.
-
-    A term with weight 0 is off and not computed. The class used by the center and contrastive
-    losses is argmax of the soft target. With ``scale_by_running_magnitude`` each term is divided
-    by a bias-corrected exponential moving average of its detached value (updated in training
-    mode only) so that every term is about 1 before weighting; the averages are buffers, so they
-    are saved in the state_dict.
-    """
-
-    def __init__(self, conf: dict, num_classes: int, embed_dim: int):
-        super().__init__()
-        self.conf = _check_conf(dict(conf))
-        self.active = [term for term in TERMS if self.conf[term] > 0]
-        self.center = CenterLoss(num_classes, embed_dim) if self.conf["center"] > 0 else None
-        self.register_buffer("running_magnitude", torch.zeros(len(TERMS), dtype=torch.float64))
-        self.register_buffer("running_steps", torch.zeros((), dtype=torch.long))
-        self._divisors: dict[str, float] = {}
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler = None
-
-    # The loss's own parameters (the centres) are trained by the loss's own optimizer, which the trainer drives
-    # through the five methods below without knowing which terms own parameters.
-
-    def own_parameters(self) -> list[nn.Parameter]:
-        """Parameters of the loss itself (the center loss's centres; empty when it is off)."""
-        return [] if self.center is None else list(self.center.parameters())
-
-    def attach_optimizer(self, kind: str, lr: float, make_scheduler) -> None:
-        """Give the own parameters their optimizer: plain SGD, or Adam with default moments as in the LAM lineage,
-        at ``lr``, with the scheduler that ``make_scheduler(optimizer)`` builds. No-op without own parameters."""
-        params = self.own_parameters()
-        if not params:
-            return
-        self.optimizer = (torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr))
-        self.scheduler = make_scheduler(self.optimizer)
-
-    def zero_grad(self) -> None:
-        if self.optimizer:
-            self.optimizer.zero_grad(set_to_none=True)
-
-    def step(self, average_, loss_scale: float | None = None) -> None:
-        """Update the own parameters from the last backward pass. The gradients are averaged over ranks by
-        ``average_`` and divided by the weight the centre term entered the total with (its loss weight, over its
-        running magnitude when scaled) and by the fp16 loss scale: Wen et al. update the centres at their own
-        rate, independent of how the term is weighted."""
-        if not self.optimizer:
-            return
-        grads = [p.grad for p in self.own_parameters() if p.grad is not None]
-        average_(grads)
-        weight = self.conf["center"] / self._divisors.get("center", 1.0)
-        for g in grads:
-            g.div_(weight * loss_scale if loss_scale is not None else weight)
-        self.optimizer.step()
-
-    def end_epoch(self) -> None:
-        if self.scheduler:
-            self.scheduler.step()
-
-    def optimizer_state(self) -> dict:
-        if not self.optimizer:
-            return {}
-        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}
-
-    def load_optimizer_state(self, state: dict) -> None:
-        if self.optimizer:
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-
-    def _magnitudes(self, values: dict[str, float]) -> dict[str, float]:
-        """Update (in training mode) and return the bias-corrected running magnitude per term."""
-        momentum = self.conf["running_momentum"]
-        if self.training:
-            self.running_steps += 1
-            for term, value in values.items():
-                index = TERMS.index(term)
-                self.running_magnitude[index] = (momentum * self.running_magnitude[index]
-                                                 + (1.0 - momentum) * value)
-        steps = int(self.running_steps)
-        if steps == 0:
-            return {term: 1.0 for term in values}
-        correction = 1.0 - momentum ** steps
-        return {term: max(float(self.running_magnitude[TERMS.index(term)]) / correction, MAGNITUDE_FLOOR)
-                for term in values}
-
-    def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
-                soft_target: Tensor, ranks=None) -> tuple[Tensor, dict[str, float]]:
-        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``ranks``
-        (ser.distributed.Distributed): with several ranks, each holding part of the batch, the supervised contrastive
-        term is computed over the whole batch."""
-        labels = soft_target.argmax(dim=1)
-        if self.conf["hard_label"]:
-            soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
-        losses, values = {}, {}
-        for term in self.active:
-            loss = TERM_FUNCTIONS[term](self, LossInputs(logits, embedding, contrastive_embedding, soft_target,
-                                                          labels, ranks))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(term, value)
-            losses[term], values[term] = loss, value
-        divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
-                    else dict.fromkeys(values, 1.0))
-        self._divisors = divisors
-        total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
-        values["total"] = float(total.detach())
-        return total, values
-
-
 @dataclass
 class LossInputs:
     logits: Tensor
@@ -256,32 +129,221 @@ class LossInputs:
     ranks: object | None  # ser.distributed.Distributed, for terms that span the whole batch
 
 
-def _center_term(loss: MultiLoss, x: LossInputs) -> Tensor:
-    if x.embedding is None:
-        raise ValueError("the center loss is on but no embedding was given")
-    return loss.center(x.embedding, x.labels)
+class LossTerm(nn.Module):
+    """One term of the objective: ``forward(LossInputs) -> Tensor``, the unweighted term (a mean over the batch).
+    A term with parameters of its own returns them from ``own_parameters``; MultiLoss trains them with their own
+    optimizer (the one the term's registry info ``own_optimizer`` names) at their own rate, independent of the
+    term's weight."""
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        return []
 
 
-def _supcon_term(loss: MultiLoss, x: LossInputs) -> Tensor:
-    if x.contrastive_embedding is None:
-        raise ValueError("the supcon loss is on but no contrastive_embedding was given")
-    temperature = loss.conf["temperature"]
-    if x.ranks is None or x.ranks.world == 1:
-        return supervised_contrastive(x.contrastive_embedding, x.labels, temperature)
-    # Data-parallel: the contrastive pairs span the whole batch, as in one process. Every rank computes the
-    # loss of the whole batch with only its own rows differentiable; the gradient is multiplied by the number
-    # of ranks (the value is not), so that the ranks' averaged gradients are the one-process gradient.
-    value = supervised_contrastive(x.ranks.gather_rows(x.contrastive_embedding), x.ranks.gather_rows(x.labels),
-                                   temperature)
-    return value * x.ranks.world - value.detach() * (x.ranks.world - 1)
+class CrossEntropyTerm(LossTerm):
+    def __init__(self, **conf):
+        super().__init__()
+
+    def forward(self, x: LossInputs) -> Tensor:
+        return soft_cross_entropy(x.logits, x.soft_target)
 
 
-# Each term of the objective, by its weight key: (MultiLoss, its inputs) -> the unweighted term.
-TERM_FUNCTIONS = {
-    "ce": lambda loss, x: soft_cross_entropy(x.logits, x.soft_target),
-    "kl": lambda loss, x: kl_divergence(x.logits, x.soft_target),
-    "focal": lambda loss, x: focal_loss(x.logits, x.soft_target, loss.conf["focal_gamma"]),
-    "center": _center_term,
-    "supcon": _supcon_term,
-}
-assert tuple(TERM_FUNCTIONS) == TERMS
+class KLTerm(LossTerm):
+    def __init__(self, **conf):
+        super().__init__()
+
+    def forward(self, x: LossInputs) -> Tensor:
+        return kl_divergence(x.logits, x.soft_target)
+
+
+class FocalTerm(LossTerm):
+    def __init__(self, focal_gamma: float, **conf):
+        super().__init__()
+        self.gamma = focal_gamma
+
+    def forward(self, x: LossInputs) -> Tensor:
+        return focal_loss(x.logits, x.soft_target, self.gamma)
+
+
+class CenterTerm(LossTerm):
+    """The centre loss on the embedding; its centres (``centers``) are its own parameters."""
+
+    def __init__(self, num_classes: int, embed_dim: int, **conf):
+        super().__init__()
+        self.centers = nn.Parameter(torch.empty(num_classes, embed_dim))
+        nn.init.xavier_uniform_(self.centers)
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        return [self.centers]
+
+    def forward(self, x: LossInputs) -> Tensor:
+        if x.embedding is None:
+            raise ValueError("the center loss is on but no embedding was given")
+        return center_loss(x.embedding, x.labels, self.centers)
+
+
+class SupConTerm(LossTerm):
+    def __init__(self, temperature: float, **conf):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, x: LossInputs) -> Tensor:
+        if x.contrastive_embedding is None:
+            raise ValueError("the supcon loss is on but no contrastive_embedding was given")
+        if x.ranks is None or x.ranks.world == 1:
+            return supervised_contrastive(x.contrastive_embedding, x.labels, self.temperature)
+        # Data-parallel: the contrastive pairs span the whole batch, as in one process. Every rank computes the
+        # loss of the whole batch with only its own rows differentiable; the gradient is multiplied by the number
+        # of ranks (the value is not), so that the ranks' averaged gradients are the one-process gradient.
+        value = supervised_contrastive(x.ranks.gather_rows(x.contrastive_embedding), x.ranks.gather_rows(x.labels),
+                                       self.temperature)
+        return value * x.ranks.world - value.detach() * (x.ranks.world - 1)
+
+
+_WEIGHT = finite_number_at_least(0.0)
+# One line per term, in the order the terms are computed: builder, defaults (the weight under the term's name, then
+# its options), rules.
+LOSS_TERMS.register("ce", CrossEntropyTerm, {"ce": 0.0}, {"ce": _WEIGHT})
+LOSS_TERMS.register("kl", KLTerm, {"kl": 1.0}, {"kl": _WEIGHT})
+LOSS_TERMS.register("focal", FocalTerm, {"focal": 1.0, "focal_gamma": 2.0},
+                    {"focal": _WEIGHT, "focal_gamma": finite_number_at_least(0.0)})
+LOSS_TERMS.register("center", CenterTerm, {"center": 0.002}, {"center": _WEIGHT},
+                    own_optimizer=("center_optim", "center_lr"))  # config keys: sgd | adam, and its rate
+LOSS_TERMS.register("supcon", SupConTerm, {"supcon": 0.1, "temperature": 0.07},
+                    {"supcon": _WEIGHT, "temperature": (lambda v: _WEIGHT[0](v) and v > 0, "a finite number > 0")})
+# The keys of the weighted sum itself.
+LOSS_SHARED.register("multi", None, {"scale_by_running_magnitude": False, "running_momentum": 0.99,
+                                     "hard_label": False},
+                     {"scale_by_running_magnitude": (is_bool, "true or false"),
+                      "running_momentum": number_in(0.0, 1.0, high_open=True),
+                      "hard_label": (is_bool, "true or false")})
+LOSS_DEFAULTS = loss_defaults()  # the loss_conf defaults of ser's own terms
+TERMS = tuple(LOSS_TERMS.names())  # ser's own terms, in the order they are computed
+
+
+class MultiLoss(nn.Module):
+    """Weighted sum of the registered loss terms (ser's own: CE, KL, focal, center and supervised contrastive).
+
+    ``conf`` is a loss_conf resolved by ser.config.resolve_loss_conf (missing keys take their defaults; values are
+    trusted). A term with weight 0 is off and not built. The class used by the center and contrastive losses is
+    argmax of the soft target. With ``scale_by_running_magnitude`` each term is divided by a bias-corrected
+    exponential moving average of its detached value (updated in training mode only) so that every term is about 1
+    before weighting; the averages are buffers, so they are saved in the state_dict.
+    """
+
+    def __init__(self, conf: dict, num_classes: int, embed_dim: int):
+        super().__init__()
+        self.conf = {**loss_defaults(), **conf}
+        self.term_names = LOSS_TERMS.names()  # every registered term: the slots of the running magnitudes
+        self.active = [term for term in self.term_names if self.conf[term] > 0]
+        self.terms: dict[str, LossTerm] = {}
+        for term in self.active:
+            options = {key: self.conf[key] for key in LOSS_TERMS.defaults(term)}
+            self.terms[term] = LOSS_TERMS.build(term, options, num_classes=num_classes, embed_dim=embed_dim)
+            self.add_module(term, self.terms[term])
+        self.register_buffer("running_magnitude", torch.zeros(len(self.term_names), dtype=torch.float64))
+        self.register_buffer("running_steps", torch.zeros((), dtype=torch.long))
+        self._divisors: dict[str, float] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}  # term -> the optimizer of its own parameters
+        self.schedulers: dict[str, object] = {}
+
+    # The terms' own parameters are trained by their own optimizers, which the trainer drives through the methods
+    # below without knowing which terms own parameters.
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the loss itself (the active terms' own ones, e.g. the centres)."""
+        return [p for term in self.active for p in self.terms[term].own_parameters()]
+
+    def attach_optimizers(self, config: dict, make_scheduler) -> None:
+        """Give each term's own parameters their optimizer, read from the config keys the term's registry info names
+        (``own_optimizer``: (kind key, rate key); kind sgd: plain SGD, adam: Adam with default moments as in the LAM
+        lineage), with the scheduler that ``make_scheduler(optimizer)`` builds."""
+        for term in self.active:
+            params = self.terms[term].own_parameters()
+            if not params:
+                continue
+            kind_key, lr_key = LOSS_TERMS.info(term)["own_optimizer"]
+            kind, lr = config[kind_key], config[lr_key]
+            optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+            self.optimizers[term] = optimizer
+            self.schedulers[term] = make_scheduler(optimizer)
+
+    def attach_optimizer(self, kind: str, lr: float, make_scheduler) -> None:
+        """Every term's own parameters with optimizer ``kind`` at ``lr`` (tests of one term at a time)."""
+        for term in self.active:
+            params = self.terms[term].own_parameters()
+            if params:
+                optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+                self.optimizers[term], self.schedulers[term] = optimizer, make_scheduler(optimizer)
+
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    def step(self, average_, loss_scale: float | None = None) -> None:
+        """Update the own parameters from the last backward pass. The gradients are averaged over ranks by
+        ``average_`` and divided by the weight their term entered the total with (its loss weight, over its
+        running magnitude when scaled) and by the fp16 loss scale: Wen et al. update the centres at their own
+        rate, independent of how the term is weighted."""
+        for term, optimizer in self.optimizers.items():
+            grads = [p.grad for p in self.terms[term].own_parameters() if p.grad is not None]
+            average_(grads)
+            weight = self.conf[term] / self._divisors.get(term, 1.0)
+            for g in grads:
+                g.div_(weight * loss_scale if loss_scale is not None else weight)
+            optimizer.step()
+
+    def end_epoch(self) -> None:
+        for scheduler in self.schedulers.values():
+            if scheduler:
+                scheduler.step()
+
+    def optimizer_state(self) -> dict:
+        """{term: {"optimizer": ..., "scheduler": ...}} of the terms with own parameters."""
+        return {term: {"optimizer": optimizer.state_dict(), "scheduler": self.schedulers[term].state_dict()}
+                for term, optimizer in self.optimizers.items()}
+
+    def load_optimizer_state(self, state: dict) -> None:
+        if "optimizer" in state:  # a checkpoint of ser before terms were registered: the centre's optimizer alone
+            state = {term: state for term in self.optimizers}
+        for term, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state[term]["optimizer"])
+            self.schedulers[term].load_state_dict(state[term]["scheduler"])
+
+    def _magnitudes(self, values: dict[str, float]) -> dict[str, float]:
+        """Update (in training mode) and return the bias-corrected running magnitude per term."""
+        momentum = self.conf["running_momentum"]
+        if self.training:
+            self.running_steps += 1
+            for term, value in values.items():
+                index = self.term_names.index(term)
+                self.running_magnitude[index] = (momentum * self.running_magnitude[index]
+                                                 + (1.0 - momentum) * value)
+        steps = int(self.running_steps)
+        if steps == 0:
+            return {term: 1.0 for term in values}
+        correction = 1.0 - momentum ** steps
+        return {term: max(float(self.running_magnitude[self.term_names.index(term)]) / correction, MAGNITUDE_FLOOR)
+                for term in values}
+
+    def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
+                soft_target: Tensor, ranks=None) -> tuple[Tensor, dict[str, float]]:
+        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``ranks``
+        (ser.distributed.Distributed): with several ranks, each holding part of the batch, the supervised contrastive
+        term is computed over the whole batch."""
+        labels = soft_target.argmax(dim=1)
+        if self.conf["hard_label"]:
+            soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
+        inputs = LossInputs(logits, embedding, contrastive_embedding, soft_target, labels, ranks)
+        losses, values = {}, {}
+        for term in self.active:
+            loss = self.terms[term](inputs)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError(term, value)
+            losses[term], values[term] = loss, value
+        divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
+                    else dict.fromkeys(values, 1.0))
+        self._divisors = divisors
+        total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
+        values["total"] = float(total.detach())
+        return total, values

@@ -15,6 +15,7 @@ import os
 import tarfile
 
 from ser.atomic import atomic_path
+from ser.rundir import model_dirs
 
 RUN_FILES = ("config.yaml", "run.json", "model.pth", "selection.json", "cmvn.ark", "fbank.conf", "utterance_norm.npz")
 REQUIRED = ("config.yaml", "run.json", "model.pth")
@@ -30,9 +31,7 @@ def _sha256(path: str) -> str:
 
 
 def pack(model_path: str, archive: str) -> list[str]:
-    """Pack a run or an experiment (see ser.recognizer.model_dirs) into ``archive``; returns the runs packed."""
-    from ser.recognizer import model_dirs
-
+    """Pack a run or an experiment (see ser.rundir.model_dirs) into ``archive``; returns the runs packed."""
     runs = model_dirs(model_path)
     single = len(runs) == 1 and os.path.abspath(runs[0]) == os.path.abspath(model_path)
     manifest = {}

@@ -17,7 +17,6 @@ waveforms are float arrays in [-1, 1] (as soundfile and torchaudio give them) or
 
 from __future__ import annotations
 
-import glob
 import os
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ import torch
 
 from ser.infer import TrainedModel, load_trained
 from ser.inputs import standardise_utterance, uses_functionals
+from ser.rundir import model_dirs  # noqa: F401 (re-exported)
 
 MIN_SECONDS = 0.1
 
@@ -156,16 +156,3 @@ def int16_range_mono(wave, name: str) -> np.ndarray:
         raise AudioError(f"{name}: float samples must lie in [-1, 1] (got a peak of {np.abs(x).max():.3g}); "
                          "pass int16 arrays for the int16 range")
     return (x * INT16_SCALE).astype(np.float32)
-
-
-def model_dirs(path: str) -> list[str]:
-    """The trained runs under ``path``: the run itself, or every ``seed*/fold*`` (or ``fold*``) run of an
-    experiment. Classic references (logistic regression) are not classifiers of audio and are left out."""
-    if os.path.isfile(os.path.join(path, "model.pth")):
-        return [path]
-    found = sorted(glob.glob(os.path.join(path, "seed*", "fold*", "model.pth")) +
-                   glob.glob(os.path.join(path, "fold*", "model.pth")))
-    if not found:
-        raise FileNotFoundError(f"{path}: neither a trained run (model.pth) nor an experiment with "
-                                "seed<s>/fold<k>/model.pth runs")
-    return [os.path.dirname(f) for f in found]

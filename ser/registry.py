@@ -1,8 +1,14 @@
-"""One registry per kind of component that a config names (``frontend``, ``encoder``, ``augment``).
+"""One registry per kind of component that a config names (``frontend``, ``encoder``, ``augment``, ``specaug``,
+a loss term, ``optim``, ``scheduler``, ``speaker_norm``, ``functionals``, a ``system``), and ConfigError.
 
 An entry holds the component's builder, its defaults (written once, here), the rule for each of its values and,
-optionally, a check across values. ``resolve`` turns a config's ``<kind>_conf`` into a complete, checked conf and
-is the one validation path: every error is a ConfigError naming the key. ``build`` trusts a resolved conf.
+optionally, a check across values, a check against the rest of the config (``fits``) and declared facts about
+the component (``info``). ``resolve`` turns a config's ``<kind>_conf`` into a complete, checked conf and is the one
+validation path: every error is a ConfigError naming the key. ``build`` trusts a resolved conf.
+
+This module imports no component: the registries are defined here, empty, and each component module fills its
+own (one ``register`` line per component). ser.config resolves a config by asking them; ser.components imports
+every component module, so that entry points (ser.bin.*, the recogniser) find the registries filled.
 """
 
 from __future__ import annotations
@@ -11,7 +17,10 @@ import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ser.config import ConfigError
+
+class ConfigError(ValueError):
+    """A bad config key or value; the message names the file and key."""
+
 
 Rule = tuple[Callable[[Any], bool], str]  # (is the value valid, what is expected)
 
@@ -22,6 +31,8 @@ class Entry:
     defaults: dict[str, Any]
     rules: dict[str, Rule]
     check: Callable[[dict], None] | None = None  # cross-value checks; may normalise values in place
+    fits: Callable[[dict, Any], None] | None = None  # (resolved config, its front-end): ConfigError if it cannot
+    info: dict[str, Any] | None = None  # what the component declares of itself (e.g. a loss term's own optimizer)
 
 
 class Registry:
@@ -30,11 +41,16 @@ class Registry:
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, build: Callable[..., Any], defaults: dict[str, Any], rules: dict[str, Rule],
-                 check: Callable[[dict], None] | None = None) -> None:
+                 check: Callable[[dict], None] | None = None, fits: Callable[[dict, Any], None] | None = None,
+                 **info: Any) -> None:
         missing = sorted(set(defaults) - set(rules))
         if missing:
             raise ValueError(f"{self.kind} {name!r}: no rule for {', '.join(missing)}")
-        self._entries[name] = Entry(build, defaults, rules, check)
+        self._entries[name] = Entry(build, defaults, rules, check, fits, info)
+
+    def unregister(self, name: str) -> None:
+        """Take ``name`` out again (a test that registers a made-up component cleans up with it)."""
+        del self._entries[name]
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries
@@ -45,7 +61,22 @@ class Registry:
     def defaults(self, name: str) -> dict[str, Any]:
         return copy.deepcopy(self._entry(name).defaults)
 
+    def rules(self, name: str) -> dict[str, Rule]:
+        return dict(self._entry(name).rules)
+
+    def info(self, name: str) -> dict[str, Any]:
+        return dict(self._entry(name).info or {})
+
+    def fits(self, name: str, config: dict, frontend: Any) -> None:
+        """The component's check against the rest of a resolved config (ConfigError naming the key), if it has one."""
+        fits = self._entry(name).fits
+        if fits:
+            fits(config, frontend)
+
     def _entry(self, name: str) -> Entry:
+        if not self._entries:
+            raise ConfigError(f"{self.kind}: no {self.kind} is registered; import ser.components (which imports "
+                              "every component module) before resolving a config")
         if name not in self._entries:
             raise ConfigError(f"{self.kind}: unknown value {name!r}; choose one of {', '.join(self._entries)}")
         return self._entries[name]
@@ -95,3 +126,29 @@ def number_in(low: float, high: float, low_open: bool = False, high_open: bool =
 
 def one_of(*choices: Any) -> Rule:
     return (lambda value: value in choices), "one of " + ", ".join(str(c) for c in choices)
+
+
+def finite_number_at_least(low: float) -> Rule:
+    def is_valid(value: Any) -> bool:
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and value == value \
+            and abs(value) != float("inf") and value >= low
+
+    return is_valid, f"a finite number >= {low}"
+
+
+def anything() -> Rule:
+    return (lambda value: True), "anything"
+
+
+# The registries, filled by the component modules (ser.components imports them all).
+FRONTENDS = Registry("frontend")  # ser.frontends
+ENCODERS = Registry("encoder")  # ser.models
+AUGMENTS = Registry("augment")  # ser.augment
+SPECAUGS = Registry("specaug")  # ser.specaug
+LOSS_TERMS = Registry("loss")  # ser.losses: one entry per term; its defaults are its weight (key: its name) and options
+LOSS_SHARED = Registry("loss_shared")  # ser.losses: entry "multi", the loss_conf keys of the sum itself
+OPTIMIZERS = Registry("optim")  # ser.optim
+SCHEDULERS = Registry("scheduler")  # ser.optim
+SPEAKER_NORMS = Registry("speaker_norm")  # ser.speaker_norm
+FUNCTIONALS = Registry("functionals")  # ser.functionals: none and the openSMILE feature sets
+SYSTEMS = Registry("system")  # configs of another kind than the neural trainer's (ser.classic); info: resolve_config

@@ -14,8 +14,20 @@ import os
 import numpy as np
 
 from ser.datadir import DataDirError, read_table
+from ser.registry import SPEAKER_NORMS as REGISTRY
+from ser.registry import ConfigError
 
 SPEAKER_NORMS = ("none", "cmvn")
+
+
+def _fits(config: dict, frontend) -> None:
+    if not frontend.supports_speaker_norm:
+        raise ConfigError(f"speaker_norm: {config['speaker_norm']} needs a front-end with frame features such as "
+                          f"fbank ({config['frontend']} normalises each utterance itself)")
+
+
+REGISTRY.register("none", None, {}, {})
+REGISTRY.register("cmvn", None, {}, {}, fits=_fits)
 STD_FLOOR = 1.0e-5
 
 

@@ -20,7 +20,7 @@ from numbers import Real
 
 import numpy as np
 
-from ser.registry import Registry, is_bool
+from ser.registry import SPECAUGS, ConfigError, is_bool
 
 
 def interpolate(x: np.ndarray, positions: np.ndarray, axis: int) -> np.ndarray:
@@ -105,7 +105,14 @@ def _non_negative_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-SPECAUGS = Registry("specaug")
+
+
+def _fits(config: dict, frontend) -> None:
+    if frontend.augment_domain != "fbank":
+        raise ConfigError(f"specaug: {config['specaug']} acts on frame features such as fbank, not on the "
+                          f"{config['frontend']} front-end's waveforms")
+
+
 SPECAUGS.register("specaug", SpecAugment,
                   {"freq_warp_range": [1.0, 1.0], "time_stretch_range": [1.0, 1.0],
                    "num_freq_mask": 2, "freq_mask_width_range": [0, 10],
@@ -115,5 +122,5 @@ SPECAUGS.register("specaug", SpecAugment,
                    "freq_mask_width_range": _is_range(0, 1000, integers=True),
                    "num_time_mask": (_non_negative_int, "an integer >= 0"),
                    "time_mask_width_ratio_range": _is_range(0.0, 1.0),
-                   "apply_masks": (is_bool, "true or false")})
+                   "apply_masks": (is_bool, "true or false")}, fits=_fits)
 SPECAUGS.register("none", lambda: None, {}, {})

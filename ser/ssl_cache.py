@@ -18,9 +18,6 @@ import hashlib
 import json
 import os
 
-import numpy as np
-
-from ser.atomic import write_json
 from ser.datadir import DataDirError
 
 CACHE_RECORD = "ssl_cache.json"
@@ -84,8 +81,7 @@ def normalize_wave_of(conf: dict) -> bool:
     scaling, the ``whisper`` front-end's default) and true for the others (``ssl``'s default)."""
     if conf["normalize_wave"] != "auto":
         return conf["normalize_wave"]
-    from ser.frontends.wavlm import SSL_MODEL_TYPES, WHISPER_MODEL_TYPES
-    from ser.models.ssl import checkpoint_model_type
+    from ser.models.ssl import SSL_MODEL_TYPES, WHISPER_MODEL_TYPES, checkpoint_model_type  # torch: when asked
 
     return checkpoint_model_type(conf["path"], False, "", SSL_MODEL_TYPES + WHISPER_MODEL_TYPES) != "whisper"
 
@@ -137,41 +133,3 @@ def wav_scp_digest(data_dir: str) -> str:
     from ser.stamps import inputs_digest
 
     return inputs_digest([os.path.join(data_dir, "wav.scp")])
-
-
-def write_cache(src_dir: str, out_dir: str, conf: dict, model_types: tuple[str, ...], device: str = "cpu",
-                log_every: int = 500) -> dict:
-    """Run the frozen encoder once on every utterance of src_dir/wav.scp (each alone, at 16 kHz as training reads
-    it) and write out_dir/{feats.ark, feats.scp, utt2num_frames, ssl_cache.json} (ser.bin.compute_fbank's
-    write_feature_archive: its completion protocol and errors). The record is written last, so a cache without it
-    is unfinished. Returns the record."""
-    import torch
-
-    from ser.bin.compute_fbank import write_feature_archive
-    from ser.frontends.wavlm import WAVE_SAMPLE_RATE
-    from ser.models.ssl_cache import StateExtractor
-
-    settings = cache_settings(conf)
-    extractor = StateExtractor(conf, model_types).to(device).eval()
-    os.makedirs(out_dir, exist_ok=True)
-    record_path = os.path.join(out_dir, CACHE_RECORD)
-    if os.path.exists(record_path):
-        os.remove(record_path)
-    dtype = np.dtype(conf["dtype"])
-
-    def frames_of(samples: np.ndarray) -> np.ndarray:
-        wave = torch.from_numpy(samples)[None].to(device)
-        frames, _ = extractor(wave, torch.tensor([wave.size(1)], device=device))
-        return frames[0].float().cpu().numpy().astype(dtype)
-
-    utterances, frames_total, _ = write_feature_archive(
-        os.path.join(src_dir, "wav.scp"), os.path.join(out_dir, "feats.ark"), os.path.join(out_dir, "feats.scp"),
-        os.path.join(out_dir, "utt2num_frames"), frames_of, WAVE_SAMPLE_RATE, None, 0.1, False, log_every,
-        "cache_ssl", write_function="numpy" if dtype == np.float16 else None)
-    record = {"key": cache_key(settings), "settings": settings, "checkpoint_path": os.path.abspath(conf["path"]),
-              "checkpoint_files": checkpoint_files(conf["path"]),
-              "model_type": extractor.config.model_type, "hidden_size": extractor.hidden_size,
-              "num_states": extractor.num_states, "frames_per_second": extractor.frames_per_second,
-              "utterances": utterances, "frames": frames_total, "wav_scp": wav_scp_digest(src_dir)}
-    write_json(record_path, record)
-    return record

@@ -19,7 +19,6 @@ import os
 import pickle
 import random
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 
@@ -38,6 +37,8 @@ from ser.inputs import prepare_training_inputs, uses_functionals, write_utteranc
 from ser.losses import MultiLoss, NonFiniteLossError
 from ser.metrics import classification_scores
 from ser.models import model_of
+from ser.optim import build_optimizer, build_scheduler
+from ser.rundir import claim_run_dir, free_name, git_revision
 from ser.specaug import SPECAUGS
 from ser.stamps import inputs_digest
 
@@ -46,17 +47,6 @@ log = logging.getLogger("ser.train")
 
 class TrainingError(RuntimeError):
     pass
-
-
-def git_revision() -> str:
-    """The git revision of the ser checkout (with -dirty when modified), or 'unknown'."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    try:
-        rev = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12"],
-                             capture_output=True, text=True, timeout=10)
-        return rev.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def atomic_torch_save(obj, path: str) -> None:
@@ -87,38 +77,6 @@ def restore_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def build_optimizer(config: dict, params) -> torch.optim.Optimizer:
-    conf = dict(config["optim_conf"])
-    if "betas" in conf:
-        conf["betas"] = tuple(conf["betas"])
-    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[config["optim"]]
-    return cls(params, **conf)
-
-
-def build_scheduler(config: dict, optimizer):
-    if config["scheduler"] == "exponential":
-        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=config["scheduler_conf"]["gamma"])
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
-def _move_aside(outdir: str, reason: str) -> None:
-    aside = _free_name(f"{outdir}.bak")
-    log.warning("%s: %s; moving the old run to %s", outdir, reason, aside)
-    os.rename(outdir, aside)
-
-
-def claim_run_dir(outdir: str, identity: dict) -> None:
-    """Move a run dir aside (``<dir>.bak<N>``) when it holds a run of another identity; never overwrite it."""
-    run_json = os.path.join(outdir, "run.json")
-    if os.path.isdir(outdir) and os.listdir(outdir):
-        previous = None
-        if os.path.isfile(run_json):
-            with open(run_json) as f:
-                previous = json.load(f).get("identity")
-        if previous != identity:
-            _move_aside(outdir, "it holds a run with another config, class set or data")
 
 
 def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn_path: str | None, outdir: str,
@@ -203,7 +161,7 @@ class Run:
     batches: TrainBatches
     model: torch.nn.Module  # the model itself (its weights are saved)
     trained_model: torch.nn.Module  # what the steps call: the model, or its DDP wrapper
-    criterion: MultiLoss  # the loss; it owns and updates its own parameters (the centres)
+    criterion: MultiLoss  # the loss; it owns and updates its terms' own parameters (e.g. the centres)
     optimizer: torch.optim.Optimizer
     scheduler: object
     scaler: torch.amp.GradScaler
@@ -267,7 +225,7 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
     optimizer = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(config, optimizer)
-    criterion.attach_optimizer(config["center_optim"], config["center_lr"], lambda o: build_scheduler(config, o))
+    criterion.attach_optimizers(config, lambda o: build_scheduler(config, o))
     scaler = torch.amp.GradScaler("cuda", enabled=config["amp"] == "fp16")
     trained_model = model
     if dist.world > 1:
@@ -311,17 +269,10 @@ def _read_checkpoint(path: str, is_main: bool) -> dict | None:
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if is_main:
-            aside = _free_name(path + ".corrupt")
+            aside = free_name(path + ".corrupt")
             os.rename(path, aside)
             log.warning("%s cannot be read (%s); moved to %s; training starts from scratch", path, reason, aside)
         return None
-
-
-def _free_name(stem: str) -> str:
-    n = 1
-    while os.path.exists(f"{stem}{n}"):
-        n += 1
-    return f"{stem}{n}"
 
 
 def _tensorboard(run: Run, start_epoch: int):

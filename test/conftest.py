@@ -9,6 +9,8 @@ import kaldiio
 import numpy as np
 import pytest
 
+import ser.components  # noqa: F401 (fills the registries, as the entry points do)
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_CORPORA = os.path.join(os.path.dirname(REPO), "shared", "corpora")
 CLASSES = ["ang", "hap", "neu", "sad"]

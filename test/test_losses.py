@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
 import ser.losses as losses
-from ser.config import ConfigError
+from ser.config import ConfigError, resolve_loss_conf
 from ser.losses import (
     LOSS_DEFAULTS,
     CenterLoss,
@@ -287,8 +287,9 @@ def test_missing_input_for_an_active_term_is_an_error():
     ({"kl": 0, "focal": 0, "center": 0, "supcon": 0}, "every loss weight"),
 ])
 def test_config_errors_name_the_key(conf, key):
+    """loss_conf is checked once, by the rules its terms registered (MultiLoss trusts a resolved conf)."""
     with pytest.raises(ConfigError, match=key):
-        MultiLoss(conf, NUM_CLASSES, EMBED_DIM)
+        resolve_loss_conf(conf)
     assert issubclass(ConfigError, ValueError)
 
 
@@ -382,4 +383,26 @@ def test_hard_label_option_reads_the_dominant_class_only():
     kl = MultiLoss({"ce": 0.0, "kl": 1.0, "focal": 0.0, "center": 0.0, "supcon": 0.0, "hard_label": True}, 4, 8)
     torch.testing.assert_close(kl(logits, None, None, soft)[0], total)
     with pytest.raises(ConfigError, match="hard_label"):
-        MultiLoss({"hard_label": 1}, 4, 8)
+        resolve_loss_conf({"hard_label": 1})
+
+
+def test_own_optimizer_state_is_per_term_and_reads_the_centre_only_layout():
+    """The checkpoint holds {term: {optimizer, scheduler}} for each term with own parameters; a checkpoint written
+    before terms registered (the centre's optimizer alone) still resumes."""
+    def make():
+        loss = MultiLoss({"center": 0.01}, NUM_CLASSES, EMBED_DIM)
+        loss.attach_optimizers({"center_optim": "adam", "center_lr": 0.1},
+                               lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.5))
+        return loss
+
+    loss = make()
+    total, _ = loss(*inputs(30))
+    total.backward()
+    loss.step(lambda grads: None)
+    loss.end_epoch()
+    state = loss.optimizer_state()
+    assert set(state) == {"center"}
+    for saved in (state, state["center"]):  # today's layout, and the centre-only one
+        restored = make()
+        restored.load_optimizer_state(saved)
+        assert str(restored.optimizer_state()) == str(state)

@@ -198,7 +198,7 @@ def test_center_optimizer_is_a_config_choice(feature_dirs, tmp_path):
         config = write_config(tmp_path / f"{name}.yaml", center_optim=name, max_epoch=1)
         run_training(feature_dirs, config, tmp_path / name)
         checkpoint = torch.load(tmp_path / name / "checkpoint.pt", weights_only=False)
-        states[name] = checkpoint["criterion_optimizer"]["optimizer"]["state"]
+        states[name] = checkpoint["criterion_optimizer"]["center"]["optimizer"]["state"]  # per term owning parameters
     assert "exp_avg" in states["adam"][0] and "exp_avg" not in states["sgd"].get(0, {})
     bad = write_config(tmp_path / "bad.yaml", center_optim="rmsprop")
     proc = subprocess.run(train_command(feature_dirs, bad, tmp_path / "bad"), env=python_env(), capture_output=True,

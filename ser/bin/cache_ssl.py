@@ -32,9 +32,11 @@ def main(argv=None) -> None:
     p.add_argument("--ngpu", type=int, default=0, help="run the encoder on a GPU (1) or the CPU (0)")
     p.add_argument("--print-dir", action="store_true", help="print the cache dir and compute nothing")
     args = p.parse_args(argv)
+    import ser.components  # noqa: F401 (fills the registries the config is resolved by)
     from ser.config import ConfigError, load_config, parse_overrides
     from ser.datadir import DataDirError, write_fold_dirs
     from ser.frontends import frontend_of
+    from ser.models.ssl_cache import write_cache
     from ser.ssl_cache import (
         CACHE_RECORD,
         cache_key,
@@ -42,7 +44,6 @@ def main(argv=None) -> None:
         read_record,
         record_of_checkpoint,
         wav_scp_digest,
-        write_cache,
     )
 
     try:

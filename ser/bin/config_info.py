@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if "resolved" in args.fields and len(args.fields) > 1:
         p.error("resolved is asked for alone")
+    import ser.components  # noqa: F401 (fills the registries the config is resolved by)
     from ser.config import ConfigError, load_any_config, parse_overrides
 
     try:

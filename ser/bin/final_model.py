@@ -49,6 +49,7 @@ def main(argv=None) -> None:
     p.add_argument("--ngpu", type=int, default=0)
     args = p.parse_args(argv)
     setup_logging()
+    import ser.components  # noqa: F401 (fills the registries the config is resolved by)
     from ser.config import ConfigError, load_config, parse_overrides
     from ser.datadir import DataDirError
     from ser.features import CmvnAccumulator, iter_feats_scp, write_cmvn_stats

@@ -25,6 +25,7 @@ def main(argv=None) -> None:
                    "--set optim_conf.lr=1e-4")
     args = p.parse_args(argv)
 
+    import ser.components  # noqa: F401 (fills the registries the config is resolved by)
     from ser.config import ConfigError, load_any_config, parse_overrides
     from ser.datadir import DataDirError
     from ser.train import TrainingError, train

@@ -11,9 +11,8 @@ from ser.frontends.base import Frontend
 from ser.frontends.fbank import Fbank
 from ser.frontends.ssl_cached import SSLCached
 from ser.frontends.wavlm import SSL, WavLM, Whisper
-from ser.registry import Registry
+from ser.registry import FRONTENDS
 
-FRONTENDS = Registry("frontend")
 for _cls in (Fbank, WavLM, SSL, Whisper, SSLCached):
     FRONTENDS.register(_cls.name, _cls.from_conf, _cls.defaults, _cls.rules, _cls.check)
 

@@ -30,13 +30,11 @@ from torch import nn
 
 from ser.dataset import LabelledSet, load_wave_set
 from ser.frontends.base import Frontend
+from ser.models.ssl import SSL_MODEL_TYPES, WAVE_SAMPLE_RATE, WHISPER_MODEL_TYPES  # noqa: F401 (re-exported)
 from ser.stamps import inputs_digest
 
-WAVE_SAMPLE_RATE = 16000  # what WavLM was trained on; waveform front-ends read audio at this rate
 WAVLM_FREEZE_MODES = ("all", "feature_encoder", "none")
 WAVLM_LAYER_NAMES = ("last", "weighted")
-SSL_MODEL_TYPES = ("wavlm", "wav2vec2", "hubert", "data2vec-audio")  # Hugging Face config.model_type
-WHISPER_MODEL_TYPES = ("whisper",)  # its encoder reads log-mel in 30 s windows (ser.models.whisper)
 
 
 def _is_layer(value: Any) -> bool:

@@ -14,17 +14,18 @@ for fbank, linear for wavlm).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from torch import nn
 
-from ser.config import ConfigError
-from ser.frontends import Frontend, make_frontend
 from ser.models.baseline import BaselineModel
 from ser.models.flam import POOLING_NAMES, FLAMModel
 from ser.models.output import ModelOutput  # noqa: F401 (re-exported)
 from ser.models.subsampling import INPUT_LAYERS
-from ser.registry import Registry, is_bool, number_in, one_of, positive_int
+from ser.registry import ENCODERS, FRONTENDS, ConfigError, is_bool, number_in, one_of, positive_int
+
+if TYPE_CHECKING:
+    from ser.frontends import Frontend
 
 _POSITIVE = (positive_int, "a positive integer")
 _RULES = {
@@ -46,7 +47,6 @@ def _check_heads(conf: dict) -> None:
                           f"encoder_conf.num_heads ({conf['num_heads']})")
 
 
-ENCODERS = Registry("encoder")
 ENCODERS.register("baseline", BaselineModel,
                   {"d_model": 128, "conv_channels": 32, "embed_dim": 64, "dropout": 0.1, "input_layer": "auto",
                    "fusion_dim": 128, "fusion_dropout": 0.5}, _RULES)
@@ -64,13 +64,11 @@ def resolve_encoder_conf(encoder: str, encoder_conf: dict | None) -> dict[str, A
 
 def model_of(config: dict, feat_dim: Optional[int], num_classes: int, utterance_dim: int = 0) -> nn.Module:
     """The model of a resolved config (trusted as it is): its encoder behind its front-end."""
-    from ser.frontends import frontend_of
-
-    return _assemble(config["encoder"], config["encoder_conf"], frontend_of(config), feat_dim, num_classes,
-                     utterance_dim)
+    frontend = FRONTENDS.build(config["frontend"], config["frontend_conf"])
+    return _assemble(config["encoder"], config["encoder_conf"], frontend, feat_dim, num_classes, utterance_dim)
 
 
-def _assemble(encoder: str, conf: dict, frontend: Frontend, feat_dim, num_classes: int, utterance_dim: int):
+def _assemble(encoder: str, conf: dict, frontend: "Frontend", feat_dim, num_classes: int, utterance_dim: int):
     if not positive_int(num_classes):
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
     conf = dict(conf)
@@ -81,7 +79,7 @@ def _assemble(encoder: str, conf: dict, frontend: Frontend, feat_dim, num_classe
 
 
 def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_classes: int,
-                frontend: str | Frontend = "fbank", frontend_conf: Optional[dict] = None,
+                frontend: "str | Frontend" = "fbank", frontend_conf: Optional[dict] = None,
                 utterance_dim: int = 0) -> nn.Module:
     """The encoder named `encoder` (its defaults overridden by `encoder_conf`) behind `frontend` (a name with its
     `frontend_conf`, or a Frontend).
@@ -92,6 +90,6 @@ def build_model(encoder: str, encoder_conf: dict, input_dim: Optional[int], num_
     ``functionals``), given to forward as ``utterance``.
     """
     if isinstance(frontend, str):
-        frontend = make_frontend(frontend, frontend_conf)
+        frontend = FRONTENDS.build(frontend, FRONTENDS.resolve(frontend, frontend_conf))
     return _assemble(encoder, resolve_encoder_conf(encoder, encoder_conf), frontend, input_dim, num_classes,
                      utterance_dim)

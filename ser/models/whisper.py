@@ -33,7 +33,7 @@ import os
 import torch
 from torch import Tensor, nn
 
-from ser.models.ssl import LayeredEncoder, normalize_waveform, select_states
+from ser.models.layered import LayeredEncoder, normalize_waveform, select_states
 from ser.models.subsampling import valid_mask
 
 WHISPER_RATE = 16000

@@ -59,7 +59,7 @@ def main() -> None:
     from ser.frontends import make_frontend, resolve_frontend_conf
     from ser.models import build_model
     from ser.models.ssl import build_tiny_ssl
-    from ser.ssl_cache import write_cache
+    from ser.models.ssl_cache import write_cache
 
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = os.path.join(tmp, "data")

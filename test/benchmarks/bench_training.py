@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+import ser.components  # noqa: F401 (fills the registries)
 from ser.augment import build_augment
 from ser.config import load_config
 from ser.dataset import TrainBatches, load_labelled_set, padding_fraction

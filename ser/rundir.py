@@ -1,0 +1,61 @@
+"""Run dirs shared by every trainer (neural, classic) and their readers: a run's identity, never overwriting another
+run's files, the git revision a run was trained with, the trained runs of an experiment."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import subprocess
+
+log = logging.getLogger("ser.train")
+
+
+def git_revision() -> str:
+    """The git revision of the ser checkout (with -dirty when modified), or 'unknown'."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        rev = subprocess.run(["git", "-C", root, "describe", "--always", "--dirty", "--abbrev=12"],
+                             capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _move_aside(outdir: str, reason: str) -> None:
+    aside = free_name(f"{outdir}.bak")
+    log.warning("%s: %s; moving the old run to %s", outdir, reason, aside)
+    os.rename(outdir, aside)
+
+
+def claim_run_dir(outdir: str, identity: dict) -> None:
+    """Move a run dir aside (``<dir>.bak<N>``) when it holds a run of another identity; never overwrite it."""
+    run_json = os.path.join(outdir, "run.json")
+    if os.path.isdir(outdir) and os.listdir(outdir):
+        previous = None
+        if os.path.isfile(run_json):
+            with open(run_json) as f:
+                previous = json.load(f).get("identity")
+        if previous != identity:
+            _move_aside(outdir, "it holds a run with another config, class set or data")
+
+
+def free_name(stem: str) -> str:
+    n = 1
+    while os.path.exists(f"{stem}{n}"):
+        n += 1
+    return f"{stem}{n}"
+
+
+def model_dirs(path: str) -> list[str]:
+    """The trained runs under ``path``: the run itself, or every ``seed*/fold*`` (or ``fold*``) run of an
+    experiment. Classic references (logistic regression) are not classifiers of audio and are left out."""
+    if os.path.isfile(os.path.join(path, "model.pth")):
+        return [path]
+    found = sorted(glob.glob(os.path.join(path, "seed*", "fold*", "model.pth")) +
+                   glob.glob(os.path.join(path, "fold*", "model.pth")))
+    if not found:
+        raise FileNotFoundError(f"{path}: neither a trained run (model.pth) nor an experiment with "
+                                "seed<s>/fold<k>/model.pth runs")
+    return [os.path.dirname(f) for f in found]
