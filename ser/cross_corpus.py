@@ -134,6 +134,14 @@ def is_up_to_date(out_dir: str, exp_dir: str, data_dir: str, class_map: dict[str
         return False
 
 
+def mapped_posteriors(log_posteriors: np.ndarray, columns: list[int]) -> np.ndarray:
+    """(runs, classes) log posteriors -> posteriors over the mapped columns, renormalised in the log domain (a
+    model sure of an unmapped class has mapped probabilities that underflow to 0)."""
+    mapped = log_posteriors[:, columns]
+    mapped = np.exp(mapped - mapped.max(axis=1, keepdims=True))
+    return mapped / mapped.sum(axis=1, keepdims=True)
+
+
 def evaluate(exp_dir: str, data_dir: str, class_map: dict[str, str], out_dir: str, device: str = "cpu",
              command: str = "", target_corpus: str | None = None, max_utts: int | None = None,
              recognizer=None) -> dict:
@@ -173,8 +181,7 @@ def evaluate(exp_dir: str, data_dir: str, class_map: dict[str, str], out_dir: st
                     raise AudioError(f"{data_dir}/wav.scp: {key}: {e}") from None
             return cache[rate]
 
-        mapped = recognizer.posteriors_of_samples(samples_at)[:, columns]
-        per_run[:, u] = mapped / mapped.sum(axis=1, keepdims=True)
+        per_run[:, u] = mapped_posteriors(recognizer.posteriors_of_samples(samples_at, log=True), columns)
     y_true = [targets.index(labels[k]) for k in keys]
     runs = {os.path.relpath(m.model_dir, exp_dir): classification_scores(y_true, per_run[r].argmax(1), len(targets))
             for r, m in enumerate(recognizer.members)}

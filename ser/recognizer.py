@@ -109,13 +109,14 @@ class EmotionRecognizer:
         return Prediction(self.classes[int(mean.argmax())], {c: float(p) for c, p in zip(self.classes, mean)},
                           len(self.members), source)
 
-    def posteriors_of_samples(self, samples_at) -> np.ndarray:
-        """(members, classes) posteriors of one utterance; samples_at(rate) gives its mono samples at a rate."""
+    def posteriors_of_samples(self, samples_at, log: bool = False) -> np.ndarray:
+        """(members, classes) posteriors (or with ``log`` their float64 logarithms) of one utterance; samples_at(rate)
+        gives its mono samples at a rate."""
         return self.member_posteriors(lambda m: m.frontend.inputs_of_samples(
-            samples_at(m.frontend.audio_rate(m.model_dir)), m.model_dir, m.normaliser), samples_at)
+            samples_at(m.frontend.audio_rate(m.model_dir)), m.model_dir, m.normaliser), samples_at, log)
 
     @torch.no_grad()
-    def member_posteriors(self, frames_of, samples_at) -> np.ndarray:
+    def member_posteriors(self, frames_of, samples_at, log: bool = False) -> np.ndarray:
         """(members, classes): frames_of(member) -> its model input; samples_at(rate) -> mono samples (for the
         functionals, computed once for all members)."""
         functionals: dict[str, np.ndarray] = {}  # raw functionals per feature set, computed once for all members
@@ -133,7 +134,10 @@ class EmotionRecognizer:
             device = next(m.model.parameters()).device
             out = m.model(frames.to(device), torch.tensor([frames.shape[1]], device=device),
                           None if utterance is None else utterance.to(device))
-            posteriors.append(torch.softmax(out.logits.float(), -1)[0].cpu().numpy())
+            if log:  # log posteriors in float64: a subset of classes renormalises without underflow
+                posteriors.append(torch.log_softmax(out.logits.double(), -1)[0].cpu().numpy())
+            else:
+                posteriors.append(torch.softmax(out.logits.float(), -1)[0].cpu().numpy())
         return np.stack(posteriors)
 
 

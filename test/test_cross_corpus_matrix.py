@@ -221,3 +221,16 @@ def test_matrix_cells_are_the_pairs_results_and_skipped_pairs_are_reported(tiny_
     assert only["rows"] == ["beta/train"] and only["cells"]["beta/train"] == matrix["cells"]["beta/train"]
     with pytest.raises(ValueError, match="no experiment nosuch"):
         build_matrix(recipes, str(out), tags=["nosuch"], max_utts=5, log=logged.append)
+
+
+def test_mapped_posteriors_survive_a_model_sure_of_an_unmapped_class():
+    """Renormalising over the mapped classes equals a softmax of those classes' logits (scipy, the reference), even
+    where the logits' gap to an unmapped class makes the mapped probabilities underflow to 0."""
+    from scipy.special import log_softmax, softmax
+
+    from ser.cross_corpus import mapped_posteriors
+
+    logits = np.array([[0.0, 2.0, 900.0, -1.0], [3.0, 1.0, 0.5, 1200.0]])
+    columns = [0, 1, 3]
+    got = mapped_posteriors(log_softmax(logits, axis=1), columns)
+    assert np.all(np.isfinite(got)) and np.allclose(got, softmax(logits[:, columns], axis=1), rtol=1e-12)
