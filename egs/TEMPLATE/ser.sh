@@ -6,8 +6,8 @@
 #      openSMILE functionals of data/all -> dump/functionals/<set>/ for every experiment that reads them
 #   2  training: one job per fold and seed -> exp/<tag>/seed<s>/fold<k>/ (resumes from the last checkpoint); the
 #      classic references (openSMILE functionals + logistic regression) train beside the neural experiment. A
-#      config with frontend ssl_cached first has its frozen encoder's frames of data/all cached once ->
-#      dump/ssl/<key>/ (ser.bin.cache_ssl; up to date: nothing to do), which stages 2, 3 and 5 then read
+#      front-end that caches its frames (ssl_cached) has those of data/all cached once first -> dump/ssl/<key>/
+#      (ser.bin.cache_ssl), which stages 2, 3 and 5 then read
 #   3  inference on each fold's test set -> exp/<tag>/seed<s>/fold<k>/decode_test/{predictions,posteriors}; with
 #      several seeds also on the validation sets (decode_valid/), which judge the seed ensemble
 #   4  scoring: UA, WA, macro-F1, confusion per fold; mean +- std -> exp/<tag>/results.json and RESULTS.md; with
@@ -98,27 +98,21 @@ readonly template_dir="$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" &&
 if [ -f path.sh ]; then . ./path.sh; else . "$template_dir/path.sh"; fi
 # shellcheck disable=SC1091
 if [ -f cmd.sh ]; then . ./cmd.sh; else . "$template_dir/cmd.sh"; fi
-# The logic of the stages (ser.bin.recipe): options checked, experiments resolved, stamps of what is up to date.
-recipe() { python -m ser.bin.recipe "$@"; }
-runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }  # stage $1 is in --stage..--stop-stage
+recipe() { python -m ser.bin.recipe "$@"; }  # the stages' logic
+runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
-# The options checked and the experiments resolved before any work: the training config, then the classic
-# references. Experiment i: exp_config[i], exp_tag, exp_args (--train-args and --speaker-norm as its stamps record
-# them), exp_system, exp_seeds, exp_sets, exp_functionals, exp_caches_frames, exp_model_file; exp_argv_<i>: its
-# trainer options as words. feature_sets: the openSMILE sets they read.
-setup_opts=(--template-dir "$template_dir")
-for option in corpus corpus_dir corpus_manifest stage stop_stage folds seeds dump_dir functionals_dir ssl_cache_dir \
-    truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu train_jobs; do
-  setup_opts+=("--${option//_/-}=${!option}")
-done
-setup=$(recipe setup "${setup_opts[@]}") || exit 1
+# Options checked and experiments (the training config, then the classic references) resolved before any work:
+# experiment i is exp_config[i], exp_tag[i], ... with trainer options exp_argv_<i> (ser/bin/recipe.py).
+setup=$(export corpus corpus_dir corpus_manifest stage stop_stage folds seeds dump_dir functionals_dir ssl_cache_dir \
+  truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu train_jobs \
+  template_dir; recipe setup) || exit 1
 eval "$setup"
 if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
   python -m ser.bin.config_info "$train_config" resolved "${exp_argv_0[@]}"
   exit
 fi
 
-# One run per workspace: a lock on each dir it writes (a dead run's is taken over); a dead run's Slurm jobs cancelled.
+# One run per workspace: a lock on each dir it writes; a dead run's Slurm jobs cancelled.
 # shellcheck source=../../utils/lock_workspace.sh
 . "$template_dir/../../utils/lock_workspace.sh" "$data_dir" "$dump_dir" "$exp_root"
 
@@ -128,23 +122,21 @@ if runs 0; then
     corpus_dir=$(python -m ser.bin.download --corpus "$corpus" --download-dir "$download_dir")
   fi
   [ -n "$corpus_dir" ] || { log "error: --corpus-dir is not set"; exit 1; }
-  prep_opts=(--corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" --strict-counts "$strict_counts"
-             --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed"
-             --fold-scheme "$fold_scheme" --num-folds "$num_folds")
-  [ -z "$class_set" ] || prep_opts+=(--class-set "$class_set")
   if [ -x local/data.sh ]; then
     log "stage 0: local/data.sh $corpus_dir"
     local/data.sh "$corpus_dir"
   fi
-  recipe corpus "$corpus" "$corpus_dir"  # it exists (else: where it is obtained)
+  recipe corpus "$corpus" "$corpus_dir"  # it exists
   log "stage 0: data preparation: $corpus_dir -> $data_dir"
-  python -m ser.bin.prepare_data "${prep_opts[@]}" --skip-if-up-to-date
+  python -m ser.bin.prepare_data --corpus "$corpus" --corpus-dir "$corpus_dir" --data-dir "$data_dir" \
+    --strict-counts "$strict_counts" --valid-fraction "$valid_fraction" --valid-mode "$valid_mode" --seed "$data_seed" \
+    --fold-scheme "$fold_scheme" --num-folds "$num_folds" ${class_set:+--class-set "$class_set"} --skip-if-up-to-date
 fi
 
-folds=$(recipe folds "$data_dir" "$folds")  # --folds checked against data/protocol.json; [all of its folds]
+folds=$(recipe folds "$data_dir" "$folds")  # checked against protocol.json [all of them]
 
-# Stage 1's jobs: features NAME (fbank | functionals) of data/all in --nj jobs, archives OUT/ARK.<n>.ark -> DEST
-# (feats.scp; --utt2num-frames: and utt2num_frames); further options go to ser.bin.compute_NAME.
+# Stage 1's jobs: features NAME (fbank | functionals) of data/all in --nj jobs, archives OUT/ARK.<n>.ark ->
+# DEST/feats.scp (--tables: and utt2num_frames, data/all's tables); further options go to ser.bin.compute_NAME.
 compute_features() {
   local name=$1 ark=$2 out=$3 dest=$4 gather=$5 split_dirs n_parts part_dir ark_dir
   shift 5
@@ -157,7 +149,8 @@ compute_features() {
   ${feats_cmd} JOB=1:"$n_parts" "$out/log/$name.JOB.log" \
     python -m "ser.bin.compute_$name" "$@" "$part_dir/JOB/wav.scp" "$ark_dir/$ark.JOB.ark" "$out/feats.JOB.scp" \
       "$out/utt2num_frames.JOB" --truncated-audio "$truncated_audio"
-  recipe gather "$name" "$out" "$dest" $gather  # the jobs' parts merged; wavs read cut short counted
+  # shellcheck disable=SC2086
+  recipe gather "$name" "$out" "$dest" $gather --data-dir "$data_dir"  # parts merged; cut-short wavs counted
 }
 
 if runs 1; then
@@ -165,38 +158,30 @@ if runs 1; then
   todo=$(recipe todo fbank "${fbank_opts[@]}")
   if [ -n "$todo" ]; then
     log "stage 1: fbank features of $data_dir/all ($nj jobs) -> $dump_dir"
-    compute_features fbank raw_fbank "$dump_dir" "$dump_dir/all" --utt2num-frames --config "$fbank_conf"
-    for f in wav.scp utt2spk spk2utt utt2emo spk2gender utt2dur classes.txt; do
-      [ ! -f "$data_dir/all/$f" ] || cp "$data_dir/all/$f" "$dump_dir/all/$f"
-    done
+    compute_features fbank raw_fbank "$dump_dir" "$dump_dir/all" --tables --config "$fbank_conf"
     python -m ser.bin.datadir validate --need-feats "$dump_dir/all"
-    # Per-fold feature dirs, and CMVN statistics from each fold's training set only (never its validation or
-    # test speakers' data)
+    # Per-fold feature dirs; CMVN statistics of each fold's training set only
     python -m ser.bin.fold_features --data-dir "$data_dir" --dump-dir "$dump_dir"
     recipe done fbank "${fbank_opts[@]}"
   fi
   for feature_set in "${feature_sets[@]}"; do
     out=$functionals_dir/$feature_set
-    functionals_opts=(--data-dir "$data_dir" --out-dir "$out" --feature-set "$feature_set")
-    todo=$(recipe todo functionals "${functionals_opts[@]}")
+    opts=(--data-dir "$data_dir" --out-dir "$out" --feature-set "$feature_set")
+    todo=$(recipe todo functionals "${opts[@]}")
     [ -n "$todo" ] || continue
     log "stage 1: openSMILE $feature_set functionals of $data_dir/all ($nj jobs) -> $out"
     compute_features functionals functionals "$out" "$out" "" --feature-set "$feature_set"
-    recipe done functionals "${functionals_opts[@]}"
+    recipe done functionals "${opts[@]}"
   done
 fi
 
-# Stages 2-5 of experiment i. Jobs of stages 2-3 are numbered by fold; seeds run one after the other. `recipe todo`
-# names the folds (or the step) not up to date and says "nothing to do" of the others; `recipe done` stamps them.
+# Stages 2-5 of experiment i (jobs of stages 2-3 numbered by fold). `recipe todo`: what is not up to date.
 run_experiment() {
   local i=$1 config=${exp_config[$1]} seeds=${exp_seeds[$1]} exp_dir=$exp_root/${exp_tag[$1]} feats_dir=$dump_dir
-  local -n argv=exp_argv_$i
-  local scp=() seed set todo
-  [ "${exp_functionals[i]}" = none ] || scp=(--functionals-scp "$functionals_dir/${exp_functionals[i]}/feats.scp")
-  # A front-end that caches its frames (ssl_cached): its frozen encoder's frames of data/all, each utterance once,
-  # on the training device -> the features dir that stages 2, 3 and 5 read, made here when not up to date.
-  if [ "$stop_stage" -ge 2 ] && { [ "$stage" -le 3 ] || [ "$stop_stage" -ge 5 ]; } && \
-      [ "${exp_caches_frames[i]}" = true ]; then
+  local -n argv=exp_argv_$i; local scp=() seed set todo
+  [ -z "${exp_scp[i]}" ] || scp=(--functionals-scp "${exp_scp[i]}")
+  # A front-end that caches its frames: the features dir of stages 2, 3 and 5, made when not up to date.
+  if [ "${exp_caches_frames[i]}" = true ]; then
     local cache=(--config "$config" "${argv[@]}" --data-dir "$data_dir" --cache-root "$ssl_cache_dir")
     feats_dir=$(python -m ser.bin.cache_ssl "${cache[@]}" --print-dir)
     log "frozen SSL frames of $data_dir/all -> $feats_dir (log: $exp_dir/log/cache_ssl.1.log)"
@@ -205,7 +190,7 @@ run_experiment() {
       python -m ser.bin.cache_ssl "${cache[@]}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))"
   fi
   local stamp=(--exp-dir "$exp_dir" --config "$config" --data-dir "$data_dir" --feats-dir "$feats_dir" "${scp[@]}"
-               --extra="${exp_args[i]}" --model-file "${exp_model_file[i]}")
+               --extra="${exp_args[i]}" --model-file "${exp_model_file[i]}" --system "${exp_system[i]}")
 
   if runs 2; then
     [ -f "$dump_dir/.stage1.done" ] || { log "error: features are missing; run stage 1 first"; return 1; }
@@ -253,12 +238,8 @@ run_experiment() {
     fi
   fi
 
-  # Stage 5 (only when asked for, e.g. --stage 5 --stop-stage 5): one model on every speaker, for use.
+  # Stage 5 (only when asked for: --stage 5): one neural model on every speaker, for use.
   if runs 5; then
-    if [ "${exp_system[i]}" != neural ]; then
-      log "stage 5: ${exp_tag[i]} is a classic reference; the final model is trained for the neural experiment only"
-      return 0
-    fi
     todo=$(recipe todo final "${stamp[@]}")
     if [ -n "$todo" ]; then
       log "stage 5: one model on every speaker -> $exp_dir/final (log: $exp_dir/log/final.log)"

@@ -1,6 +1,6 @@
 """The logic of the stage script egs/TEMPLATE/ser.sh, which keeps the list of stages and the commands each runs.
 
-    python -m ser.bin.recipe setup --stage 0 --stop-stage 4 ... --template-dir DIR
+    python -m ser.bin.recipe setup     (ser.sh's options in the environment: stage, stop_stage, ... template_dir)
         checks ser.sh's options and resolves its experiments (the training config, then the classic references:
         tag, trainer options, system, seeds, what each reads); prints shell assignments for ser.sh to eval
     python -m ser.bin.recipe corpus NAME PATH
@@ -12,9 +12,10 @@
         name; nothing when all is), saying "nothing to do" of the rest on stderr
     python -m ser.bin.recipe done STEP [...]
         records the stamps of what the step just made (the folds given)
-    python -m ser.bin.recipe gather NAME OUT DEST [--utt2num-frames]
-        stage 1's jobs' parts OUT/feats.<n>.scp (and OUT/utt2num_frames.<n>) -> DEST/feats.scp (utt2num_frames),
-        sorted; warns of the wavs the jobs read cut short (their logs OUT/log/NAME.<n>.log)
+    python -m ser.bin.recipe gather NAME OUT DEST [--tables --data-dir DATA_DIR]
+        stage 1's jobs' parts OUT/feats.<n>.scp (and OUT/utt2num_frames.<n>) -> DEST/feats.scp (--tables: and
+        utt2num_frames, and DATA_DIR/all's tables), sorted; warns of the wavs the jobs read cut short (their logs
+        OUT/log/NAME.<n>.log)
 
 STEP: fbank, functionals (stage 1), train (2), decode (3), score (4), final (5). Each step's stamp and inputs are
 named once, in ``stamp_of``: the paths and their order are those ser.sh has always used, so the stamps of earlier
@@ -128,6 +129,10 @@ def todo(step: str, a) -> list[str]:
             log(f"{stage} {a.exp_dir}/results.json is up to date; nothing to do")
             return []
     else:
+        if a.system != "neural":
+            log(f"stage 5: {os.path.basename(a.exp_dir)} is a classic reference; the final model is trained for the "
+                "neural experiment only")
+            return []
         if not _found(a.exp_dir, "selection.json"):
             fail(f"{a.exp_dir} has no trained folds; run stage 2 first")
         if _current(step, a):
@@ -147,18 +152,27 @@ def done(step: str, a) -> None:
         write_stamp(*stamp_of(step, a, fold))
 
 
-def gather(name: str, out: str, dest: str, utt2num_frames: bool) -> None:
+TABLES = ("wav.scp", "utt2spk", "spk2utt", "utt2emo", "spk2gender", "utt2dur", "classes.txt")
+
+
+def gather(name: str, out: str, dest: str, tables: bool, data_dir: str) -> None:
     for table in ("feats", "utt2num_frames"):
         pattern = f"{glob.escape(out)}/feats.*.scp" if table == "feats" else f"{glob.escape(out)}/utt2num_frames.*"
         parts, lines = glob.glob(pattern), []
         for part in parts:
             with open(part, "rb") as f:
                 lines += [line if line.endswith(b"\n") else line + b"\n" for line in f]
-        if table == "feats" or utt2num_frames:
+        if table == "feats" or tables:
             with open(f"{dest}/{'feats.scp' if table == 'feats' else table}", "wb") as f:
                 f.writelines(sorted(lines))  # as sort did under LC_ALL=C (path.sh)
         for part in parts:
             os.remove(part)
+    if tables:
+        import shutil
+
+        for table in TABLES:
+            if os.path.isfile(f"{data_dir}/all/{table}"):
+                shutil.copyfile(f"{data_dir}/all/{table}", f"{dest}/{table}")
     count = 0
     for job_log in glob.glob(f"{glob.escape(out)}/log/{glob.escape(name)}.*.log"):
         with open(job_log, errors="replace") as f:
@@ -194,6 +208,9 @@ def folds(data_dir: str, given: str) -> str:
 
 
 # setup: ser.sh's options, checked, and its experiments.
+SETUP_OPTIONS = ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "dump_dir",
+                 "functionals_dir", "ssl_cache_dir", "truncated_audio", "fbank_conf", "speaker_norm", "classic_configs",
+                 "train_args", "train_config", "tag", "print_config", "template_dir", "ngpu", "train_jobs")
 
 def _template_file(path: str, template_dir: str) -> str:
     """A config path: as given when it exists, else the template's file of that relative path (conf/train.yaml)."""
@@ -319,6 +336,10 @@ def setup(a) -> list[str]:
             fail(f"bad config {config} (see above)")
         for name in ("system", "functionals", "caches_frames", "model_file"):
             fields[name].append(str(info[name]))
+        # The frame cache is made when a stage that reads it runs (2, 3 or 5).
+        stages = range(int(a.stage), int(a.stop_stage) + 1)
+        if not any(stage in stages for stage in (2, 3, 5)):
+            fields["caches_frames"][-1] = "false"
         if i == 0:
             train_seeds = " ".join(a.seeds.split()) or str(info["seed"])
         # A classic reference is deterministic: it runs with its config's seed only.
@@ -327,6 +348,9 @@ def setup(a) -> list[str]:
         fail(f"{a.train_config} reads openSMILE functionals, and opensmile is not installed: run {OPENSMILE} "
              f"(audEERING's research licence, non-commercial use only)")
     out += [_shell(f"exp_{name}", values) for name, values in fields.items()]
+    # The functionals each reads (stage 1's output), or "".
+    scps = ["" if f == "none" else f"{a.functionals_dir}/{f}/feats.scp" for f in fields["functionals"]]
+    out.append(_shell("exp_scp", scps))
     # With several seeds the validation sets are decoded too: the seed ensemble of stage 4 is judged on them.
     out.append(_shell("exp_sets", ["valid test" if len(seeds.split()) > 1 else "test" for seeds in fields["seeds"]]))
     # Stage 2: threads per training job; more than one GPU per fold: data-parallel, one process per GPU (torchrun).
@@ -341,12 +365,7 @@ def setup(a) -> list[str]:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("setup")
-    for name in ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "dump_dir",
-                 "functionals_dir", "ssl_cache_dir", "truncated_audio", "fbank_conf", "speaker_norm",
-                 "classic_configs", "train_args", "train_config", "tag", "print_config", "template_dir", "ngpu",
-                 "train_jobs"):
-        s.add_argument(f"--{name.replace('_', '-')}", default="")
+    sub.add_parser("setup", help="ser.sh's options from the environment: " + " ".join(SETUP_OPTIONS))
     c = sub.add_parser("corpus")
     c.add_argument("name")
     c.add_argument("path")
@@ -357,17 +376,19 @@ def main(argv=None) -> None:
         t = sub.add_parser(command)
         t.add_argument("step", choices=STEPS)
         for name in ("exp_dir", "seed", "folds", "feats_dir", "dump_dir", "data_dir", "fbank_conf", "out_dir",
-                     "feature_set", "config", "extra", "functionals_scp", "model_file", "set"):
+                     "feature_set", "config", "extra", "functionals_scp", "model_file", "set", "system"):
             t.add_argument(f"--{name.replace('_', '-')}", default="")
     g = sub.add_parser("gather")
     for name in ("name", "out", "dest"):
         g.add_argument(name)
-    g.add_argument("--utt2num-frames", action="store_true")
+    g.add_argument("--tables", action="store_true")
+    g.add_argument("--data-dir", default="")
     a = p.parse_args(argv)
-    if a.command == "gather":
-        gather(a.name, a.out, a.dest, a.utt2num_frames)
-    elif a.command == "setup":
+    if a.command == "setup":
+        a = argparse.Namespace(**{name: os.environ.get(name, "") for name in SETUP_OPTIONS})
         print("\n".join(setup(a)))
+    elif a.command == "gather":
+        gather(a.name, a.out, a.dest, a.tables, a.data_dir)
     elif a.command == "corpus":
         corpus(a.name, a.path)
     elif a.command == "folds":
