@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ser.atomic import atomic_path, write_json
+from ser.frontends import frontend_of, frontends_that
 from ser.infer import load_trained
 from ser.inputs import UTTERANCE_NORM_FILE, uses_functionals
 
@@ -50,8 +51,9 @@ def export_torchscript(model_dir: str, out_dir: str) -> str:
     """Write ``out_dir/model.ts``, ``model.json`` and ``fbank.conf``; returns the model path."""
     trained = load_trained(model_dir)
     config = trained.config
-    if config["frontend"] != "fbank" or config["speaker_norm"] != "none":
-        raise ValueError(f"{model_dir}: export takes fbank models without per-speaker normalisation "
+    if not frontend_of(config).exportable or config["speaker_norm"] != "none":
+        exportable = " or ".join(frontends_that("exportable"))
+        raise ValueError(f"{model_dir}: export takes {exportable} models without per-speaker normalisation "
                          f"(this one: frontend {config['frontend']}, speaker_norm {config['speaker_norm']})")
     utterance_norm = None
     if uses_functionals(config):

@@ -3,7 +3,8 @@
     python -m ser.bin.cache_ssl --config conf/train_ssl_cached.yaml [--set K=V ...] --data-dir data \\
         --cache-root dump/ssl [--ngpu 1] [--print-dir]
 
-The config's front-end must be ssl_cached. Its cache is <cache-root>/<key>, the key a digest of the checkpoint's
+The config's front-end must cache its frames (caches_frames: ssl_cached).
+Its cache is <cache-root>/<key>, the key a digest of the checkpoint's
 content, the layer, the stored dtype and normalize_wave, so other settings never share a cache. Computes the frames
 of every utterance of data/all into <cache>/all (skipped when its record matches these settings and data/all's
 wav.scp), then the data dirs of every fold and set, <cache>/fold<k>/{train,valid,test} (the data dir's tables
@@ -35,7 +36,7 @@ def main(argv=None) -> None:
     import ser.components  # noqa: F401 (fills the registries the config is resolved by)
     from ser.config import ConfigError, load_config, parse_overrides
     from ser.datadir import DataDirError, write_fold_dirs
-    from ser.frontends import frontend_of
+    from ser.frontends import frontend_of, frontends_that
     from ser.models.ssl_cache import write_cache
     from ser.ssl_cache import (
         CACHE_RECORD,
@@ -48,8 +49,9 @@ def main(argv=None) -> None:
 
     try:
         config = load_config(args.config, parse_overrides(args.set))
-        if config["frontend"] != "ssl_cached":
-            raise ConfigError(f"{args.config}: frontend is {config['frontend']}; caching is for ssl_cached")
+        if not frontend_of(config).caches_frames:
+            raise ConfigError(f"{args.config}: frontend is {config['frontend']}; caching is for "
+                              f"{', '.join(frontends_that('caches_frames'))}")
         conf = config["frontend_conf"]
         settings = cache_settings(conf, record_of_checkpoint(args.cache_root, conf["path"]))
         cache_dir = os.path.join(args.cache_root, cache_key(settings))

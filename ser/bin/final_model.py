@@ -53,6 +53,7 @@ def main(argv=None) -> None:
     from ser.config import ConfigError, load_config, parse_overrides
     from ser.datadir import DataDirError
     from ser.features import CmvnAccumulator, iter_feats_scp, write_cmvn_stats
+    from ser.frontends import frontend_of
     from ser.train import TrainingError, train
 
     outdir = os.path.join(args.exp_dir, "final")
@@ -64,7 +65,7 @@ def main(argv=None) -> None:
         config = load_config(args.config, overrides)
         all_dir = os.path.join(args.dump_dir, "all")
         cmvn = None
-        if config["frontend"] == "fbank":
+        if frontend_of(config).uses_fold_cmvn:
             accumulator = CmvnAccumulator()
             for _, feats in iter_feats_scp(os.path.join(all_dir, "feats.scp")):
                 accumulator.add(feats)

@@ -13,8 +13,14 @@ from ser.frontends.ssl_cached import SSLCached
 from ser.frontends.wavlm import SSL, WavLM, Whisper
 from ser.registry import FRONTENDS
 
-for _cls in (Fbank, WavLM, SSL, Whisper, SSLCached):
+FRONTEND_CLASSES = (Fbank, WavLM, SSL, Whisper, SSLCached)
+for _cls in FRONTEND_CLASSES:
     FRONTENDS.register(_cls.name, _cls.from_conf, _cls.defaults, _cls.rules, _cls.check)
+
+
+def frontends_that(attribute: str) -> list[str]:
+    """The names of the front-ends whose class attribute ``attribute`` is true (caches_frames, exportable, ...)."""
+    return [cls.name for cls in FRONTEND_CLASSES if getattr(cls, attribute)]
 
 
 def resolve_frontend_conf(name: str, given: dict | None) -> dict[str, Any]:

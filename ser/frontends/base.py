@@ -6,7 +6,9 @@ A front-end turns a stored utterance into the input of a model. One subclass per
 - inputs per second (``inputs_per_second``: crops are given in seconds) and the augmentation domain;
 - normalisation: the training fold's statistics (``fold_normaliser``) or per-speaker ones (``speaker_normaliser``);
 - how it wraps an encoder into a model (``wrap``) and the encoder input layer it suits (``default_input_layer``);
-- the model input for one audio file (``inputs_of_wav``) and a picture of it (``picture_of_wav``).
+- the model input for one audio file (``inputs_of_wav``) and a picture of it (``picture_of_wav``);
+- what the recipe does for it: fold CMVN statistics (``uses_fold_cmvn``), a preparation step before training
+  (``caches_frames``: ser.bin.cache_ssl caches its frames once) and export to TorchScript (``exportable``).
 Callers ask the front-end and never compare its name.
 """
 
@@ -30,6 +32,10 @@ class Frontend:
     default_input_layer: ClassVar[str]  # what encoder_conf.input_layer "auto" means (ser.models.subsampling)
     uses_fold_cmvn: ClassVar[bool] = False  # normalised with the training fold's global CMVN statistics
     supports_speaker_norm: ClassVar[bool] = False  # its inputs are frames that per-speaker CMVN can normalise
+    # A preparation step: its frames of data/all are computed once (ser.bin.cache_ssl) before training, and stages
+    # 2, 3 and 5 of ser.sh read the cache's data dirs instead of the fbank dump's.
+    caches_frames: ClassVar[bool] = False
+    exportable: ClassVar[bool] = False  # ser.export traces its model to TorchScript (raw fbank in, posteriors out)
 
     def __init__(self, conf: dict):
         """conf: a frontend_conf resolved by FRONTENDS (ser.frontends), trusted as it is."""

@@ -29,6 +29,7 @@ class Fbank(Frontend):
     default_input_layer = "conv2d"
     uses_fold_cmvn = True
     supports_speaker_norm = True
+    exportable = True
 
     def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:
         return load_labelled_set(data_dir, classes)

@@ -43,6 +43,7 @@ class SSLCached(Frontend):
     inputs_per_second = CACHED_FRAMES_PER_SECOND
     augment_domain = "frames"
     default_input_layer = "linear"
+    caches_frames = True
     model_types = SSL_MODEL_TYPES + WHISPER_MODEL_TYPES
 
     def load(self, data_dir: str, classes: list[str], lazy: bool = False) -> LabelledSet:

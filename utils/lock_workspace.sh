@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sourced by egs/TEMPLATE/ser.sh after its options: one run per workspace.
+#   . utils/lock_workspace.sh DIR...     (ser.sh: its data, dump and exp dirs)
+# A lock on each DIR this run writes, held until the run ends. The kernel releases it when the run dies, however it
+# dies, so a dead run's lock is simply taken over; the lock file names the holder. Jobs inherit it: a workspace
+# stays locked while a job of the run still writes to it. Needs log and command_line (ser.sh's) and exp_root.
+# Then Slurm jobs of a killed run, which would go on writing this workspace, are cancelled: utils/slurm.py records
+# the ids it submits in $exp_root/.ser.slurm, and those of a dead run still queued or running are cancelled now
+# (saying so).
+
+lock_workspace() {
+  local dir fd holder
+  if ! command -v flock >/dev/null; then
+    log "warning: flock (util-linux) is missing: two runs at once in this workspace are not refused"
+    return 0
+  fi
+  for dir in "$@"; do
+    mkdir -p "$dir"
+    exec {fd}>>"$dir/.ser.lock"
+    if ! flock -n "$fd"; then
+      holder=$(sed -n 's/^pid \([0-9]*\),.*/\1/p' "$dir/.ser.lock")
+      if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then
+        # The run is dead and its jobs, which inherited the lock, are being stopped (utils/run.py).
+        log "note: the run that held $dir (pid $holder) has ended; waiting for its jobs to stop"
+        flock -w 30 "$fd" || { log "error: jobs of the ended run $holder still hold $dir/.ser.lock"; exit 1; }
+      else
+        log "error: another run is using $dir: $(cat "$dir/.ser.lock") (lock: $dir/.ser.lock)"
+        exit 1
+      fi
+    fi
+    printf 'pid %s, started %s, command: %s\n' "$$" "$(date '+%Y-%m-%d %H:%M:%S')" "$command_line" \
+      > "$dir/.ser.lock"
+  done
+}
+lock_workspace "$@"
+export SER_SLURM_RECORD_DIR=$exp_root/.ser.slurm
+if compgen -G "$SER_SLURM_RECORD_DIR/slurm_jobs.*" >/dev/null; then
+  "$SER_ROOT/utils/slurm.py" --cancel-recorded "$SER_SLURM_RECORD_DIR"
+fi
