@@ -319,6 +319,7 @@ def setup(a) -> list[str]:
         fields["args"].append(f"{a.train_args} {norm_args}" if train else norm_args)
     if a.print_config == "true":  # ser.sh prints the resolved training config and nothing else
         return out
+    import ser.components  # noqa: F401 (fills the registries the configs are resolved by; torch, so only here)
     from ser.bin.config_info import config_fields
     from ser.config import ConfigError, load_any_config, parse_overrides
 
