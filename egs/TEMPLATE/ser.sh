@@ -30,13 +30,10 @@
 #   --train-args "--set max_epoch=5"  extra trainer options, split into words as the shell splits them (quotes
 #                                 group and nothing runs): --train-args "--set 'frontend_conf.path=/my models/wavlm'"
 #   --classic-configs "conf/classic/egemaps.yaml conf/classic/compare.yaml"  classic references run beside the
-#                                 experiment, each its own tag ("" = none; skipped with a note without opensmile).
-#                                 Separated by spaces, or by commas or newlines when the value holds either; then a
-#                                 path may hold spaces: "my confs/egemaps.yaml,conf/classic/compare.yaml", or one
-#                                 path with a comma after it: "my confs/egemaps.yaml,"
-#   --truncated-audio error|warn  a wav cut short (its header promises more samples than the file holds) in stage 1:
-#                                 error stops naming it; warn reads what it holds, names it in the job log, and the
-#                                 stage counts them [error]
+#                                 experiment, each its own tag ("" = none). Separated by spaces, or by commas when
+#                                 the value holds one, and then paths may hold spaces: "my confs/egemaps.yaml,"
+#   --truncated-audio error|warn  a wav cut short (its header promises more samples than it holds) in stage 1:
+#                                 error stops naming it; warn reads what it holds and counts them [error]
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
 #                                 protocol; tags get the suffix _spkcmvn) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
