@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ser.audio import INT16_SCALE
+
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
 SAMPLE_RATE = 16000
-INT16_SCALE = 32768.0
 
 
 class FunctionalsUnavailable(RuntimeError):

@@ -37,11 +37,11 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ser.audio import INT16_SCALE
 from ser.frontends.wavlm import SSL_MODEL_TYPES, WAVE_SAMPLE_RATE
 from ser.models.output import ModelOutput
 from ser.models.subsampling import check_lengths, valid_mask
 
-INT16_SCALE = 32768.0
 NORMALIZE_VARIANCE_FLOOR = 1e-7
 
 
