@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 
-from ser.cli import die, setup_logging
+from ser.cli import die, parse_bool, setup_logging
 from ser.corpora import corpus_module
 from ser.corpora.common import (
     FoldScheme,
@@ -37,14 +37,6 @@ from ser.stamps import is_up_to_date, write_stamp
 
 DONE_MARKER = ".stage0.done"
 GENERIC_SCHEMES = ("kfold", "loso")  # fold schemes every corpus has, beside its own
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def fold_schemes(module, utts: list[Utterance], num_folds: int, seed: int) -> dict[str, FoldScheme]:
@@ -107,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-folds", type=int, default=5, help="folds of --fold-scheme kfold")
     p.add_argument("--data-dir", help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
     p.add_argument("--class-set", default=None, help="named class set of the corpus (default: the corpus's default)")
-    p.add_argument("--strict-counts", type=_bool, default=True,
+    p.add_argument("--strict-counts", type=parse_bool, default=True,
                    help="true: counts differing from the published ones, or labels without audio, are errors; "
                         "false: warnings (labels without audio skipped)")
     p.add_argument("--valid-fraction", type=float, default=0.1)
