@@ -73,6 +73,9 @@ def check_recipe_data(data_dir, protocol, truth, class_of_raw, expected_folds):
         utts = [u for s in split_spk.values() for u in s]
         assert sorted(utts) == sorted(kept), f"fold {fold}: train+valid+test must be all utterances, once"
     assert (data_dir / ".stage0.done").is_file()  # the one completion mark, written last
+    with pytest.raises(SystemExit) as done:
+        prepare_data.main(["--is-prepared", "--data-dir", str(data_dir)])  # what stage 1 asks
+    assert done.value.code == 0
     assert protocol["prepare_command"].startswith("python -m ser.bin.prepare_data --corpus")
 
 
@@ -161,6 +164,9 @@ def test_strict_counts_error_lists_found_and_expected(tmp_path, capsys):
         assert f"{cls:<12} found {found[cls]:>6}  expected {published:>6}" in err
     assert f"{'total':<12} found {sum(found[c] for c in ('ang', 'hap', 'neu', 'sad')):>6}  expected   5531" in err
     assert not (tmp_path / "data" / ".stage0.done").exists()
+    with pytest.raises(SystemExit) as prepared:
+        prepare_data.main(["--is-prepared", "--data-dir", str(tmp_path / "data")])  # stage 1 refuses to start
+    assert prepared.value.code == 1
 
 
 # --------------------------------------------------------------------------------------- MSP-IMPROV

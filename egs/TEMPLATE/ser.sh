@@ -287,7 +287,7 @@ done
 [ -n "$seeds" ] || [ "$stop_stage" -lt 2 ] || seeds=$(config_info "$train_config" seed)  # stages 2-5 use it
 
 if [ "$stage" -le 1 ] && [ "$stop_stage" -ge 1 ]; then
-  [ -f "$data_dir/.stage0.done" ] || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
+  python -m ser.bin.prepare_data --is-prepared --data-dir "$data_dir" || { log "error: $data_dir is not prepared; run stage 0 first"; exit 1; }
   if stamp check "$dump_dir/.stage1.done" --extra "nj-independent" "$data_dir" "$fbank_conf"; then
     log "stage 1: $dump_dir is up to date with $data_dir and $fbank_conf; nothing to do"
   else
