@@ -14,7 +14,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from conftest import CLASSES, PYTHON, python_env
+from support import CLASSES, PYTHON, python_env
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is installed by tools/install.sh --test/--opensmile")
 

@@ -17,8 +17,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import python_env
-from test_train import train_command
+from support import python_env, train_command
 
 CONFIG = {
     "encoder": "flam",

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 
 pytest.importorskip("transformers")
 from ser.bin.gpu_check import README_MARKERS, YAML_MARKERS, replace_block  # noqa: E402

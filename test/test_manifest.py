@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import soundfile
 
-from conftest import REPO
-from corpus_fakes import write_wav
 from ser.audio import INT16_SCALE, read_audio
 from ser.bin import prepare_data
 from ser.corpora import CORPORA
 from ser.corpora.common import CorpusError, Utterance, leave_one_speaker_out, speaker_kfold
 from ser.corpora.manifest import prepare
+
+from support import REPO, write_wav
 
 SETUP = os.path.join(REPO, "egs", "TEMPLATE", "setup.sh")
 CLASSES = ("angry", "happy", "sad")

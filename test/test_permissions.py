@@ -12,7 +12,7 @@ import tempfile
 import pytest
 import yaml
 
-from conftest import PYTHON, python_env
+from support import PYTHON, python_env
 
 BYPASS_CAPS = "-dac_override,-dac_read_search"
 

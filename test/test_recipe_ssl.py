@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_recipe_synth import run_recipe
+
+from support import run_recipe
 
 pytest.importorskip("transformers")
 from ser.corpora.synth import generate_synth_corpus  # noqa: E402

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,27 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
-
-RECIPE = os.path.join(REPO, "egs", "synth")
-
-
-def recipe_command(tmp, *args, env_extra=None):
-    cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
-           "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
-           "--train-args", "--set max_epoch=3", "--classic-configs", "", *args]  # later options in args win
-    # Use the environment running the tests (path.sh would otherwise activate tools/venv)
-    env = {**os.environ, "SER_PYTHON_ENV": "none",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}
-    return cmd, env
-
-
-def run_recipe(tmp, *args, check=True, env_extra=None):
-    cmd, env = recipe_command(tmp, *args, env_extra=env_extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
+from support import RECIPE, RECIPE_TRAIN_ARGS, REPO, TINY_ENCODER, recipe_command, run_recipe
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +34,7 @@ def test_all_stages_produce_scored_results(finished_recipe):
     protocol = results["protocol"]
     assert protocol["corpus"] == "synth" and protocol["classes"] == ["ang", "hap", "neu", "sad"]
     assert protocol["folds_scored"] == [1, 2, 3, 4] and protocol["complete"]
-    assert results["summary"]["ua"]["mean"] > 40.0  # chance is 25; 3 epochs of the full MLL model
+    assert results["summary"]["ua"]["mean"] > 40.0  # chance is 25; 3 epochs of the MLL model (EAM, FLAM, every loss)
     for fold in range(1, 5):
         run = results["runs"]["0"][str(fold)]
         assert run["num_utts"] == 96 and sum(map(sum, run["confusion"])) == 96
@@ -100,8 +81,8 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
 def test_a_finished_run_is_never_displaced_without_a_console_warning(finished_recipe):
     tmp, _ = finished_recipe
     common = ("--stage", "2", "--stop-stage", "2", "--folds", "1", "--tag", "displaced")
-    run_recipe(tmp, *common, "--train-args", "--set max_epoch=1")
-    proc = run_recipe(tmp, *common, "--train-args", "--set max_epoch=2")
+    run_recipe(tmp, *common, "--train-args", f"--set max_epoch=1 {TINY_ENCODER}")
+    proc = run_recipe(tmp, *common, "--train-args", f"--set max_epoch=2 {TINY_ENCODER}")
     run = tmp / "exp" / "displaced" / "seed0" / "fold1"
     warning = [line for line in proc.stderr.splitlines() if "WARNING:" in line]
     assert len(warning) == 1 and "fold1 holds a finished run of other settings" in warning[0]
@@ -128,7 +109,8 @@ def test_recomputed_identical_features_do_not_retrain(finished_recipe):
         [sys.executable, "-m", "ser.bin.train", "--config", str(tmp / "exp" / "train" / "train_config.yaml"),
          "--classes", str(tmp / "dump" / "all" / "classes.txt"), "--train-dir", str(dump / "train"),
          "--valid-dir", str(dump / "valid"), "--cmvn", str(dump / "train" / "cmvn.ark"),
-         "--outdir", str(runs / "fold1"), "--seed", "0", "--set", "max_epoch=3"], capture_output=True, text=True)
+         "--outdir", str(runs / "fold1"), "--seed", "0", *shlex.split(RECIPE_TRAIN_ARGS)], capture_output=True,
+        text=True)
     assert direct.returncode == 0, direct.stderr[-3000:]
     assert "already trained; nothing to do" in direct.stderr and not list(runs.glob("*.bak*"))
 
@@ -243,7 +225,7 @@ def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
     nothing in the path runs."""
     odd = tmp_path / "R&D; $(touch ran1) `touch ran2` a  b"
     odd.mkdir()
-    run_recipe(odd, "--train-args", "--set max_epoch=1", "--stop-stage", "3")
+    run_recipe(odd, "--train-args", f"--set max_epoch=1 {TINY_ENCODER}", "--stop-stage", "3")
     for fold in range(1, 5):
         assert (odd / "exp" / "train" / "seed0" / f"fold{fold}" / "decode_test" / "predictions").exists()
     assert not [p for d in (tmp_path, odd, odd / "exp", RECIPE) for p in os.listdir(d) if p.startswith("ran")]
@@ -633,14 +615,12 @@ def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finishe
 
 
 def test_the_recorded_command_re_runs_as_written(finished_recipe):
-    import shlex
-
     tmp, _ = finished_recipe
     recorded = json.loads((tmp / "exp" / "train" / "results.json").read_text())["command"]
     cmd, _ = recipe_command(tmp)
     # run.sh calls ./ser.sh with its own options first; the user's words follow, each as given.
     words = shlex.split(recorded)
-    assert words[-len(cmd[1:]):] == cmd[1:] and "--set max_epoch=3" in words and "" in words
+    assert words[-len(cmd[1:]):] == cmd[1:] and RECIPE_TRAIN_ARGS in words and "" in words
 
 
 def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
@@ -650,7 +630,7 @@ def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
 
     from ser import EmotionRecognizer
 
-    from conftest import SHARED_CORPORA
+    from support import SHARED_CORPORA
 
     corpus = os.path.join(SHARED_CORPORA, "RAVDESS")
     if not os.path.isdir(corpus):

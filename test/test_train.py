@@ -12,18 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import PYTHON, python_env
-
-FAST_CONFIG = {
-    "encoder": "flam",
-    "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16},
-    "augment": "eam",
-    "optim_conf": {"lr": 3.0e-3},
-    "max_epoch": 10,
-    "batch_size": 8,
-    "num_threads": 1,
-    "log_interval": 0,
-}
+from support import FAST_CONFIG, python_env, train_command
 
 
 def write_config(path, **overrides) -> str:
@@ -31,12 +20,6 @@ def write_config(path, **overrides) -> str:
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     return str(path)
-
-
-def train_command(feature_dirs, config, outdir):
-    return [PYTHON, "-m", "ser.bin.train", "--config", config, "--classes", str(feature_dirs / "classes.txt"),
-            "--train-dir", str(feature_dirs / "train"), "--valid-dir", str(feature_dirs / "valid"),
-            "--cmvn", str(feature_dirs / "train" / "cmvn.ark"), "--outdir", str(outdir)]
 
 
 def run_training(feature_dirs, config, outdir):
