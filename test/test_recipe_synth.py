@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 
-from support import RECIPE, RECIPE_TRAIN_ARGS, REPO, TINY_ENCODER, recipe_command, run_recipe
+from support import RECIPE, RECIPE_TRAIN_ARGS, REPO, SMALL_ENCODER, recipe_command, run_recipe
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
 def test_a_finished_run_is_never_displaced_without_a_console_warning(finished_recipe):
     tmp, _ = finished_recipe
     common = ("--stage", "2", "--stop-stage", "2", "--folds", "1", "--tag", "displaced")
-    run_recipe(tmp, *common, "--train-args", f"--set max_epoch=1 {TINY_ENCODER}")
-    proc = run_recipe(tmp, *common, "--train-args", f"--set max_epoch=2 {TINY_ENCODER}")
+    run_recipe(tmp, *common, "--train-args", f"--set max_epoch=1 {SMALL_ENCODER}")
+    proc = run_recipe(tmp, *common, "--train-args", f"--set max_epoch=2 {SMALL_ENCODER}")
     run = tmp / "exp" / "displaced" / "seed0" / "fold1"
     warning = [line for line in proc.stderr.splitlines() if "WARNING:" in line]
     assert len(warning) == 1 and "fold1 holds a finished run of other settings" in warning[0]
@@ -225,7 +225,7 @@ def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
     nothing in the path runs."""
     odd = tmp_path / "R&D; $(touch ran1) `touch ran2` a  b"
     odd.mkdir()
-    run_recipe(odd, "--train-args", f"--set max_epoch=1 {TINY_ENCODER}", "--stop-stage", "3")
+    run_recipe(odd, "--train-args", f"--set max_epoch=1 {SMALL_ENCODER}", "--stop-stage", "3")
     for fold in range(1, 5):
         assert (odd / "exp" / "train" / "seed0" / f"fold{fold}" / "decode_test" / "predictions").exists()
     assert not [p for d in (tmp_path, odd, odd / "exp", RECIPE) for p in os.listdir(d) if p.startswith("ran")]
