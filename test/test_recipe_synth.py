@@ -256,7 +256,7 @@ def test_classic_configs_separated_by_commas_may_hold_spaces(finished_recipe):
     tmp, _ = finished_recipe
     spaced = tmp / "my classic confs"
     spaced.mkdir(exist_ok=True)
-    shutil.copy(os.path.join(RECIPE, "conf", "classic", "egemaps.yaml"), spaced / "ege maps.yaml")
+    shutil.copy(os.path.join(REPO, "egs", "TEMPLATE", "conf", "classic", "egemaps.yaml"), spaced / "ege maps.yaml")
     proc = run_recipe(tmp, "--stage", "4", "--classic-configs", f" {spaced}/ege maps.yaml , conf/classic/compare.yaml",
                       check=False)
     assert f"{tmp / 'exp' / 'train' / 'results.json'} is up to date" in proc.stderr
