@@ -63,4 +63,5 @@ def fake_slurm(tmp_path):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end recipe runs (minutes); pytest -m 'not slow' leaves them out")
+    config.addinivalue_line("markers", "slow: end-to-end recipe runs and other tests over ~10 s; "
+                                       "pytest -m 'not slow' leaves them out")

@@ -389,6 +389,7 @@ CORPUS_BUILDERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corpus", sorted(CORPUS_BUILDERS))
 def test_recipe_runs_the_classic_reference_under_both_protocols(corpus, tmp_path):
     """Each corpus recipe, on its fake corpus in the real layout: the eGeMAPS classic reference through stages 0-4,

@@ -150,6 +150,7 @@ def tiny_recipes(feature_dirs, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_matrix_cells_are_the_pairs_results_and_skipped_pairs_are_reported(tiny_recipes, tmp_path):
     from ser.cross_corpus_matrix import build_matrix, pair_dir_name
 

@@ -32,6 +32,7 @@ CONFIG = {
 }
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process(feature_dirs, tmp_path):
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(CONFIG))

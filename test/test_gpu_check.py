@@ -25,6 +25,7 @@ def outside_block(text, markers):
     return text[:text.index("\n", begin)], text[end:]
 
 
+@pytest.mark.slow
 def test_tiny_run_measures_and_writes_the_blocks(tmp_path):
     config, readme = tmp_path / "train_wavlm.yaml", tmp_path / "README.md"
     shutil.copy(CONFIG, config)

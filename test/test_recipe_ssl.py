@@ -35,6 +35,7 @@ def small_recipe(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frontend, model_type", [("wavlm", "wavlm"), ("ssl", "wav2vec2"), ("ssl", "hubert"),
                                                    ("ssl", "data2vec-audio"), ("whisper", "whisper")])
 def test_recipe_trains_decodes_and_scores_each_ssl_architecture(small_recipe, frontend, model_type):

@@ -229,6 +229,7 @@ class _RunsOnLoad:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.slow
 def test_checkpoints_are_loaded_weights_only_and_a_corrupt_one_restarts(feature_dirs, tmp_path):
     """A checkpoint holding other objects is refused, naming the file, and nothing in it runs; a truncated one is
     moved aside and training starts from scratch, saying so; a corrupt model file is an error naming it."""
