@@ -173,6 +173,7 @@ def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finis
         (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
+@pytest.mark.slow
 def test_a_new_run_cancels_the_slurm_jobs_a_killed_run_left(tmp_path, fake_slurm):
     """utils/slurm.py records its job ids under exp/.ser.slurm; a run killed with SIGKILL leaves that record, and
     the next run, once it holds the workspace, cancels the recorded jobs still queued, saying so."""

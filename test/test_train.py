@@ -69,7 +69,9 @@ def test_rerun_of_finished_training_does_nothing(uninterrupted, feature_dirs):
     assert os.path.getmtime(root / "run" / "model.pth") == before
 
 
-@pytest.mark.parametrize("kill_after_checkpoints", [0, 1, 5])
+# One case in the fast subset (pytest -m "not slow"), all three in the whole suite.
+@pytest.mark.parametrize("kill_after_checkpoints", [pytest.param(0, marks=pytest.mark.slow), 1,
+                                                    pytest.param(5, marks=pytest.mark.slow)])
 def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs, tmp_path, kill_after_checkpoints):
     root, config = uninterrupted
     outdir = tmp_path / "run"
@@ -96,6 +98,7 @@ def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_changed_config_moves_the_old_run_aside(feature_dirs, tmp_path):
     config = write_config(tmp_path / "a.yaml", max_epoch=1)
     run_training(feature_dirs, config, tmp_path / "run")
