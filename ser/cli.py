@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
+
+TRUE_WORDS = ("true", "t", "1")
+FALSE_WORDS = ("false", "f", "0")
+
+
+class BoolError(ValueError, argparse.ArgumentTypeError):
+    """Not a boolean: a ValueError, and to argparse (``type=parse_bool``) an error whose message it prints."""
+
+
+def parse_bool(text: str) -> bool:
+    """Kaldi's boolean spelling: true/t/1 or false/f/0, any case (command-line options and fbank.conf)."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BoolError(f"expected true or false, got {text!r}")
 
 
 def setup_logging(log_file: str | None = None) -> None:

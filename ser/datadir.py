@@ -305,21 +305,23 @@ KNOWN_FILES: dict[str, FileSpec] = {spec.name: spec for spec in (
 )}
 
 
-def _checked_lines(path: str, spec: FileSpec) -> list[TableLine]:
-    """A known file's lines: format, unique keys and values checked (order is not)."""
-    lines = read_table_lines(path, spec.min_fields, spec.max_fields)
-    table_from_lines(lines, path)
-    for line in lines:
-        error = spec.check_value(line.value) if spec.check_value else None
-        if error:
-            raise DataDirError(f"{path}:{line.lineno}: {error} (key {line.key!r})")
-    return lines
-
-
-def _label_error(label: str, classes: Sequence[str] | None) -> str | None:
+def label_error(label: str, classes: Sequence[str] | None) -> str | None:
+    """Why ``label`` is not a label of ``classes`` (None: it is, or there is no class set)."""
     if classes is not None and label not in classes:
         return f"label {label!r} is not in the class set ({' '.join(classes)})"
     return None
+
+
+def read_utt2emo(data_dir: str, classes: Sequence[str] | None) -> dict[str, str]:
+    """{utt: label} of data_dir/utt2emo, in its order; a label outside ``classes`` is an error naming its line."""
+    path = os.path.join(data_dir, "utt2emo")
+    lines = read_table_lines(path, 2, 2)
+    table = table_from_lines(lines, path)
+    for line in lines:
+        error = label_error(line.value, classes)
+        if error:
+            raise DataDirError(f"{path}:{line.lineno}: {error} (utterance {line.key!r})")
+    return table
 
 
 def _index_of(spec: FileSpec, has_segments: bool) -> str:
@@ -483,7 +485,7 @@ def validate_data_dir(path: str, classes: Sequence[str] | None = None, need_feat
             errors += _key_set_errors(files[name], lines, ref_path, ref_keys, index)
 
     for line in tables.get("utt2emo", []):
-        error = _label_error(line.value, classes)
+        error = label_error(line.value, classes)
         if error:
             errors.append(f"{files['utt2emo']}:{line.lineno}: {error} (utterance {line.key!r})")
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ser.augment import soft_label
-from ser.datadir import DataDirError, read_table
+from ser.datadir import DataDirError, read_table, read_utt2emo
 from ser.features import CmvnNormaliser
 from ser.speaker_norm import SpeakerNormaliser
 
@@ -99,15 +99,8 @@ class LazyWaves:
 
 def read_labels(data_dir: str, classes: list[str]) -> dict[str, int]:
     """utt2emo -> {utt: class index}; a label outside ``classes`` is an error naming utt2emo's line."""
-    path = os.path.join(data_dir, "utt2emo")
-    table = read_table(path, min_fields=2, max_fields=2)
     index = {c: i for i, c in enumerate(classes)}
-    labels = {}
-    for lineno, (utt, emo) in enumerate(table.items(), 1):
-        if emo not in index:
-            raise DataDirError(f"{path}:{lineno}: label {emo!r} of {utt} is not in the class set {' '.join(classes)}")
-        labels[utt] = index[emo]
-    return labels
+    return {utt: index[emo] for utt, emo in read_utt2emo(data_dir, classes).items()}
 
 
 def load_labelled_set(data_dir: str, classes: list[str], dtype=np.float32) -> LabelledSet:

@@ -17,21 +17,11 @@ import kaldi_native_fbank as knf
 import kaldiio
 import numpy as np
 
+from ser.cli import parse_bool
+
 WINDOW_TYPES = ("hamming", "hanning", "povey", "rectangular", "sine", "blackman")
-TRUE_WORDS = ("true", "t", "1")
-FALSE_WORDS = ("false", "f", "0")
 # Kaldi's ApplyCmvn floors the variance at this value.
 CMVN_VAR_FLOOR = 1.0e-20
-
-
-def parse_bool(text: str) -> bool:
-    """Kaldi's boolean spelling: true/t/1 or false/f/0, any case."""
-    word = text.strip().lower()
-    if word in TRUE_WORDS:
-        return True
-    if word in FALSE_WORDS:
-        return False
-    raise ValueError(f"expected true or false, got '{text}'")
 
 
 def _parse_window(text: str) -> str:

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ser.audio import INT16_SCALE
 from ser.registry import FUNCTIONALS
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
 for _name in ("none",) + FEATURE_SETS:  # the config key functionals: none, or a feature set fused into the model
     FUNCTIONALS.register(_name, None, {}, {})
 SAMPLE_RATE = 16000
-INT16_SCALE = 32768.0
 
 
 class FunctionalsUnavailable(RuntimeError):

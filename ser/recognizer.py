@@ -143,8 +143,7 @@ class EmotionRecognizer:
 
 def int16_range_mono(wave, name: str) -> np.ndarray:
     """(N,) or (N, C) float in [-1, 1] or int16 -> (N,) float32 in the int16 range (ser's audio convention)."""
-    from ser.audio import AudioError, to_mono
-    from ser.functionals import INT16_SCALE
+    from ser.audio import INT16_SCALE, AudioError, to_mono
 
     x = wave.detach().cpu().numpy() if isinstance(wave, torch.Tensor) else np.asarray(wave)
     integer = np.issubdtype(x.dtype, np.integer)

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 
 from ser.atomic import write_json, write_text
-from ser.datadir import read_table
+from ser.datadir import label_error, read_table, read_utt2emo
 from ser.metrics import classification_scores, mean_std, scores_from_confusion
 
 METRICS = ("ua", "wa", "macro_f1")
@@ -36,7 +36,7 @@ def score_fold(fold_dir: str, test_dir: str, classes: list[str]) -> dict:
     decode = os.path.join(fold_dir, "decode_test")
     pred_path = os.path.join(decode, "predictions")
     predictions = read_table(pred_path, 2, 2)
-    reference = read_table(os.path.join(test_dir, "utt2emo"), 2, 2)
+    reference = read_utt2emo(test_dir, classes)
     if set(predictions) != set(reference):
         missing = sorted(set(reference) - set(predictions))
         extra = sorted(set(predictions) - set(reference))
@@ -45,9 +45,9 @@ def score_fold(fold_dir: str, test_dir: str, classes: list[str]) -> dict:
     index = {c: i for i, c in enumerate(classes)}
     keys = sorted(reference)
     for key in keys:
-        for source, table in (("reference", reference), ("prediction", predictions)):
-            if table[key] not in index:
-                raise ValueError(f"{key}: {source} label {table[key]!r} is not in the class set {classes}")
+        error = label_error(predictions[key], classes)
+        if error:
+            raise ValueError(f"{pred_path}: {error} (utterance {key!r})")
     y_true = [index[reference[k]] for k in keys]
     y_pred = [index[predictions[k]] for k in keys]
     scores = classification_scores(y_true, y_pred, len(classes))
@@ -133,7 +133,7 @@ def ensemble_scores(run_dirs: list[str], set_name: str, data_dir: str, classes: 
     if not all(os.path.isfile(p) for p in paths):
         return None
     tables = [read_posteriors(p, len(classes)) for p in paths]
-    reference = read_table(os.path.join(data_dir, "utt2emo"), 2, 2)
+    reference = read_utt2emo(data_dir, classes)
     for path, table in zip(paths, tables):
         if set(table) != set(reference):
             raise ValueError(f"{path}: its utterances differ from {data_dir}/utt2emo")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import os
 
+STAGE0_DONE = ".stage0.done"  # data_dir/STAGE0_DONE: the one mark of a complete stage 0 (ser.bin.prepare_data)
+
 CONTENT_LIMIT = 1 << 20  # files up to 1 MiB are digested by content
 
 

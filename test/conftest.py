@@ -1,43 +1,16 @@
-"""Shared fixtures: tiny feature data dirs with class-dependent features (no audio needed)."""
+"""Shared fixtures (built on test/support.py, which holds the helpers shared by the test modules) and the `slow`
+marker."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 import kaldiio
-import numpy as np
 import pytest
 
 import ser.components  # noqa: F401 (fills the registries, as the entry points do)
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_CORPORA = os.path.join(os.path.dirname(REPO), "shared", "corpora")
-CLASSES = ["ang", "hap", "neu", "sad"]
-
-
-def write_feature_dir(path: str, speakers: list[str], per_class: int, seed: int, dim: int = 20) -> None:
-    """A data dir whose fbank-like features carry the class in their mean over a few bins (learnable, noisy)."""
-    rng = np.random.default_rng(seed)
-    os.makedirs(path, exist_ok=True)
-    feats, utt2emo, utt2spk = {}, {}, {}
-    for spk in speakers:
-        for c, emo in enumerate(CLASSES):
-            for n in range(per_class):
-                utt = f"{spk}-{emo}{n:03d}"
-                frames = int(rng.integers(30, 120))
-                x = rng.normal(0.0, 1.0, size=(frames, dim)).astype(np.float32) + 5.0
-                x[:, 2 * c:2 * c + 3] += 1.0  # class-dependent band
-                feats[utt], utt2emo[utt], utt2spk[utt] = x, emo, spk
-    keys = sorted(feats)
-    with kaldiio.WriteHelper(f"ark,scp:{path}/feats.ark,{path}/feats.scp") as w:
-        for k in keys:
-            w(k, feats[k])
-    for name, table in (("utt2emo", utt2emo), ("utt2spk", utt2spk)):
-        with open(os.path.join(path, name), "w") as f:
-            f.writelines(f"{k} {table[k]}\n" for k in keys)
-    with open(os.path.join(path, "utt2num_frames"), "w") as f:
-        f.writelines(f"{k} {feats[k].shape[0]}\n" for k in keys)
+from support import CLASSES, write_feature_dir
 
 
 @pytest.fixture(scope="session")
@@ -54,30 +27,6 @@ def feature_dirs(tmp_path_factory):
     with open(root / "classes.txt", "w") as f:
         f.write("".join(c + "\n" for c in CLASSES))
     return root
-
-
-def python_env() -> dict:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-PYTHON = sys.executable
-
-
-def overfit_losses(model, inputs, lengths, labels, steps: int, lr: float = 3e-3) -> list[float]:
-    """Cross-entropy losses of `steps` Adam updates on one batch (a model that learns drives them down)."""
-    import torch
-
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
-    losses = []
-    for _ in range(steps):
-        loss = torch.nn.functional.cross_entropy(model(inputs, lengths).logits, labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses
 
 
 # Fake Slurm commands (utils/slurm.py without a cluster).
@@ -116,4 +65,5 @@ def fake_slurm(tmp_path):
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end recipe runs (minutes); pytest -m 'not slow' leaves them out")
+    config.addinivalue_line("markers", "slow: end-to-end recipe runs and other tests over ~10 s; "
+                                       "pytest -m 'not slow' leaves them out")

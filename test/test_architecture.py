@@ -12,7 +12,7 @@ import torch
 import yaml
 from torch import nn
 
-from conftest import PYTHON, REPO
+from support import FAST_CONFIG, PYTHON, REPO
 
 # The config hash of every shipped config (ser.config.config_hash of the resolved config). A finished run is
 # recognised by it: a change here retrains every user's finished runs. Adding a config key changes it unless the
@@ -129,7 +129,6 @@ def test_adding_a_loss_term_as_the_readme_says(feature_dirs, tmp_path, monkeypat
     with pytest.raises(ConfigError, match="logit_norm_power"):
         resolve_config({"loss_conf": {"logit_norm_power": 0.5}})
     # Step 4: it trains: its value is in the history, its parameter moved with its own optimizer and is saved.
-    from test_train import FAST_CONFIG
 
     config = resolve_config({**FAST_CONFIG, "max_epoch": 1, "loss_conf": {"logit_norm": 0.01}})
     classes = [c.strip() for c in open(feature_dirs / "classes.txt") if c.strip()]

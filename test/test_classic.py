@@ -14,7 +14,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from conftest import CLASSES, PYTHON, python_env
+from support import CLASSES, PYTHON, python_env
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is installed by tools/install.sh --test/--opensmile")
 
@@ -175,6 +175,7 @@ def test_classic_config_errors_name_the_key():
         resolve_classic_config({"speaker_norm": "global"}, "x.yaml")
 
 
+@pytest.mark.slow
 def test_fused_functionals_train_and_classify_through_the_bins(feature_dirs, tmp_path):
     """A FLAM model fusing utterance functionals trains, keeps its standardisation, and refuses to run without
     them; its classic sibling runs through the same bins."""

@@ -12,7 +12,7 @@ from ser.config import ConfigError, config_hash, load_any_config, load_config, r
 from ser.losses import LOSS_DEFAULTS
 from ser.models import ENCODERS
 
-from conftest import REPO
+from support import REPO
 
 
 def test_defaults_are_the_method_defaults():

@@ -1,6 +1,6 @@
 """Tests for corpus preparation (ser.corpora.*) and stage 0 (ser.bin.prepare_data) on fake corpora.
 
-The fakes (corpus_fakes.py) follow the real release layouts and label formats, traps included; the
+The fakes (support.py) follow the real release layouts and label formats, traps included; the
 truth each builder returns comes from its own loops. One test runs on the real RAVDESS copy when present.
 """
 
@@ -27,7 +27,7 @@ from ser.corpora.common import (
 )
 from ser.datadir import read_table, validate_data_dir
 
-import corpus_fakes
+import support
 
 RAVDESS_REAL = "/work/shared/corpora/RAVDESS"
 
@@ -73,6 +73,9 @@ def check_recipe_data(data_dir, protocol, truth, class_of_raw, expected_folds):
         utts = [u for s in split_spk.values() for u in s]
         assert sorted(utts) == sorted(kept), f"fold {fold}: train+valid+test must be all utterances, once"
     assert (data_dir / ".stage0.done").is_file()  # the one completion mark, written last
+    with pytest.raises(SystemExit) as done:
+        prepare_data.main(["--is-prepared", "--data-dir", str(data_dir)])  # what stage 1 asks
+    assert done.value.code == 0
     assert protocol["prepare_command"].startswith("python -m ser.bin.prepare_data --corpus")
 
 
@@ -83,7 +86,7 @@ def iemocap_folds():
 
 
 def test_iemocap_stage0_exc_merged(tmp_path, capsys):
-    truth = corpus_fakes.build_iemocap(str(tmp_path / "IEMOCAP_full_release"))
+    truth = support.build_iemocap(str(tmp_path / "IEMOCAP_full_release"))
     protocol = run_prepare("iemocap", tmp_path / "IEMOCAP_full_release", tmp_path / "data")
     err = capsys.readouterr().err
     assert "WARNING" in err and "ang          found     20  expected   1103" in err  # lenient: a warning
@@ -103,7 +106,7 @@ def test_iemocap_stage0_exc_merged(tmp_path, capsys):
 
 
 def test_iemocap_4class_drops_exc(tmp_path):
-    truth = corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
+    truth = support.build_iemocap(str(tmp_path / "iemocap"))
     utts = iemocap.prepare(str(tmp_path / "iemocap"), "4class")
     expected = {utt for utt, t in truth.items() if t.raw_label in ("ang", "hap", "neu", "sad")}
     assert {u.utt_id for u in utts} == expected
@@ -120,7 +123,7 @@ def _replace_line(path, old, new):
 
 
 def test_iemocap_bad_label_lines_name_file_and_line(tmp_path):
-    corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
+    support.build_iemocap(str(tmp_path / "iemocap"))
     label_file = str(tmp_path / "iemocap" / "Session2" / "dialog" / "EmoEvaluation" / "Ses02F_impro01.txt")
     lineno = _replace_line(label_file, "[1.0000 - 3.0000]", "[1.0000 3.0000]")
     with pytest.raises(CorpusError, match=f"{re.escape(label_file)}:{lineno}: malformed label line"):
@@ -128,7 +131,7 @@ def test_iemocap_bad_label_lines_name_file_and_line(tmp_path):
 
 
 def test_iemocap_unknown_label_and_foreign_turn(tmp_path):
-    corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
+    support.build_iemocap(str(tmp_path / "iemocap"))
     label_file = str(tmp_path / "iemocap" / "Session3" / "dialog" / "EmoEvaluation" / "Ses03M_impro02.txt")
     lineno = _replace_line(label_file, "_M011\thap\t", "_M011\thappy\t")
     with pytest.raises(CorpusError, match=f"{re.escape(label_file)}:{lineno}: unknown label 'happy'"):
@@ -140,7 +143,7 @@ def test_iemocap_unknown_label_and_foreign_turn(tmp_path):
 
 
 def test_iemocap_label_without_audio_strict_and_lenient(tmp_path, caplog):
-    truth = corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
+    truth = support.build_iemocap(str(tmp_path / "iemocap"))
     missing = truth["Ses04F-Ses04F_impro01_F010"].wav
     os.remove(missing)
     with pytest.raises(CorpusError, match=r"Ses04F_impro01\.txt:\d+: Ses04F_impro01_F010 -> " + re.escape(missing)):
@@ -153,7 +156,7 @@ def test_iemocap_label_without_audio_strict_and_lenient(tmp_path, caplog):
 
 
 def test_strict_counts_error_lists_found_and_expected(tmp_path, capsys):
-    truth = corpus_fakes.build_iemocap(str(tmp_path / "iemocap"))
+    truth = support.build_iemocap(str(tmp_path / "iemocap"))
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / ".stage0.done").write_text("an earlier run\n")
     with pytest.raises(SystemExit) as exit_info:
@@ -166,6 +169,9 @@ def test_strict_counts_error_lists_found_and_expected(tmp_path, capsys):
         assert f"{cls:<12} found {found[cls]:>6}  expected {published:>6}" in err
     assert f"{'total':<12} found {sum(found[c] for c in ('ang', 'hap', 'neu', 'sad')):>6}  expected   5531" in err
     assert not (tmp_path / "data" / ".stage0.done").exists()
+    with pytest.raises(SystemExit) as prepared:
+        prepare_data.main(["--is-prepared", "--data-dir", str(tmp_path / "data")])  # stage 1 refuses to start
+    assert prepared.value.code == 1
 
 
 # --------------------------------------------------------------------------------------- MSP-IMPROV
@@ -174,7 +180,7 @@ MSP_CLASSES = {"A": "ang", "H": "hap", "N": "neu", "S": "sad"}
 
 
 def test_msp_improv_stage0(tmp_path):
-    truth = corpus_fakes.build_msp_improv(str(tmp_path / "msp"))
+    truth = support.build_msp_improv(str(tmp_path / "msp"))
     protocol = run_prepare("msp_improv", tmp_path / "msp", tmp_path / "data", "--valid-mode", "spk")
     folds = {s: [f"F{s:02d}", f"M{s:02d}"] for s in range(1, 7)}
     check_recipe_data(tmp_path / "data", protocol, truth, MSP_CLASSES, folds)
@@ -187,14 +193,14 @@ def test_msp_improv_stage0(tmp_path):
 
 
 def test_msp_improv_audio_dir_and_label_file_spelling(tmp_path):
-    truth = corpus_fakes.build_msp_improv(str(tmp_path / "msp"), audio_subdir="Audio", label_file_name="Evalution.txt")
+    truth = support.build_msp_improv(str(tmp_path / "msp"), audio_subdir="Audio", label_file_name="Evalution.txt")
     utts = msp_improv.prepare(str(tmp_path / "msp"))
     assert {u.utt_id: (u.spk_id, u.emotion, u.gender) for u in utts} == \
         {utt: (t.spk, MSP_CLASSES[t.raw_label], t.gender) for utt, t in truth.items() if t.raw_label in MSP_CLASSES}
 
 
 def test_msp_improv_bad_lines(tmp_path):
-    corpus_fakes.build_msp_improv(str(tmp_path / "msp"))
+    support.build_msp_improv(str(tmp_path / "msp"))
     label_file = str(tmp_path / "msp" / "Evaluation.txt")
     lineno = _replace_line(label_file, "UTD-IMPROV-S02H-F04-P-MF01.avi; H;", "UTD-IMPROV-S02H-F04-P-MF01.avi H;")
     with pytest.raises(CorpusError, match=f"{re.escape(label_file)}:{lineno}: malformed consensus label line"):
@@ -207,7 +213,7 @@ def test_msp_improv_bad_lines(tmp_path):
 # ------------------------------------------------------------------------------------------ RAVDESS
 
 def test_ravdess_stage0(tmp_path):
-    truth = corpus_fakes.build_ravdess(str(tmp_path / "ravdess"))
+    truth = support.build_ravdess(str(tmp_path / "ravdess"))
     protocol = run_prepare("ravdess", tmp_path / "ravdess", tmp_path / "data")
     folds = {k: [f"Actor{a:02d}" for a in range(4 * k - 3, 4 * k + 1)] for k in range(1, 7)}
     check_recipe_data(tmp_path / "data", protocol, truth, ravdess.EMOTION_CODES, folds)
@@ -218,16 +224,16 @@ def test_ravdess_stage0(tmp_path):
 
 
 def test_ravdess_7class_and_bad_names(tmp_path):
-    truth = corpus_fakes.build_ravdess(str(tmp_path / "ravdess"))
+    truth = support.build_ravdess(str(tmp_path / "ravdess"))
     utts = ravdess.prepare(str(tmp_path / "ravdess"), "7class_no_calm")
     assert {u.utt_id for u in utts} == {utt for utt, t in truth.items() if t.raw_label != "02"}
     bad = tmp_path / "ravdess" / "Actor_03" / "03-01-09-01-01-01-03.wav"
-    corpus_fakes.write_wav(str(bad), 48000)
+    support.write_wav(str(bad), 48000)
     with pytest.raises(CorpusError, match=f"{re.escape(str(bad))}: unknown label '09'"):
         ravdess.prepare(str(tmp_path / "ravdess"))
     os.remove(bad)
     misplaced = tmp_path / "ravdess" / "Actor_03" / "03-01-01-01-01-01-04.wav"
-    corpus_fakes.write_wav(str(misplaced), 48000)
+    support.write_wav(str(misplaced), 48000)
     with pytest.raises(CorpusError, match=f"{re.escape(str(misplaced))}: actor field 04 differs"):
         ravdess.prepare(str(tmp_path / "ravdess"))
 
@@ -252,7 +258,7 @@ def test_ravdess_real_copy(tmp_path):
 def test_savee_both_layouts(tmp_path):
     class_of_raw = {c: c for c in ("a", "d", "f", "h", "n", "sa", "su")}
     for layout in ("nested", "flat"):
-        truth = corpus_fakes.build_savee(str(tmp_path / layout), layout)
+        truth = support.build_savee(str(tmp_path / layout), layout)
         protocol = run_prepare("savee", tmp_path / layout, tmp_path / f"data_{layout}")
         folds = {1: ["DC"], 2: ["JE"], 3: ["JK"], 4: ["KL"]}
         check_recipe_data(tmp_path / f"data_{layout}", protocol, truth, class_of_raw, folds)
@@ -261,13 +267,13 @@ def test_savee_both_layouts(tmp_path):
 
 
 def test_savee_errors(tmp_path):
-    corpus_fakes.build_savee(str(tmp_path / "savee"), "nested")
-    corpus_fakes.write_wav(str(tmp_path / "savee" / "DC_n01.wav"), 44100)  # the same utterance, flat layout
+    support.build_savee(str(tmp_path / "savee"), "nested")
+    support.write_wav(str(tmp_path / "savee" / "DC_n01.wav"), 44100)  # the same utterance, flat layout
     with pytest.raises(CorpusError, match="utterance id DC-n01 occurs twice"):
         savee.prepare(str(tmp_path / "savee"))
     os.remove(tmp_path / "savee" / "DC_n01.wav")
     bad = tmp_path / "savee" / "AudioData" / "JE" / "x01.wav"
-    corpus_fakes.write_wav(str(bad), 44100)
+    support.write_wav(str(bad), 44100)
     with pytest.raises(CorpusError, match=f"{re.escape(str(bad))}: unknown label 'x'"):
         savee.prepare(str(tmp_path / "savee"))
 
@@ -322,7 +328,7 @@ def test_check_counts_strict_and_lenient(caplog):
 
 def test_interrupted_or_failed_stage_never_looks_done(tmp_path):
     wav = str(tmp_path / "a.wav")
-    corpus_fakes.write_wav(wav, 16000)
+    support.write_wav(wav, 16000)
     utts = [Utterance(f"s{k}-u{i}", f"s{k}", wav, "a", "m") for k in range(3) for i in range(4)]
     folds = {1: ["s0"], 2: ["s1"], 3: ["s2"]}
     data_dir = tmp_path / "data"
@@ -383,13 +389,14 @@ def test_synth_follows_the_corpus_interface_and_stage0_skips_when_up_to_date(tmp
 # ------------------------------------------------------------- classic reference and speaker normalisation
 
 CORPUS_BUILDERS = {
-    "iemocap": lambda root: corpus_fakes.build_iemocap(root),
-    "msp_improv": lambda root: corpus_fakes.build_msp_improv(root),
-    "ravdess": lambda root: corpus_fakes.build_ravdess(root),
-    "savee": lambda root: corpus_fakes.build_savee(root, "nested"),
+    "iemocap": lambda root: support.build_iemocap(root),
+    "msp_improv": lambda root: support.build_msp_improv(root),
+    "ravdess": lambda root: support.build_ravdess(root),
+    "savee": lambda root: support.build_savee(root, "nested"),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corpus", sorted(CORPUS_BUILDERS))
 def test_recipe_runs_the_classic_reference_under_both_protocols(corpus, tmp_path):
     """Each corpus recipe, on its fake corpus in the real layout: the eGeMAPS classic reference through stages 0-4,

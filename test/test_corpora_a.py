@@ -16,14 +16,14 @@ from ser.corpora import CORPORA, cafe, cremad, emodb, emovo, tess
 from ser.corpora.common import CorpusError
 from ser.datadir import read_table
 
-import corpus_fakes
-from corpus_fakes import FakeUtt
+import support
+from support import FakeUtt
 
 SECONDS = 0.05
 
 
 def _wav(path, rate, seed=0):
-    return corpus_fakes.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
+    return support.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
 
 
 def check_utts(utts, truth, class_of_raw):

@@ -14,14 +14,14 @@ from ser.corpora import CORPORA, aesdd, mesd, shemo, subesco
 from ser.corpora.common import CorpusError, leave_one_speaker_out
 from ser.datadir import read_table
 
-import corpus_fakes
-from corpus_fakes import FakeUtt
+import support
+from support import FakeUtt
 
 SECONDS = 0.05
 
 
 def _wav(path, rate, seed=0):
-    return corpus_fakes.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
+    return support.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
 
 
 def _check(utts, truth, class_map):

@@ -17,7 +17,7 @@ from ser.corpora import CORPORA, ased, emovdb, jlcorpus, oreau, polish
 from ser.corpora.common import CorpusError, FoldScheme
 from ser.datadir import read_table
 
-from corpus_fakes import FakeUtt, write_wav
+from support import FakeUtt, write_wav
 
 SECONDS = 0.05
 

@@ -13,8 +13,7 @@ import pytest
 from ser.cross_corpus import collapse_check, evaluate, stratified_subsample
 from ser.emotions import EMOTIONS, canonical, shared_classes
 
-from conftest import CLASSES, PYTHON, REPO, python_env
-from test_train import FAST_CONFIG
+from support import CLASSES, FAST_CONFIG, PYTHON, REPO, python_env
 
 SYNTH = ["ang", "hap", "neu", "sad"]  # also IEMOCAP's and MSP-IMPROV's
 RAVDESS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -151,6 +150,7 @@ def tiny_recipes(feature_dirs, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_matrix_cells_are_the_pairs_results_and_skipped_pairs_are_reported(tiny_recipes, tmp_path):
     from ser.cross_corpus_matrix import build_matrix, pair_dir_name
 

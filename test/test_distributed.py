@@ -17,8 +17,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import python_env
-from test_train import train_command
+from support import python_env, train_command
 
 CONFIG = {
     "encoder": "flam",
@@ -33,6 +32,7 @@ CONFIG = {
 }
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process(feature_dirs, tmp_path):
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump(CONFIG))

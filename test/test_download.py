@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.server
 import io
 import os
 import subprocess
@@ -19,73 +18,13 @@ from ser import download
 from ser.bin import download as download_cli
 from ser.download import DownloadError, extract, fetch
 
+from support import Server
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-class Server:
-    """A threaded HTTP server of in-memory files, recording each request's Range header and the body bytes sent.
-    mode: "range" (honours Range), "ignore-range" (always the whole file), "drop" (the first answer of each file
-    stops halfway and closes the connection)."""
-
-    def __init__(self, mode: str = "range"):
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str | None, int]] = []  # (path, Range header, body bytes sent)
-        self.mode = mode
-        self.dropped: set[str] = set()
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                path = self.path
-                data = server.files.get(path)
-                range_header = self.headers.get("Range")
-                if data is None:
-                    server.requests.append((path, range_header, 0))  # recorded before the client can read it
-                    self.send_error(404)
-                    return
-                start, status = 0, 200
-                if range_header and server.mode != "ignore-range":
-                    start = int(range_header.removeprefix("bytes=").split("-")[0])
-                    if start >= len(data):
-                        server.requests.append((path, range_header, 0))
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.send_header("Content-Length", "0")
-                        self.end_headers()
-                        return
-                    status = 206
-                body = data[start:]
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                if status == 206:
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                self.end_headers()
-                if server.mode == "drop" and path not in server.dropped:
-                    server.dropped.add(path)
-                    body = body[:len(body) // 2]
-                    server.requests.append((path, range_header, len(body)))
-                    self.wfile.write(body)
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                server.requests.append((path, range_header, len(body)))
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    def sent(self) -> int:
-        return sum(n for _, _, n in self.requests)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from support import REPO
 
 pytest.importorskip("transformers")
 from ser.bin.gpu_check import README_MARKERS, YAML_MARKERS, replace_block  # noqa: E402
@@ -25,6 +25,7 @@ def outside_block(text, markers):
     return text[:text.index("\n", begin)], text[end:]
 
 
+@pytest.mark.slow
 def test_tiny_run_measures_and_writes_the_blocks(tmp_path):
     config, readme = tmp_path / "train_wavlm.yaml", tmp_path / "README.md"
     shutil.copy(CONFIG, config)

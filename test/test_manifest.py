@@ -22,8 +22,7 @@ from ser.corpora import CORPORA
 from ser.corpora.common import CorpusError, Utterance, leave_one_speaker_out, speaker_kfold
 from ser.corpora.manifest import prepare
 
-from conftest import REPO
-from corpus_fakes import write_wav
+from support import REPO, write_wav
 
 SETUP = os.path.join(REPO, "egs", "TEMPLATE", "setup.sh")
 CLASSES = ("angry", "happy", "sad")
@@ -193,6 +192,7 @@ def test_setup_sh_refuses_a_directory_that_holds_something(tmp_path):
     assert os.listdir(tmp_path / "mine") == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_corpus_module_of_ones_own_follows_the_readme_without_editing_ser(tmp_path):
     """README "Adding a corpus", step by step on a made-up corpus: a module file (parser, class set, published counts,
     fold rule) and a recipe made by setup.sh --corpus; stage 0 writes its data dirs. No file of ser is edited."""

@@ -11,7 +11,7 @@ from ser.models.flam import AttentionPooling, context_broadcast, masked_max, mas
 from ser.models.subsampling import Conv2dSubsampling, receptive_field_center, subsampled_length, valid_mask
 from ser.plot import attention_frame_edges, plot_attention, plot_confusion
 
-from conftest import overfit_losses
+from support import overfit_losses
 
 INPUT_DIM = 20
 NUM_CLASSES = 4

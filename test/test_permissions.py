@@ -12,7 +12,7 @@ import tempfile
 import pytest
 import yaml
 
-from conftest import PYTHON, python_env
+from support import PYTHON, python_env
 
 BYPASS_CAPS = "-dac_override,-dac_read_search"
 
@@ -74,6 +74,7 @@ def test_train_into_an_exp_dir_that_is_not_writable(trained):
                     f"error: {read_only / 'exp'}: Permission denied")
 
 
+@pytest.mark.slow
 def test_train_on_features_that_cannot_be_read(trained, tmp_path):
     root, args, _, _ = trained
     train_dir = tmp_path / "train"
@@ -91,6 +92,7 @@ def test_train_on_features_that_cannot_be_read(trained, tmp_path):
     assert f"Permission denied: '{train_dir / 'feats.ark'}'" in last
 
 
+@pytest.mark.slow
 def test_infer_with_an_unreadable_model_or_an_unwritable_outdir(trained, feature_dirs, tmp_path):
     root, _, run_dir, read_only = trained
     model_dir = tmp_path / "model"

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_recipe_synth import run_recipe
+
+from support import run_recipe
 
 pytest.importorskip("transformers")
 from ser.corpora.synth import generate_synth_corpus  # noqa: E402
@@ -34,6 +35,7 @@ def small_recipe(tmp_path_factory):
     return tmp
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frontend, model_type", [("wavlm", "wavlm"), ("ssl", "wav2vec2"), ("ssl", "hubert"),
                                                    ("ssl", "data2vec-audio"), ("whisper", "whisper")])
 def test_recipe_trains_decodes_and_scores_each_ssl_architecture(small_recipe, frontend, model_type):

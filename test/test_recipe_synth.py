@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,27 +17,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
-
-RECIPE = os.path.join(REPO, "egs", "synth")
-
-
-def recipe_command(tmp, *args, env_extra=None):
-    cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
-           "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
-           "--train-args", "--set max_epoch=3", "--classic-configs", "", *args]  # later options in args win
-    # Use the environment running the tests (path.sh would otherwise activate tools/venv)
-    env = {**os.environ, "SER_PYTHON_ENV": "none",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}
-    return cmd, env
-
-
-def run_recipe(tmp, *args, check=True, env_extra=None):
-    cmd, env = recipe_command(tmp, *args, env_extra=env_extra)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if check:
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    return proc
+from support import RECIPE, RECIPE_TRAIN_ARGS, REPO, SMALL_ENCODER, recipe_command, run_recipe
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +27,7 @@ def finished_recipe(tmp_path_factory):
     return tmp, proc
 
 
+@pytest.mark.slow
 def test_all_stages_produce_scored_results(finished_recipe):
     tmp, _ = finished_recipe
     with open(tmp / "exp" / "train" / "results.json") as f:
@@ -53,7 +35,7 @@ def test_all_stages_produce_scored_results(finished_recipe):
     protocol = results["protocol"]
     assert protocol["corpus"] == "synth" and protocol["classes"] == ["ang", "hap", "neu", "sad"]
     assert protocol["folds_scored"] == [1, 2, 3, 4] and protocol["complete"]
-    assert results["summary"]["ua"]["mean"] > 40.0  # chance is 25; 3 epochs of the full MLL model
+    assert results["summary"]["ua"]["mean"] > 40.0  # chance is 25; 3 epochs of the MLL model (EAM, FLAM, every loss)
     for fold in range(1, 5):
         run = results["runs"]["0"][str(fold)]
         assert run["num_utts"] == 96 and sum(map(sum, run["confusion"])) == 96
@@ -64,6 +46,7 @@ def test_all_stages_produce_scored_results(finished_recipe):
     assert "| UA |" in (tmp / "exp" / "train" / "RESULTS.md").read_text()
 
 
+@pytest.mark.slow
 def test_test_speakers_never_reach_training(finished_recipe):
     tmp, _ = finished_recipe
     for fold in range(1, 5):
@@ -74,6 +57,7 @@ def test_test_speakers_never_reach_training(finished_recipe):
         assert spk("valid") <= spk("train")
 
 
+@pytest.mark.slow
 def test_rerun_does_nothing_and_says_so(finished_recipe):
     tmp, _ = finished_recipe
     model = tmp / "exp" / "train" / "seed0" / "fold1" / "model.pth"
@@ -86,6 +70,7 @@ def test_rerun_does_nothing_and_says_so(finished_recipe):
     assert (model.stat().st_mtime_ns, feats.stat().st_mtime_ns) == before
 
 
+@pytest.mark.slow
 def test_retraining_one_fold_keeps_the_others(finished_recipe):
     tmp, _ = finished_recipe
     fold1 = tmp / "exp" / "train" / "seed0" / "fold1" / "model.pth"
@@ -97,11 +82,12 @@ def test_retraining_one_fold_keeps_the_others(finished_recipe):
     assert fold1.stat().st_mtime_ns == before1 and fold2.exists()
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_never_displaced_without_a_console_warning(finished_recipe):
     tmp, _ = finished_recipe
     common = ("--stage", "2", "--stop-stage", "2", "--folds", "1", "--tag", "displaced")
-    run_recipe(tmp, *common, "--train-args", "--set max_epoch=1")
-    proc = run_recipe(tmp, *common, "--train-args", "--set max_epoch=2")
+    run_recipe(tmp, *common, "--train-args", f"--set max_epoch=1 {SMALL_ENCODER}")
+    proc = run_recipe(tmp, *common, "--train-args", f"--set max_epoch=2 {SMALL_ENCODER}")
     run = tmp / "exp" / "displaced" / "seed0" / "fold1"
     warning = [line for line in proc.stderr.splitlines() if "WARNING:" in line]
     assert len(warning) == 1 and "fold1 holds a finished run of other settings" in warning[0]
@@ -109,6 +95,7 @@ def test_a_finished_run_is_never_displaced_without_a_console_warning(finished_re
     assert len(json.loads((run / "history.json").read_text())) == 2
 
 
+@pytest.mark.slow
 def test_recomputed_identical_features_do_not_retrain(finished_recipe):
     """Stage 1 run again computes new archives with the same content: ser.sh's up-to-date check and the trainer's
     own run identity agree that every finished fold stays finished."""
@@ -128,11 +115,13 @@ def test_recomputed_identical_features_do_not_retrain(finished_recipe):
         [sys.executable, "-m", "ser.bin.train", "--config", str(tmp / "exp" / "train" / "train_config.yaml"),
          "--classes", str(tmp / "dump" / "all" / "classes.txt"), "--train-dir", str(dump / "train"),
          "--valid-dir", str(dump / "valid"), "--cmvn", str(dump / "train" / "cmvn.ark"),
-         "--outdir", str(runs / "fold1"), "--seed", "0", "--set", "max_epoch=3"], capture_output=True, text=True)
+         "--outdir", str(runs / "fold1"), "--seed", "0", *shlex.split(RECIPE_TRAIN_ARGS)], capture_output=True,
+        text=True)
     assert direct.returncode == 0, direct.stderr[-3000:]
     assert "already trained; nothing to do" in direct.stderr and not list(runs.glob("*.bak*"))
 
 
+@pytest.mark.slow
 def test_a_failing_run_leaves_an_existing_experiment_as_it_was(finished_recipe, tmp_path):
     """A run aimed at a finished experiment that fails before training (fp16 on a CPU) moves no run aside and
     changes none of its files (only the failing job's log is new)."""
@@ -158,6 +147,7 @@ def _wait_for(condition, what, seconds=120):
         time.sleep(0.2)
 
 
+@pytest.mark.slow
 def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finished_recipe):
     """A second run in a busy workspace is refused, naming the first. kill -9 of the first run's process group
     in stage 2 stops its jobs; an immediate re-run takes the lock over and ends with the result of an
@@ -183,6 +173,7 @@ def test_one_run_per_workspace_and_a_killed_run_resumes_to_the_same_result(finis
         (uninterrupted / "decode_test" / "posteriors").read_text()
 
 
+@pytest.mark.slow
 def test_a_new_run_cancels_the_slurm_jobs_a_killed_run_left(tmp_path, fake_slurm):
     """utils/slurm.py records its job ids under exp/.ser.slurm; a run killed with SIGKILL leaves that record, and
     the next run, once it holds the workspace, cancels the recorded jobs still queued, saying so."""
@@ -201,6 +192,7 @@ def test_a_new_run_cancels_the_slurm_jobs_a_killed_run_left(tmp_path, fake_slurm
     assert proc.returncode == 1 and "has no test predictions" in proc.stderr  # the run itself goes on as usual
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [1, 3])
 def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finished_recipe, stage):
     """kill -9 of the run's process group while its stage-1 (features) or stage-3 (decoding) jobs run, then an
@@ -238,12 +230,13 @@ def test_a_run_killed_in_stage_1_or_3_reruns_to_the_uninterrupted_result(finishe
         assert np.array_equal(again[key], value) if stage == 1 else again[key] == value
 
 
+@pytest.mark.slow
 def test_a_workspace_whose_path_holds_spaces_and_shell_characters(tmp_path):
     """Corpus, data, dump and exp under a path holding spaces, &, ;, $( ) and backticks: every stage works, and
     nothing in the path runs."""
     odd = tmp_path / "R&D; $(touch ran1) `touch ran2` a  b"
     odd.mkdir()
-    run_recipe(odd, "--train-args", "--set max_epoch=1", "--stop-stage", "3")
+    run_recipe(odd, "--train-args", f"--set max_epoch=1 {SMALL_ENCODER}", "--stop-stage", "3")
     for fold in range(1, 5):
         assert (odd / "exp" / "train" / "seed0" / f"fold{fold}" / "decode_test" / "predictions").exists()
     assert not [p for d in (tmp_path, odd, odd / "exp", RECIPE) for p in os.listdir(d) if p.startswith("ran")]
@@ -268,6 +261,7 @@ def test_train_args_are_split_as_shell_words(tmp_path):
                                    "No closing quotation")
 
 
+@pytest.mark.slow
 def test_classic_configs_separated_by_commas_may_hold_spaces(finished_recipe):
     """--classic-configs holding a comma is a comma-separated list (entries trimmed), so a path may hold spaces.
     Each entry reaches stage 4 as an experiment of its own (there it stops: it never trained), in the order given."""
@@ -286,6 +280,7 @@ def test_classic_configs_separated_by_commas_may_hold_spaces(finished_recipe):
     assert missing.returncode == 1 and f"error: config {spaced}/none.yaml does not exist" in missing.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--stage", "6"], "--stage must be a stage from 0 to 5, got '6'"),
     (["--stage", "3", "--stop-stage", "1"], "--stage 3 is after --stop-stage 1: nothing would run"),
@@ -300,6 +295,7 @@ def test_stage_fold_and_seed_options_are_checked_before_any_work(finished_recipe
     assert "stage 2:" not in proc.stderr and sorted(str(p) for p in (tmp / "exp").rglob("*")) == before
 
 
+@pytest.mark.slow
 def test_folds_may_be_separated_by_commas(finished_recipe):
     tmp, _ = finished_recipe
     proc = run_recipe(tmp, "--stage", "2", "--folds", "1,2")
@@ -307,6 +303,7 @@ def test_folds_may_be_separated_by_commas(finished_recipe):
     assert proc.stderr.count("is trained and up to date; nothing to do") == 2
 
 
+@pytest.mark.slow
 def test_classify_wav_and_attention_picture(finished_recipe, tmp_path):
     import soundfile as sf
     from scipy.signal import resample_poly
@@ -344,6 +341,7 @@ def slurm_available() -> bool:
     return subprocess.run(["scontrol", "ping"], capture_output=True, timeout=20).returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not slurm_available(), reason="no running Slurm (sbatch missing or `scontrol ping` fails); "
                                                     ".ci/slurm.sh start sets one up as root")
 def test_training_on_slurm_resubmits_only_unfinished_folds(finished_recipe):
@@ -362,6 +360,7 @@ def test_training_on_slurm_resubmits_only_unfinished_folds(finished_recipe):
     assert "fold1 is trained and up to date" in proc.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["corrupt", "too_short"])
 def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(tmp_path, damage):
     import soundfile as sf
@@ -383,6 +382,7 @@ def test_bad_audio_stops_the_recipe_naming_the_file_and_leaves_nothing_complete(
         assert not (tmp_path / "data" / ".stage0.done").exists()
 
 
+@pytest.mark.slow
 def test_with_truncated_audio_warn_a_cut_short_wav_is_named_and_counted(tmp_path):
     """(The default, an error naming the wav, is tested on compute_fbank in test_features.py.)"""
     from ser.corpora.synth import generate_synth_corpus
@@ -400,6 +400,7 @@ def test_with_truncated_audio_warn_a_cut_short_wav_is_named_and_counted(tmp_path
     assert (tmp_path / "dump" / ".stage1.done").exists()
 
 
+@pytest.mark.slow
 def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
     """conf/train_wavlm.yaml's set-up (waveform EAM, WavLM front-end, FLAM) through stages 2-4, with a tiny random
     WavLM standing in for WavLM Large (no download) and small sizes so that it runs on a CPU."""
@@ -424,6 +425,7 @@ def test_wavlm_config_runs_through_the_stages(finished_recipe, tmp_path):
     assert results["runs"]["0"]["1"]["num_utts"] == 96 and not results["protocol"]["complete"]
 
 
+@pytest.mark.slow
 def test_frozen_encoder_config_caches_its_frames_once_through_the_recipe(finished_recipe, tmp_path):
     """conf/train_ssl_frozen.yaml (frontend ssl_cached, featmix) with a tiny random WavLM: stage 2 first caches the
     frozen frames of data/all, stages 2-3 read them, results record the mixup; a second run finds the cache up to
@@ -449,6 +451,7 @@ def test_frozen_encoder_config_caches_its_frames_once_through_the_recipe(finishe
     assert list((tmp / "dump" / "ssl").glob("*/all/feats.scp")) == caches
 
 
+@pytest.mark.slow
 def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, tmp_path):
     """A FLAM model fusing eGeMAPS functionals, under both protocols: stage 1 computes the functionals, the tags and
     results.json name the protocol, and a single file is classified with its functionals computed on the fly
@@ -488,6 +491,7 @@ def test_fused_functionals_and_speaker_norm_through_the_recipe(finished_recipe, 
                        sorted((tmp / "corpus").glob("spk01/*.wav"))[:3], tmp_path / "export_fusion")
 
 
+@pytest.mark.slow
 def test_emotion_recognizer_api_and_cli_on_real_audio(finished_recipe, tmp_path):
     """A fold's model classifies a file as stage 1 and 3 did; an experiment is the ensemble of its folds; in-memory
     waveforms equal files; the CLI takes files, folders and lists and writes table, CSV or JSON."""
@@ -552,6 +556,7 @@ def test_emotion_recognizer_api_and_cli_on_real_audio(finished_recipe, tmp_path)
     assert proc.returncode != 0 and "no audio files" in proc.stderr and str(empty) in proc.stderr
 
 
+@pytest.mark.slow
 def test_a_packed_model_classifies_elsewhere_as_the_experiment_does(finished_recipe, tmp_path):
     import io
     import tarfile
@@ -622,6 +627,7 @@ def export_and_compare(model_dir, wavs, out_dir):
     assert meta["classes"] == recognizer.classes and (out_dir / "fbank.conf").exists()
 
 
+@pytest.mark.slow
 def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finished_recipe, tmp_path):
     tmp, _ = finished_recipe
     wavs = sorted((tmp / "corpus").glob("spk03/*.wav"))[:4]
@@ -632,17 +638,17 @@ def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finishe
     assert proc.returncode != 0 and "no config.yaml" in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_recorded_command_re_runs_as_written(finished_recipe):
-    import shlex
-
     tmp, _ = finished_recipe
     recorded = json.loads((tmp / "exp" / "train" / "results.json").read_text())["command"]
     cmd, _ = recipe_command(tmp)
     # run.sh calls ./ser.sh with its own options first; the user's words follow, each as given.
     words = shlex.split(recorded)
-    assert words[-len(cmd[1:]):] == cmd[1:] and "--set max_epoch=3" in words and "" in words
+    assert words[-len(cmd[1:]):] == cmd[1:] and RECIPE_TRAIN_ARGS in words and "" in words
 
 
+@pytest.mark.slow
 def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
     """Train on synth, score on real RAVDESS audio through a class map; per-run UA checked against the recognizer
     and scikit-learn; the protocol is cross-corpus and compare_results keeps it in its own table."""
@@ -650,7 +656,7 @@ def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
 
     from ser import EmotionRecognizer
 
-    from conftest import SHARED_CORPORA
+    from support import SHARED_CORPORA
 
     corpus = os.path.join(SHARED_CORPORA, "RAVDESS")
     if not os.path.isdir(corpus):
@@ -698,6 +704,7 @@ def test_cross_corpus_from_synth_to_a_ravdess_subset(finished_recipe, tmp_path):
     assert bad.returncode != 0 and "joy is not a class of the model" in bad.stderr
 
 
+@pytest.mark.slow
 def test_stage_5_trains_one_model_on_every_speaker_for_the_folds_epoch_count(finished_recipe, tmp_path):
     from ser import EmotionRecognizer
 
@@ -716,6 +723,7 @@ def test_stage_5_trains_one_model_on_every_speaker_for_the_folds_epoch_count(fin
     assert "stage 5: " in again.stderr and "is up to date; nothing to do" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_second_seed_gives_the_seed_ensemble_judged_on_validation(finished_recipe):
     """Runs last: it adds seed 1 to the module's experiment."""
     tmp, _ = finished_recipe

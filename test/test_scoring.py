@@ -14,7 +14,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
 from ser.scoring import score_experiment
 
-from conftest import REPO, python_env
+from support import REPO, python_env
 
 CLASSES = ["ang", "hap", "neu", "sad"]
 

@@ -12,18 +12,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import PYTHON, python_env
-
-FAST_CONFIG = {
-    "encoder": "flam",
-    "encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16},
-    "augment": "eam",
-    "optim_conf": {"lr": 3.0e-3},
-    "max_epoch": 10,
-    "batch_size": 8,
-    "num_threads": 1,
-    "log_interval": 0,
-}
+from support import FAST_CONFIG, python_env, train_command
 
 
 def write_config(path, **overrides) -> str:
@@ -31,12 +20,6 @@ def write_config(path, **overrides) -> str:
     with open(path, "w") as f:
         yaml.safe_dump(config, f)
     return str(path)
-
-
-def train_command(feature_dirs, config, outdir):
-    return [PYTHON, "-m", "ser.bin.train", "--config", config, "--classes", str(feature_dirs / "classes.txt"),
-            "--train-dir", str(feature_dirs / "train"), "--valid-dir", str(feature_dirs / "valid"),
-            "--cmvn", str(feature_dirs / "train" / "cmvn.ark"), "--outdir", str(outdir)]
 
 
 def run_training(feature_dirs, config, outdir):
@@ -86,7 +69,9 @@ def test_rerun_of_finished_training_does_nothing(uninterrupted, feature_dirs):
     assert os.path.getmtime(root / "run" / "model.pth") == before
 
 
-@pytest.mark.parametrize("kill_after_checkpoints", [0, 1, 5])
+# One case in the fast subset (pytest -m "not slow"), all three in the whole suite.
+@pytest.mark.parametrize("kill_after_checkpoints", [pytest.param(0, marks=pytest.mark.slow), 1,
+                                                    pytest.param(5, marks=pytest.mark.slow)])
 def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs, tmp_path, kill_after_checkpoints):
     root, config = uninterrupted
     outdir = tmp_path / "run"
@@ -113,6 +98,7 @@ def test_resume_after_kill_matches_uninterrupted_run(uninterrupted, feature_dirs
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_changed_config_moves_the_old_run_aside(feature_dirs, tmp_path):
     config = write_config(tmp_path / "a.yaml", max_epoch=1)
     run_training(feature_dirs, config, tmp_path / "run")
@@ -246,6 +232,7 @@ class _RunsOnLoad:
         return (open, (self.path, "w"))
 
 
+@pytest.mark.slow
 def test_checkpoints_are_loaded_weights_only_and_a_corrupt_one_restarts(feature_dirs, tmp_path):
     """A checkpoint holding other objects is refused, naming the file, and nothing in it runs; a truncated one is
     moved aside and training starts from scratch, saying so; a corrupt model file is an error naming it."""

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-import soundfile as sf
 
 pytest.importorskip("transformers")
 
@@ -15,25 +12,8 @@ from ser.infer import classify_data_dir, load_trained
 from ser.models.ssl import build_tiny_ssl
 from ser.train import train
 
-CLASSES = ["low", "high"]
-
-
-def write_wave_dir(path, rng, n_per_class=10, sample_rate=22050):
-    """Two classes of tones (low/high pitch) at 22.05 kHz, so the data path must resample to 16 kHz."""
-    os.makedirs(path, exist_ok=True)
-    wav_scp, utt2emo = [], []
-    for c, (emo, f0) in enumerate(zip(CLASSES, (150.0, 400.0))):
-        for n in range(n_per_class):
-            t = np.arange(int(sample_rate * rng.uniform(0.4, 0.8))) / sample_rate
-            x = 0.3 * np.sin(2 * np.pi * f0 * rng.uniform(0.9, 1.1) * t) + 0.02 * rng.normal(size=t.size)
-            utt = f"spk1-{emo}{n:02d}"
-            wav = os.path.join(path, f"{utt}.wav")
-            sf.write(wav, x.astype(np.float32), sample_rate, subtype="PCM_16")
-            wav_scp.append(f"{utt} {wav}\n" if n % 2 else f"{utt} cat {wav} |\n")  # paths and commands
-            utt2emo.append(f"{utt} {emo}\n")
-    for name, lines in (("wav.scp", wav_scp), ("utt2emo", utt2emo)):
-        with open(os.path.join(path, name), "w") as f:
-            f.writelines(sorted(lines))
+from support import WAVE_CLASSES as CLASSES
+from support import write_wave_dir
 
 
 @pytest.mark.parametrize("frontend, model_type, n_per_class, epochs", [

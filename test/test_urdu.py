@@ -16,8 +16,7 @@ from ser.bin import prepare_data
 from ser.corpora import urdu
 from ser.corpora.common import CorpusError
 
-from conftest import REPO, SHARED_CORPORA
-from corpus_fakes import write_wav
+from support import REPO, SHARED_CORPORA, Server, write_wav
 
 # Real names of the release: (folder, file, speaker, gender, class)
 REAL_NAMES = [
@@ -85,8 +84,6 @@ def test_the_real_copy_matches_the_published_counts(tmp_path):
 def test_stage0_fetches_the_release_with_download_dir(tmp_path):
     """A recipe made by setup.sh for a module that mirrors urdu's DOWNLOADS on a local server: stage 0 fetches the
     zip (checksum checked), unpacks it, and prepares the data from it."""
-    from test_download import Server
-
     build(str(tmp_path / "release"))
     archive = tmp_path / "URDU-Dataset-master.zip"
     with zipfile.ZipFile(archive, "w") as z:

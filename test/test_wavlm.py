@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from encoder_checks import assert_alone_equals_batched, make_wave
 
-from conftest import overfit_losses
+from support import assert_alone_equals_batched, make_wave, overfit_losses
 
 pytest.importorskip("transformers")
 from transformers import AutoModel, Wav2Vec2FeatureExtractor  # noqa: E402

@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from encoder_checks import assert_alone_equals_batched, make_wave
+
+from support import assert_alone_equals_batched, make_wave
 
 pytest.importorskip("transformers")
 from transformers import WhisperFeatureExtractor, WhisperModel  # noqa: E402

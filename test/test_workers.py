@@ -12,11 +12,12 @@ import torch
 
 pytest.importorskip("transformers")
 
-from test_train_wave import CLASSES, write_wave_dir  # noqa: E402
-
 from ser.augment import build_augment  # noqa: E402
 from ser.config import ConfigError, config_hash, resolve_config  # noqa: E402
 from ser.dataset import LazyWaves, TrainBatches, batch_loader, load_wave_set  # noqa: E402
+
+from support import WAVE_CLASSES as CLASSES  # noqa: E402
+from support import write_wave_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,8 +21,8 @@ import numpy as np
 
 from ser.atomic import atomic_path
 from ser.audio import TRUNCATED_AUDIO_MODES, AudioError, load_mono
-from ser.cli import error_text
-from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, parse_bool, read_fbank_conf
+from ser.cli import error_text, parse_bool
+from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, read_fbank_conf
 
 # kaldiio/Kaldi compression method kTwoByteAuto: 2 bytes per value, error <= range / 65535.
 TWO_BYTE_COMPRESSION = 3

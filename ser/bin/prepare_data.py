@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 
-from ser.cli import die, setup_logging
+from ser.cli import die, parse_bool, setup_logging
 from ser.corpora import corpus_module
 from ser.corpora.common import (
     FoldScheme,
@@ -33,18 +33,9 @@ from ser.corpora.common import (
     remove_done_marker,
     speaker_kfold,
 )
-from ser.stamps import is_up_to_date, write_stamp
+from ser.stamps import STAGE0_DONE, is_up_to_date, write_stamp
 
-DONE_MARKER = ".stage0.done"
 GENERIC_SCHEMES = ("kfold", "loso")  # fold schemes every corpus has, beside its own
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("true", "1", "yes"):
-        return True
-    if text.lower() in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def fold_schemes(module, utts: list[Utterance], num_folds: int, seed: int) -> dict[str, FoldScheme]:
@@ -97,7 +88,7 @@ def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: boo
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus", required=True,
+    p.add_argument("--corpus",
                    help="a registered corpus (ser.corpora.CORPORA), or a corpus module file path/to/mycorpus.py")
     p.add_argument("--corpus-dir",
                    help="the corpus as released (or generated, for synth); for --corpus manifest, the CSV file")
@@ -107,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--num-folds", type=int, default=5, help="folds of --fold-scheme kfold")
     p.add_argument("--data-dir", help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
     p.add_argument("--class-set", default=None, help="named class set of the corpus (default: the corpus's default)")
-    p.add_argument("--strict-counts", type=_bool, default=True,
+    p.add_argument("--strict-counts", type=parse_bool, default=True,
                    help="true: counts differing from the published ones, or labels without audio, are errors; "
                         "false: warnings (labels without audio skipped)")
     p.add_argument("--valid-fraction", type=float, default=0.1)
@@ -116,8 +107,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--obtain", action="store_true", help="say where the corpus is obtained (its OBTAIN), and exit")
     p.add_argument("--skip-if-up-to-date", action="store_true",
-                   help="do nothing when data/.stage0.done matches the corpus dir and these options")
+                   help=f"do nothing when data/{STAGE0_DONE} matches the corpus dir and these options")
+    p.add_argument("--is-prepared", action="store_true",
+                   help=f"exit 0 when --data-dir holds the mark of a complete stage 0 ({STAGE0_DONE}), else 1")
     args = p.parse_args(argv)
+    if args.is_prepared:
+        if not args.data_dir:
+            p.error("--is-prepared needs --data-dir")
+        sys.exit(0 if os.path.isfile(os.path.join(args.data_dir, STAGE0_DONE)) else 1)
+    if not args.corpus:
+        p.error("the following arguments are required: --corpus")
     if args.obtain:
         module = corpus_module(args.corpus)
         print(f"{module.CORPUS} is obtained from {getattr(module, 'OBTAIN', '(its module does not say)')}")
@@ -127,23 +126,24 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging()
     log = logging.getLogger("ser.bin.prepare_data")
     command = shlex.join(["python", "-m", "ser.bin.prepare_data", *argv])
-    marker = os.path.join(args.data_dir, DONE_MARKER)
+    marker = os.path.join(args.data_dir, STAGE0_DONE)
     # The options the data depend on; the fold options only when not at their defaults (so that marks written
     # before they existed stay valid).
     defaults = {"fold_scheme": "default", "num_folds": 5}
+    not_options = ("data_dir", "skip_if_up_to_date", "is_prepared")
     options = json.dumps({k: v for k, v in sorted(vars(args).items())
-                          if k not in ("data_dir", "skip_if_up_to_date") and defaults.get(k, object()) != v})
+                          if k not in not_options and defaults.get(k, object()) != v})
     try:
         if args.skip_if_up_to_date and is_up_to_date(marker, [args.corpus_dir], options):
             log.info("%s is up to date with %s; nothing to do", args.data_dir, args.corpus_dir)
             return
-        remove_done_marker(args.data_dir, DONE_MARKER)  # a failed run must not leave an earlier run's mark
+        remove_done_marker(args.data_dir, STAGE0_DONE)  # a failed run must not leave an earlier run's mark
         utts, folds, class_set, classes, scheme, corpus = load_corpus(
             args.corpus, args.corpus_dir, args.class_set, args.strict_counts, args.fold_scheme, args.num_folds,
             args.seed)
         prepare_recipe_data(utts, folds, args.data_dir, corpus=corpus, class_set=class_set, classes=classes,
                             fold_scheme=scheme.description, valid_fraction=args.valid_fraction,
-                            valid_mode=args.valid_mode, seed=args.seed, command=command, done_marker=DONE_MARKER,
+                            valid_mode=args.valid_mode, seed=args.seed, command=command,
                             fold_unit=scheme.unit)
         write_stamp(marker, [args.corpus_dir], options)
     except (OSError, ValueError) as err:

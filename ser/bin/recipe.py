@@ -34,7 +34,7 @@ import sys
 import time
 
 from ser.cli import error_text
-from ser.stamps import is_up_to_date, write_stamp
+from ser.stamps import STAGE0_DONE, is_up_to_date, write_stamp
 
 STEPS = ("fbank", "functionals", "train", "decode", "score", "final")
 FOLD_STEPS = ("train", "decode")  # one stamp per fold (and seed); the others have one
@@ -92,7 +92,7 @@ def todo(step: str, a) -> list[str]:
     """What of the step is to be (re)made, saying so of the rest; stops with an error where an input is missing."""
     stage = f"stage {STAGE_OF[step]}:"
     if step == "fbank":
-        if not os.path.isfile(f"{a.data_dir}/.stage0.done"):
+        if not os.path.isfile(os.path.join(a.data_dir, STAGE0_DONE)):
             fail(f"{a.data_dir} is not prepared; run stage 0 first")
         if _current(step, a):
             log(f"{stage} {a.dump_dir} is up to date with {a.data_dir} and {a.fbank_conf}; nothing to do")

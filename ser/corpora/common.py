@@ -17,6 +17,7 @@ import soundfile
 from ser.atomic import write_json
 from ser.audio import read_audio
 from ser.datadir import utt2spk_to_spk2utt, validate_data_dir, write_table
+from ser.stamps import STAGE0_DONE
 
 
 @dataclass(frozen=True)
@@ -361,6 +362,8 @@ def warn_missing_classes(folds_train: dict[int, list[Utterance]], classes: list[
                         "learnt for them)", corpus, fold, " ".join(missing))
 
 
+
+
 def remove_done_marker(data_dir: str, name: str) -> None:
     """Delete data_dir/<name> (the mark of a complete stage 0) before anything else."""
     if os.path.lexists(os.path.join(data_dir, name)):
@@ -370,7 +373,7 @@ def remove_done_marker(data_dir: str, name: str) -> None:
 def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
                         class_set: str, classes: list[str], fold_scheme: str, valid_fraction: float = 0.1,
                         valid_mode: str = "utt", seed: int = 0, command: str = "",
-                        done_marker: str = ".stage0.done", fold_unit: str = "speaker") -> None:
+                        done_marker: str = STAGE0_DONE, fold_unit: str = "speaker") -> None:
     """Write data_dir/all and data_dir/fold<k>/{train,valid,test}, classes.txt and protocol.json.
 
     ``folds`` maps each fold to its test speakers, or with ``fold_unit="utterance"`` (a speaker-dependent split) to

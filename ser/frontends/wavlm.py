@@ -31,6 +31,7 @@ from torch import nn
 from ser.dataset import LabelledSet, load_wave_set
 from ser.frontends.base import Frontend
 from ser.models.ssl import SSL_MODEL_TYPES, WAVE_SAMPLE_RATE, WHISPER_MODEL_TYPES  # noqa: F401 (re-exported)
+from ser.registry import is_bool
 from ser.stamps import inputs_digest
 
 WAVLM_FREEZE_MODES = ("all", "feature_encoder", "none")
@@ -44,21 +45,17 @@ def _is_layer(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def _is_bool(value: Any) -> bool:
-    return isinstance(value, bool)
-
-
 class WavLM(Frontend):
     name = "wavlm"
     defaults = {"path": "", "download": False, "model_id": "microsoft/wavlm-large", "freeze": "feature_encoder",
                 "layer": "weighted", "normalize_wave": True}
     rules = {
         "path": (lambda v: isinstance(v, str), "a directory path (a string)"),
-        "download": (_is_bool, "true or false"),
+        "download": (is_bool, "true or false"),
         "model_id": (lambda v: isinstance(v, str) and v != "", "a non-empty string"),
         "freeze": (lambda v: v in WAVLM_FREEZE_MODES, "one of " + ", ".join(WAVLM_FREEZE_MODES)),
         "layer": (_is_layer, "one of " + ", ".join(WAVLM_LAYER_NAMES) + " or a layer index >= 0"),
-        "normalize_wave": (_is_bool, "true or false"),
+        "normalize_wave": (is_bool, "true or false"),
     }
     inputs_per_second = WAVE_SAMPLE_RATE
     augment_domain = "wave"

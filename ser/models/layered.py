@@ -8,9 +8,9 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ser.audio import INT16_SCALE
 from ser.models.subsampling import check_lengths, valid_mask
 
-INT16_SCALE = 32768.0
 NORMALIZE_VARIANCE_FLOOR = 1e-7
 
 
