@@ -30,6 +30,7 @@ from ser.corpora.common import (
     folds_by_group,
     map_label,
     resolve_class_set,
+    wav_files_below,
 )
 
 CORPUS = "cafe"
@@ -62,18 +63,6 @@ FOLD_SCHEME = "EmoBox's 3 folds of 4 actors: 01 07 08 10 | 02 04 09 12 | 03 05 0
 _FILE_NAME = re.compile(r"^(\d{2})-([A-Z])-(\d)-(\d)\.wav$")
 
 
-def _audio_files(corpus_dir: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(corpus_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))  # zip tools' metadata
-        found += [os.path.join(root, name) for name in sorted(files)
-                  if name.lower().endswith(".wav") and not name.startswith(".")]
-    if not found:
-        raise CorpusError(f"{CORPUS}: no audio in {corpus_dir}: expected <Emotion>/<Intensity>/<AA>-<E>-<I>-<S>.wav "
-                          "(e.g. CaFE_48k/Colère/Faible/01-C-1-1.wav)")
-    return found
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from every .wav below corpus_dir.
 
@@ -84,7 +73,8 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
     utts: list[Utterance] = []
     seen: dict[str, str] = {}
-    for wav in _audio_files(corpus_dir):
+    for wav in wav_files_below(corpus_dir, CORPUS, "<Emotion>/<Intensity>/<AA>-<E>-<I>-<S>.wav "
+                                   "(e.g. CaFE_48k/Colère/Faible/01-C-1-1.wav)"):
         name = os.path.basename(wav)
         match = _FILE_NAME.match(name)
         if not match:

@@ -58,6 +58,19 @@ class CorpusError(ValueError):
     """A corpus release that cannot be prepared; the message names the file (and line) at fault."""
 
 
+def wav_files_below(corpus_dir: str, corpus: str, expected: str) -> list[str]:
+    """Every .wav below corpus_dir, sorted, skipping hidden files and folders and zip tools' __MACOSX; none is a
+    CorpusError saying what was ``expected`` (the layout, with an example)."""
+    found = []
+    for root, dirs, files in os.walk(corpus_dir):
+        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))
+        found += [os.path.join(root, name) for name in sorted(files)
+                  if name.lower().endswith(".wav") and not name.startswith(".")]
+    if not found:
+        raise CorpusError(f"{corpus}: no .wav files below {corpus_dir}: expected {expected}")
+    return found
+
+
 def class_list(class_map: dict[str, str]) -> list[str]:
     """The classes of a {raw label: class} map, in the order they first appear (the fixed class order)."""
     return list(dict.fromkeys(class_map.values()))

@@ -25,6 +25,7 @@ from ser.corpora.common import (
     folds_by_group,
     map_label,
     resolve_class_set,
+    wav_files_below,
 )
 
 CORPUS = "polish"
@@ -50,14 +51,6 @@ OBTAIN = ("https://mostwiedzy.pl/en/open-research-data/emotions-in-polish-speech
 _FILE_NAME = re.compile(r"^(m\d)\.([a-z])_([a-z]+)_(\d)\.wav$")
 
 
-def _wav_files(corpus_dir: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(corpus_dir):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(".wav")]
-    return found
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from every wav below corpus_dir.
 
@@ -66,10 +59,7 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     unknown speaker, emotion or word, or a take out of range (1-5).
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
-    wavs = _wav_files(corpus_dir)
-    if not wavs:
-        raise CorpusError(f"{CORPUS}: no .wav files below {corpus_dir}: expected "
-                          "<speaker>.<emotion>_<word>_<take>.wav, e.g. m1.a_nie_1.wav")
+    wavs = wav_files_below(corpus_dir, CORPUS, "<speaker>.<emotion>_<word>_<take>.wav, e.g. m1.a_nie_1.wav")
     utts = []
     for wav in wavs:
         name = os.path.basename(wav)

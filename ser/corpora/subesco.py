@@ -28,6 +28,7 @@ from ser.corpora.common import (
     folds_by_group,
     map_label,
     resolve_class_set,
+    wav_files_below,
 )
 
 CORPUS = "subesco"
@@ -63,14 +64,6 @@ FOLD_SCHEME = ("EmoBox's 5 folds of 4 speakers: 1 F03 M03 M08 M09; 2 F01 F04 F10
 _FILE_NAME = re.compile(r"^([FM])_(\d{2})_([A-Z]+)_S_(\d{1,2})_([A-Z]+)_(\d)\]?\.wav$")
 
 
-def _wav_files(corpus_dir: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(corpus_dir):
-        dirs.sort()
-        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(".wav")]
-    return found
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from every wav below corpus_dir.
 
@@ -79,10 +72,8 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     speaker, sentence or take out of range, or a speaker name that differs from the published one.
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
-    wavs = _wav_files(corpus_dir)
-    if not wavs:
-        raise CorpusError(f"{CORPUS}: no .wav files below {corpus_dir}: expected "
-                          "<G>_<NN>_<NAME>_S_<sentence>_<EMOTION>_<take>.wav, e.g. F_01_OISHI_S_1_ANGRY_1.wav")
+    wavs = wav_files_below(corpus_dir, CORPUS, "<G>_<NN>_<NAME>_S_<sentence>_<EMOTION>_<take>.wav, "
+                           "e.g. F_01_OISHI_S_1_ANGRY_1.wav")
     utts = []
     for wav in wavs:
         match = _FILE_NAME.match(os.path.basename(wav))

@@ -22,7 +22,15 @@ from __future__ import annotations
 import os
 import re
 
-from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
+from ser.corpora.common import (
+    CorpusError,
+    Utterance,
+    check_unique,
+    folds_by_group,
+    map_label,
+    resolve_class_set,
+    wav_files_below,
+)
 
 CORPUS = "tess"
 OBTAIN = ("https://doi.org/10.5683/SP2/E8H2MF (Borealis, University of Toronto dataverse); "
@@ -51,18 +59,6 @@ FOLD_SCHEME = "leave one speaker out (2 folds: OAF, YAF)"
 _FILE_NAME = re.compile(r"^([A-Za-z]{3})_([A-Za-z]+)_([A-Za-z]+)\.wav$")
 
 
-def _audio_files(corpus_dir: str) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(corpus_dir):
-        dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and not d.startswith("."))  # zip tools' metadata
-        found += [os.path.join(root, name) for name in sorted(files)
-                  if name.lower().endswith(".wav") and not name.startswith(".")]
-    if not found:
-        raise CorpusError(f"{CORPUS}: no audio in {corpus_dir}: expected <folders>/<SPK>_<word>_<emotion>.wav "
-                          "(e.g. OAF_angry/OAF_back_angry.wav)")
-    return found
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from every .wav below corpus_dir.
 
@@ -72,7 +68,8 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
     utts: list[Utterance] = []
-    for wav in _audio_files(corpus_dir):
+    for wav in wav_files_below(corpus_dir, CORPUS, "<folders>/<SPK>_<word>_<emotion>.wav "
+                                   "(e.g. OAF_angry/OAF_back_angry.wav)"):
         name = os.path.basename(wav)
         match = _FILE_NAME.match(name)
         if not match:
