@@ -61,12 +61,16 @@ def test_bad_names_are_named(tmp_path, folder, name, message):
 
 def test_emobox_scheme_is_one_speaker_dependent_fold(tmp_path):
     build(str(tmp_path))
+    for folder, letter in (("Angry", "A"), ("Happy", "H"), ("Neutral", "N"), ("Sad", "S")):
+        for n in range(4):  # 4 more of each class, of speaker SM5's
+            write_wav(str(tmp_path / "URDU-Dataset-master" / folder / f"SM5_F{70 + n}_{letter}1{n}0.wav"), 44100)
     prepare_data.main(["--corpus", "urdu", "--corpus-dir", str(tmp_path), "--data-dir", str(tmp_path / "data"),
                        "--fold-scheme", "emobox", "--strict-counts", "false"])
     protocol = json.loads((tmp_path / "data" / "protocol.json").read_text())
     assert protocol["num_folds"] == 1 and protocol["speaker_independent"] is False
     test = protocol["folds"]["1"]["counts"]["test"]
-    assert test == {"angry": 1, "sad": 1}  # round(20%) of each class: 3 angry -> 1, 4 sad -> 1, 2 -> 0
+    assert test == {"angry": 1, "happy": 1, "neutral": 1, "sad": 1}  # int(0.25 n): 7 angry or sad, 6 happy or
+    # neutral -> 1 each
 
 
 @pytest.mark.skipif(not os.path.isdir(os.path.join(SHARED_CORPORA, "URDU")),

@@ -22,11 +22,10 @@ folds are speaker-independent: 5 speaker-grouped, class-stratified folds (``spea
 from __future__ import annotations
 
 import os
-import random
 import re
-from collections import defaultdict
 
 from ser.corpora.common import (
+    EMOBOX_QUARTER,
     CorpusError,
     FoldScheme,
     Utterance,
@@ -110,21 +109,4 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
     return speaker_kfold(utts, NUM_FOLDS, CORPUS)
 
 
-def stratified_quarter(utts: list[Utterance], seed: int = 0) -> dict[int, list[str]]:
-    """EmoBox's rule for a corpus it does not split by speaker: one fold testing ``int(0.25 * n)`` utterances of
-    each class of n, drawn at random (seeded; a speaker-dependent split: {1: test utterance ids})."""
-    by_class: dict[str, list[str]] = defaultdict(list)
-    for utt in sorted(utts, key=lambda u: u.utt_id):
-        by_class[utt.emotion].append(utt.utt_id)
-    rng = random.Random(seed)
-    test: list[str] = []
-    for emotion in sorted(by_class):
-        test += rng.sample(by_class[emotion], int(len(by_class[emotion]) * 0.25))
-    if not test:
-        raise CorpusError("a quarter of every class is no utterance: too few utterances for a test fold")
-    return {1: sorted(test)}
-
-
-EMOBOX_SCHEME = ("EmoBox's single speaker-dependent fold: a random quarter of each class (int(0.25 n)) tested, "
-                 "the rest trained; the same rule and sizes as EmoBox's fold_1, not the same utterances")
-FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": FoldScheme(EMOBOX_SCHEME, stratified_quarter, unit="utterance")}
+FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": EMOBOX_QUARTER}

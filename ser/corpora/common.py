@@ -243,6 +243,26 @@ def speaker_kfold(utts: list[Utterance], num_folds: int, corpus: str, seed: int 
     return {f + 1: sorted(members[f]) for f in range(num_folds)}
 
 
+def stratified_quarter(utts: list[Utterance], seed: int = 0) -> dict[int, list[str]]:
+    """EmoBox's rule for a corpus it does not split by speaker: one fold testing ``int(0.25 * n)`` utterances of
+    each class of n, drawn at random (seeded; a speaker-dependent split: {1: test utterance ids})."""
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for utt in sorted(utts, key=lambda u: u.utt_id):
+        by_class[utt.emotion].append(utt.utt_id)
+    rng = random.Random(seed)
+    test: list[str] = []
+    for emotion in sorted(by_class):
+        test += rng.sample(by_class[emotion], int(len(by_class[emotion]) * 0.25))
+    if not test:
+        raise CorpusError("a quarter of every class is no utterance: too few utterances for a test fold")
+    return {1: sorted(test)}
+
+
+EMOBOX_QUARTER = FoldScheme("EmoBox's single speaker-dependent fold: a random quarter of each class (int(0.25 n)) "
+                            "tested, the rest trained; the same rule and sizes as EmoBox's fold_1, not the same "
+                            "utterances", stratified_quarter, unit="utterance")
+
+
 def _check_wav_value(utt: Utterance) -> None:
     """A wav.scp value is the rest of its line: a path may hold spaces inside, but not at its ends, and must not
     end in '|' (that would make it a command)."""

@@ -27,8 +27,8 @@ import glob
 import os
 import re
 
-from ser.corpora.ased import stratified_quarter
 from ser.corpora.common import (
+    EMOBOX_QUARTER,
     CorpusError,
     FoldScheme,
     Utterance,
@@ -117,6 +117,4 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
     return leave_one_speaker_out(utts, CORPUS)
 
 
-EMOBOX_SCHEME = ("EmoBox's single speaker-dependent fold: a random quarter of each class (int(0.25 n)) tested, "
-                 "the rest trained; the same rule and sizes as EmoBox's fold_1, not the same utterances")
-FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": FoldScheme(EMOBOX_SCHEME, stratified_quarter, unit="utterance")}
+FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": EMOBOX_QUARTER}

@@ -21,8 +21,8 @@ import glob
 import os
 import re
 
-from ser.corpora.ased import stratified_quarter
 from ser.corpora.common import (
+    EMOBOX_QUARTER,
     CorpusError,
     FoldScheme,
     Utterance,
@@ -103,6 +103,4 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
     return speaker_kfold(utts, NUM_FOLDS, CORPUS)
 
 
-EMOBOX_SCHEME = ("EmoBox's single speaker-dependent fold: a random quarter of each class (int(0.25 n)) tested, "
-                 "the rest trained; the same rule and sizes as EmoBox's fold_1, not the same utterances")
-FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": FoldScheme(EMOBOX_SCHEME, stratified_quarter, unit="utterance")}
+FOLD_SCHEMES: dict[str, FoldScheme] = {"emobox": EMOBOX_QUARTER}

@@ -10,22 +10,21 @@ within that emotion. The release speaks of 38 speakers; the file names hold 29 s
 each, and folds group by that code. The letter must agree with the folder.
 
 Folds: 5 speaker-grouped, class-stratified folds of the 29 codes (``speaker_kfold``, seed 0). EmoBox's URDU
-protocol is one utterance-level 80/20 train/test split in which speakers are shared between training and test
-(e.g. SM5 on both sides); its random draw follows no rule that could be written down, so ``--fold-scheme emobox``
-makes a split of that kind (one fold, 20% of each class, class-stratified, seeded) and records the protocol as
-speaker-dependent: its numbers are of another protocol than the default's.
+protocol is one utterance-level split testing a random quarter of each class (25 of 100), in which speakers are
+shared between training and test (e.g. SM5 on both sides). Its draw cannot be re-derived, so ``--fold-scheme
+emobox`` follows its rule with a seeded draw of its own (``common.EMOBOX_QUARTER``: the same sizes, not the same
+utterances) and records the protocol as speaker-dependent: its numbers are of another protocol than the default's.
 """
 
 from __future__ import annotations
 
 import glob
 import os
-import random
 import re
 
 from ser.corpora.common import (
+    EMOBOX_QUARTER,
     CorpusError,
-    FoldScheme,
     Utterance,
     check_unique,
     map_label,
@@ -48,7 +47,6 @@ NUM_SPEAKERS = 29  # speaker codes in the file names (the release text says 38 s
 
 NUM_FOLDS = 5
 FOLD_SCHEME = f"{NUM_FOLDS} speaker-grouped, class-stratified folds of the 29 speaker codes (seed 0)"
-EMOBOX_TEST_FRACTION = 0.2
 
 _FILE_NAME = re.compile(r"^(S([MF])\d+)_F\d+_([A-Z])\d+\.wav$")
 
@@ -94,19 +92,4 @@ def folds(utts: list[Utterance]) -> dict[int, list[str]]:
     return speaker_kfold(utts, NUM_FOLDS, CORPUS, seed=0)
 
 
-def _emobox_split(utts: list[Utterance]) -> dict[int, list[str]]:
-    """One fold: a seeded, class-stratified 20% of the utterances as its test set (speakers shared)."""
-    rng = random.Random(0)
-    test = []
-    for emotion in sorted({u.emotion for u in utts}):
-        ids = sorted(u.utt_id for u in utts if u.emotion == emotion)
-        rng.shuffle(ids)
-        test += ids[:round(EMOBOX_TEST_FRACTION * len(ids))]
-    return {1: sorted(test)}
-
-
-FOLD_SCHEMES = {
-    "emobox": FoldScheme("EmoBox's kind of split: one fold, a class-stratified 20% of the utterances as test "
-                         "(seed 0), speakers shared between training and test (speaker-dependent)",
-                         _emobox_split, unit="utterance"),
-}
+FOLD_SCHEMES = {"emobox": EMOBOX_QUARTER}  # EmoBox's URDU fold_1: 25 of each class of 100, speakers shared
