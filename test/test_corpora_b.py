@@ -163,7 +163,7 @@ def test_shemo_errors(tmp_path):
         with pytest.raises(CorpusError, match=f"{name}.*{message}"):
             shemo.prepare(str(tmp_path / "s"))
         os.remove(path)
-    with pytest.raises(CorpusError, match="no female/ or male/"):
+    with pytest.raises(CorpusError, match="no folder female or male"):
         shemo.prepare(str(tmp_path / "nothing"))
 
 
@@ -204,7 +204,7 @@ def test_aesdd_errors(tmp_path):
         with pytest.raises(CorpusError, match=f"{name.replace('(', '.').replace(')', '.')}.*{message}"):
             aesdd.prepare(str(tmp_path / "a"))
         os.remove(path)
-    with pytest.raises(CorpusError, match="no emotion folders"):
+    with pytest.raises(CorpusError, match="no folder anger or disgust"):
         aesdd.prepare(str(tmp_path / "none"))
 
 

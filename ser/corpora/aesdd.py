@@ -22,7 +22,15 @@ import glob
 import os
 import re
 
-from ser.corpora.common import CorpusError, Utterance, check_unique, leave_one_speaker_out, map_label, resolve_class_set
+from ser.corpora.common import (
+    CorpusError,
+    Utterance,
+    check_unique,
+    leave_one_speaker_out,
+    map_label,
+    named_folders,
+    resolve_class_set,
+)
 
 CORPUS = "aesdd"
 
@@ -46,16 +54,6 @@ def speaker_id(number: int) -> str:
     return f"spk{number}"
 
 
-def _emotion_dirs(corpus_dir: str) -> list[tuple[str, str]]:
-    for root in [corpus_dir] + sorted(glob.glob(os.path.join(corpus_dir, "*"))):
-        found = [(os.path.join(root, name), code) for name, code in FOLDERS.items()
-                 if os.path.isdir(os.path.join(root, name))]
-        if found:
-            return found
-    raise CorpusError(f"{CORPUS}: no emotion folders ({' '.join(FOLDERS)}) in {corpus_dir} or one level below: "
-                      "expected e.g. anger/a01 (1).wav")
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from the emotion folders.
 
@@ -65,7 +63,7 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
     utts = []
-    for folder, folder_code in _emotion_dirs(corpus_dir):
+    for folder, folder_code in named_folders(corpus_dir, FOLDERS, CORPUS, "e.g. anger/a01 (1).wav"):
         for wav in sorted(glob.glob(os.path.join(folder, "*.wav"))):
             name = os.path.basename(wav)
             match = _FILE_NAME.match(name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 import os
@@ -69,6 +70,18 @@ def wav_files_below(corpus_dir: str, corpus: str, expected: str) -> list[str]:
     if not found:
         raise CorpusError(f"{corpus}: no .wav files below {corpus_dir}: expected {expected}")
     return found
+
+
+def named_folders(corpus_dir: str, names: dict[str, str], corpus: str, expected: str) -> list[tuple[str, str]]:
+    """(path, value) of each folder of ``names`` ({folder name: value}) found in corpus_dir or, where a release
+    unpacks into a top folder, one level below it; none is a CorpusError saying what was ``expected``."""
+    for root in [corpus_dir] + sorted(glob.glob(os.path.join(corpus_dir, "*"))):
+        found = [(os.path.join(root, name), value) for name, value in names.items()
+                 if os.path.isdir(os.path.join(root, name))]
+        if found:
+            return found
+    raise CorpusError(f"{corpus}: no folder {' or '.join(names)} in {corpus_dir} or one level below it: "
+                      f"expected {expected}")
 
 
 def class_list(class_map: dict[str, str]) -> list[str]:

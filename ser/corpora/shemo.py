@@ -28,6 +28,7 @@ from ser.corpora.common import (
     Utterance,
     check_unique,
     map_label,
+    named_folders,
     resolve_class_set,
     speaker_kfold,
 )
@@ -58,17 +59,6 @@ _FILE_NAME = re.compile(r"^([FM])(\d{2})([A-Z])(\d{2})\.wav$")
 _FOLDERS = {"female": "F", "male": "M"}
 
 
-def _gender_dirs(corpus_dir: str) -> list[tuple[str, str]]:
-    """(folder, gender letter) of female/ and male/, in corpus_dir or one folder below it."""
-    for root in [corpus_dir] + sorted(glob.glob(os.path.join(corpus_dir, "*"))):
-        found = [(os.path.join(root, name), letter) for name, letter in _FOLDERS.items()
-                 if os.path.isdir(os.path.join(root, name))]
-        if found:
-            return found
-    raise CorpusError(f"{CORPUS}: no female/ or male/ folder in {corpus_dir} (or one level below): expected "
-                      "female/F01A01.wav ... and male/M01A01.wav ..., as female.zip and male.zip unpack")
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of the class set from female/ and male/.
 
@@ -78,7 +68,8 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
     utts = []
-    for folder, letter in _gender_dirs(corpus_dir):
+    for folder, letter in named_folders(corpus_dir, _FOLDERS, CORPUS,
+                                        "female/F01A01.wav ... and male/M01A01.wav ..., as the zips unpack"):
         wavs = sorted(glob.glob(os.path.join(folder, "*.wav")))
         for wav in wavs:
             match = _FILE_NAME.match(os.path.basename(wav))

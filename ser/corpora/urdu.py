@@ -28,6 +28,7 @@ from ser.corpora.common import (
     Utterance,
     check_unique,
     map_label,
+    named_folders,
     resolve_class_set,
     speaker_kfold,
 )
@@ -51,15 +52,6 @@ FOLD_SCHEME = f"{NUM_FOLDS} speaker-grouped, class-stratified folds of the 29 sp
 _FILE_NAME = re.compile(r"^(S([MF])\d+)_F\d+_([A-Z])\d+\.wav$")
 
 
-def _emotion_dirs(corpus_dir: str) -> list[str]:
-    for root in [corpus_dir] + sorted(glob.glob(os.path.join(corpus_dir, "*"))):
-        found = [os.path.join(root, name) for name in EMOTION_FOLDERS if os.path.isdir(os.path.join(root, name))]
-        if found:
-            return found
-    raise CorpusError(f"{CORPUS}: no emotion folders ({' '.join(EMOTION_FOLDERS)}) in {corpus_dir} or one level "
-                      "below it")
-
-
 def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = True) -> list[Utterance]:
     """Utterances of every emotion folder; labels from the file names, checked against their folders.
 
@@ -68,8 +60,8 @@ def prepare(corpus_dir: str, class_set: str = DEFAULT_CLASS_SET, strict: bool = 
     """
     class_map = resolve_class_set(CLASS_SETS, class_set, CORPUS)
     utts = []
-    for emotion_dir in _emotion_dirs(corpus_dir):
-        folder_letter = EMOTION_FOLDERS[os.path.basename(emotion_dir)]
+    for emotion_dir, folder_letter in named_folders(corpus_dir, EMOTION_FOLDERS, CORPUS,
+                                                    "Angry/SM1_F10_A010.wav ... (as the release unpacks)"):
         for wav in sorted(glob.glob(os.path.join(emotion_dir, "*.wav"))):
             name = os.path.basename(wav)
             match = _FILE_NAME.match(name)
