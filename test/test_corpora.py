@@ -16,7 +16,7 @@ import pytest
 import soundfile
 
 from ser.bin import prepare_data
-from ser.corpora import iemocap, msp_improv, ravdess, savee
+from ser.corpora import CORPORA, corpus_module, iemocap, msp_improv, ravdess, savee
 from ser.corpora.common import (
     CorpusError,
     Utterance,
@@ -423,3 +423,20 @@ def test_recipe_runs_the_classic_reference_under_both_protocols(corpus, tmp_path
         assert results["protocol"]["speaker_norm"] == norm and results["protocol"]["corpus"] == corpus
         assert results["protocol"]["complete"] == (norm == "none")
         assert results["protocol"]["selection"] == "speaker_grouped_cv" and results["config"]["system"] == "classic"
+
+
+@pytest.mark.parametrize("name", sorted(set(CORPORA) - {"manifest"}))
+def test_every_registered_corpus_has_a_recipe_and_the_whole_interface(name):
+    """One module and one registry line per corpus, and a recipe dir that names it: run.sh, README.md, no links
+    but utils/ (ser.sh finds the template's path.sh, cmd.sh and conf/)."""
+    module = corpus_module(name)
+    recipe = os.path.join(support.REPO, "egs", name)
+    run = open(os.path.join(recipe, "run.sh")).read()
+    assert os.access(os.path.join(recipe, "run.sh"), os.X_OK) and f"--corpus {name} " in run
+    assert "../TEMPLATE/ser.sh" in run and os.path.isfile(os.path.join(recipe, "README.md"))
+    links = [entry for entry in os.listdir(recipe) if os.path.islink(os.path.join(recipe, entry))]
+    assert links == ["utils"]
+    assert module.CORPUS == name and module.DEFAULT_CLASS_SET in module.CLASS_SETS and module.FOLD_SCHEME
+    if name != "synth":  # the generated corpus has no published counts and is made, not obtained
+        assert module.OBTAIN and module.NUM_SPEAKERS > 0
+        assert module.DEFAULT_CLASS_SET in module.EXPECTED_COUNTS

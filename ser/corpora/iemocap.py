@@ -30,6 +30,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "iemocap"
+OBTAIN = "https://sail.usc.edu/iemocap/ (USC SAIL lab: a signed release form; research use)"
 
 # Every categorical label of the release: neutral, happiness, excitement, anger, sadness, frustration,
 # surprise, fear, disgust, other, and xxx (no majority among the evaluators).

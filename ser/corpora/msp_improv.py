@@ -34,6 +34,8 @@ from ser.corpora.common import (
 )
 
 CORPUS = "msp_improv"
+OBTAIN = ("https://ecs.utdallas.edu/research/researchlabs/msp-lab/MSP-Improv.html (UT Dallas MSP lab: an "
+          "academic licence agreement)")
 
 RAW_LABELS = ("A", "H", "N", "S", "O", "X")
 
