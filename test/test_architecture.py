@@ -141,3 +141,18 @@ def test_adding_a_loss_term_as_the_readme_says(feature_dirs, tmp_path, monkeypat
     assert checkpoint["criterion"]["logit_norm.scale"] != 1.0
     assert set(checkpoint["criterion_optimizer"]) == {"center", "logit_norm"}
     assert yaml.safe_load((outdir / "config.yaml").read_text())["loss_conf"]["logit_norm"] == 0.01
+
+
+def test_every_entry_point_that_resolves_a_config_fills_the_registries_first():
+    """A ser.bin command that loads a config or builds a model imports ser.components (directly, or through
+    ser.infer, ser.train or ser.recognizer, which import it); one that forgot stopped with "no frontend is
+    registered" (ser.bin.gpu_check did)."""
+    uses = ("load_config", "load_any_config", "build_model(", "make_frontend", "frontend_of", "resolve_config")
+    fills = ("ser.components", "from ser.infer", "from ser.train", "from ser.recognizer", "from ser.bin.train")
+    bins = os.path.join(REPO, "ser", "bin")
+    forgot = []
+    for name in sorted(os.listdir(bins)):
+        text = open(os.path.join(bins, name)).read() if name.endswith(".py") else ""
+        if any(u in text for u in uses) and not any(f in text for f in fills):
+            forgot.append(name)
+    assert not forgot, f"ser/bin modules that resolve configs without importing ser.components: {forgot}"

@@ -185,6 +185,8 @@ def main(argv=None) -> None:
 
     import torch
 
+    import ser.components  # noqa: F401 (fills the registries the config is resolved by)
+
     work = os.path.abspath(args.work_dir)
     os.makedirs(work, exist_ok=True)
     checkpoint = os.path.join(work, "wavlm_checkpoint")
