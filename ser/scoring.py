@@ -220,7 +220,7 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
         "exp_dir": os.path.abspath(exp_dir),
         "protocol": {**protocol, "folds_scored": folds_scored, "complete": folds_scored == expected_folds,
                      "seeds": sorted(per_seed), "selection": selection_rule(config),
-                     "validation": "held out from training-fold speakers only",
+                     "validation": f"held out from {protocol.get('valid_source', 'training-fold speakers')} only",
                      "speaker_norm": config.get("speaker_norm", "none"), "frontend": config.get("frontend"),
                      "frontend_model_type": checkpoint_model_type(config),
                      "mixup": run.get("mixup", "none" if config.get("system") == "classic" else config["augment"])},
@@ -297,7 +297,8 @@ def results_markdown(results: dict) -> str:
     lines = [f"# {results['experiment']}: {p.get('corpus', '?')}", "",
              f"- classes ({len(p['classes'])}): {' '.join(p['classes'])}{class_set}",
              f"- folds: {len(p['folds'])} ({p.get('fold_scheme', 'speaker-independent')}); scored: {p['folds_scored']}"
-             + ("" if p["complete"] else " **(incomplete)**"),
+             + ("" if p["complete"] else " **(incomplete)**")
+             + ("" if p.get("speaker_independent", True) else " **(speaker-dependent: test speakers also train)**"),
              f"- validation: {p['validation']} ({p.get('valid_mode', '?')}, fraction {p.get('valid_fraction', '?')});"
              f" model selection: {p['selection']}",
              f"- seeds: {p['seeds']}; config hash `{results['config_hash']}`; git `{results['git_revision']}`",

@@ -135,10 +135,14 @@ def recipe_command(tmp, *args, env_extra=None):
     cmd = [os.path.join(RECIPE, "run.sh"), "--corpus-dir", str(tmp / "corpus"), "--data-dir", str(tmp / "data"),
            "--dump-dir", str(tmp / "dump"), "--exp-root", str(tmp / "exp"),
            "--train-args", RECIPE_TRAIN_ARGS, "--classic-configs", "", *args]  # later options in args win
-    # Use the environment running the tests (path.sh would otherwise activate tools/venv)
-    env = {**os.environ, "SER_PYTHON_ENV": "none",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **(env_extra or {})}
-    return cmd, env
+    return cmd, recipe_env(**(env_extra or {}))
+
+
+def recipe_env(**extra: str) -> dict:
+    """The environment of a recipe run by a test: the Python running the tests first on PATH, and path.sh told to
+    use it (SER_PYTHON_ENV=none) instead of activating tools/venv."""
+    return {**os.environ, "SER_PYTHON_ENV": "none",
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"], **extra}
 
 
 def run_recipe(tmp, *args, check=True, env_extra=None):

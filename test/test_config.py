@@ -12,7 +12,7 @@ from ser.config import ConfigError, config_hash, load_any_config, load_config, r
 from ser.losses import LOSS_DEFAULTS
 from ser.models import ENCODERS
 
-from support import REPO
+from support import REPO, recipe_env
 
 
 def test_defaults_are_the_method_defaults():
@@ -101,11 +101,9 @@ def test_nested_overrides_are_checked_like_a_config_file(tmp_path):
 
 def test_print_config_shows_the_resolved_config_with_overrides():
     import subprocess
-    import sys
 
     recipe = os.path.join(REPO, "egs", "synth")
-    env = {**os.environ, "SER_PYTHON_ENV": "none",
-           "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    env = recipe_env()
     proc = subprocess.run(["./run.sh", "--print-config", "true", "--train-args", "--set optim_conf.lr=3e-4"],
                           cwd=recipe, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr

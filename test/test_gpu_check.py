@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from support import REPO
+from support import REPO, recipe_env
 
 pytest.importorskip("transformers")
 from ser.bin.gpu_check import README_MARKERS, YAML_MARKERS, replace_block  # noqa: E402
@@ -30,8 +30,7 @@ def test_tiny_run_measures_and_writes_the_blocks(tmp_path):
     config, readme = tmp_path / "train_wavlm.yaml", tmp_path / "README.md"
     shutil.copy(CONFIG, config)
     shutil.copy(README, readme)
-    env = {**os.environ, "SER_PYTHON_ENV": "none", "PATH": os.path.dirname(sys.executable) + os.pathsep
-           + os.environ["PATH"]}
+    env = recipe_env()
     proc = subprocess.run([sys.executable, "-m", "ser.bin.gpu_check", "--tiny", "--work-dir", str(tmp_path / "work"),
                            "--config-file", str(config), "--readme", str(readme)],
                           capture_output=True, text=True, env=env, cwd=REPO)

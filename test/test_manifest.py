@@ -22,7 +22,7 @@ from ser.corpora import CORPORA
 from ser.corpora.common import CorpusError, Utterance, leave_one_speaker_out, speaker_kfold
 from ser.corpora.manifest import prepare
 
-from support import REPO, write_wav
+from support import REPO, recipe_env, write_wav
 
 SETUP = os.path.join(REPO, "egs", "TEMPLATE", "setup.sh")
 CLASSES = ("angry", "happy", "sad")
@@ -177,11 +177,6 @@ def test_leave_one_speaker_out_and_a_class_missing_from_training_warns(tmp_path,
                        "--fold-scheme", "loso"])
     warned = [line for line in capfd.readouterr().err.splitlines() if "no training utterance" in line]
     assert len(warned) == 1 and "WARNING: m: fold 3: class(es) sad" in warned[0]
-
-
-def recipe_env():
-    return {**os.environ, "SER_PYTHON_ENV": "none", "OMP_NUM_THREADS": "1",
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
 
 
 def test_setup_sh_refuses_a_directory_that_holds_something(tmp_path):

@@ -92,6 +92,21 @@ def test_incomplete_experiment_is_marked(tmp_path):
     assert "(incomplete)" in (exp / "RESULTS.md").read_text()
 
 
+def test_a_speaker_dependent_split_is_named_in_results(tmp_path):
+    """protocol.json's speaker_independent and valid_source travel into results.json and RESULTS.md."""
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,))
+    protocol = json.loads((data / "protocol.json").read_text())
+    results = score_experiment(str(exp), str(data))
+    assert results["protocol"]["validation"] == "held out from training-fold speakers only"
+    assert "speaker-dependent" not in (exp / "RESULTS.md").read_text()
+    protocol.update(speaker_independent=False, valid_source="training part of each fold")
+    (data / "protocol.json").write_text(json.dumps(protocol))
+    results = score_experiment(str(exp), str(data))
+    assert results["protocol"]["speaker_independent"] is False
+    assert results["protocol"]["validation"] == "held out from training part of each fold only"
+    assert "**(speaker-dependent: test speakers also train)**" in (exp / "RESULTS.md").read_text()
+
+
 def test_predictions_must_cover_the_test_set(tmp_path):
     data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,))
     path = exp / "seed0" / "fold1" / "decode_test" / "predictions"

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -16,7 +15,7 @@ from ser.bin import prepare_data
 from ser.corpora import urdu
 from ser.corpora.common import CorpusError
 
-from support import REPO, SHARED_CORPORA, Server, write_wav
+from support import REPO, SHARED_CORPORA, Server, recipe_env, write_wav
 
 # Real names of the release: (folder, file, speaker, gender, class)
 REAL_NAMES = [
@@ -110,8 +109,7 @@ def test_stage0_fetches_the_release_with_download_dir(tmp_path):
             f"DOWNLOADS = [{{'url': '{server.base}/urdu/URDU-Dataset-master.zip', "
             f"'sha256': '{hashlib.sha256(data).hexdigest()}', 'name': 'URDU-Dataset-master.zip'}}]\n"
             "DOWNLOAD_ROOT = 'URDU-Dataset-master'\n")
-        env = {**os.environ, "SER_PYTHON_ENV": "none", "PATH": os.path.dirname(sys.executable) + os.pathsep +
-               os.environ["PATH"]}
+        env = recipe_env()
         proc = subprocess.run([str(recipe / "run.sh"), "--download-dir", str(tmp_path / "dl"), "--stop-stage", "0"],
                               capture_output=True, text=True, env=env)
     finally:
@@ -122,3 +120,13 @@ def test_stage0_fetches_the_release_with_download_dir(tmp_path):
     wav_scp = (recipe / "data" / "all" / "wav.scp").read_text()
     assert wav_scp.count("\n") == len(REAL_NAMES)
     assert str(tmp_path / "dl" / "urdu_mirror" / "URDU-Dataset-master") in wav_scp
+
+
+def test_stage0_without_the_corpus_says_where_it_is_obtained(tmp_path):
+    proc = subprocess.run([os.path.join(REPO, "egs", "urdu", "run.sh"), "--corpus-dir", str(tmp_path / "none"),
+                           "--data-dir", str(tmp_path / "data"), "--dump-dir", str(tmp_path / "dump"),
+                           "--exp-root", str(tmp_path / "exp"), "--stop-stage", "0"],
+                          capture_output=True, text=True, env=recipe_env())
+    assert proc.returncode != 0 and not (tmp_path / "data" / "all").exists()
+    assert f"corpus directory {tmp_path / 'none'} does not exist" in proc.stderr
+    assert "urdu is obtained from https://github.com/siddiquelatif/URDU-Dataset" in proc.stderr

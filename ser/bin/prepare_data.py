@@ -88,15 +88,15 @@ def load_corpus(corpus: str, corpus_dir: str, class_set: str | None, strict: boo
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--corpus",
+    p.add_argument("--corpus", required=True,
                    help="a registered corpus (ser.corpora.CORPORA), or a corpus module file path/to/mycorpus.py")
-    p.add_argument("--corpus-dir",
+    p.add_argument("--corpus-dir", required=True,
                    help="the corpus as released (or generated, for synth); for --corpus manifest, the CSV file")
     p.add_argument("--fold-scheme", default="default",
                    help="default (the corpus's own rule), kfold (--num-folds speaker-grouped, class-stratified "
                         "folds), loso (leave one speaker out), or a scheme of the corpus (e.g. emobox)")
     p.add_argument("--num-folds", type=int, default=5, help="folds of --fold-scheme kfold")
-    p.add_argument("--data-dir", help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
+    p.add_argument("--data-dir", required=True, help="output: all/, fold<k>/{train,valid,test}/, protocol.json")
     p.add_argument("--class-set", default=None, help="named class set of the corpus (default: the corpus's default)")
     p.add_argument("--strict-counts", type=parse_bool, default=True,
                    help="true: counts differing from the published ones, or labels without audio, are errors; "
@@ -105,24 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--valid-mode", choices=("utt", "spk"), default="utt",
                    help="utt: stratified utterances of every training speaker; spk: whole training speakers")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--obtain", action="store_true", help="say where the corpus is obtained (its OBTAIN), and exit")
     p.add_argument("--skip-if-up-to-date", action="store_true",
                    help=f"do nothing when data/{STAGE0_DONE} matches the corpus dir and these options")
-    p.add_argument("--is-prepared", action="store_true",
-                   help=f"exit 0 when --data-dir holds the mark of a complete stage 0 ({STAGE0_DONE}), else 1")
     args = p.parse_args(argv)
-    if args.is_prepared:
-        if not args.data_dir:
-            p.error("--is-prepared needs --data-dir")
-        sys.exit(0 if os.path.isfile(os.path.join(args.data_dir, STAGE0_DONE)) else 1)
-    if not args.corpus:
-        p.error("the following arguments are required: --corpus")
-    if args.obtain:
-        module = corpus_module(args.corpus)
-        print(f"{module.CORPUS} is obtained from {getattr(module, 'OBTAIN', '(its module does not say)')}")
-        return
-    if not args.corpus_dir or not args.data_dir:
-        p.error("--corpus-dir and --data-dir are required")
     setup_logging()
     log = logging.getLogger("ser.bin.prepare_data")
     command = shlex.join(["python", "-m", "ser.bin.prepare_data", *argv])
@@ -130,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     # The options the data depend on; the fold options only when not at their defaults (so that marks written
     # before they existed stay valid).
     defaults = {"fold_scheme": "default", "num_folds": 5}
-    not_options = ("data_dir", "skip_if_up_to_date", "is_prepared")
+    not_options = ("data_dir", "skip_if_up_to_date")
     options = json.dumps({k: v for k, v in sorted(vars(args).items())
                           if k not in not_options and defaults.get(k, object()) != v})
     try:

@@ -186,12 +186,11 @@ def corpus(name: str, path: str) -> None:
     if name == "manifest" and not os.path.isfile(path):
         fail(f"manifest {path} does not exist")
     if name != "manifest" and not os.path.isdir(path):
+        from ser.corpora import corpus_module  # the corpus module only on this error path: recipe starts light
 
-        import subprocess
-
-        obtain = subprocess.run([sys.executable, "-m", "ser.bin.prepare_data", "--obtain", "--corpus", name],
-                                stdout=subprocess.PIPE, text=True).stdout.strip()
-        fail(f"corpus directory {path} does not exist (set --corpus-dir); {obtain}")
+        module = corpus_module(name)
+        fail(f"corpus directory {path} does not exist (set --corpus-dir); {module.CORPUS} is obtained from "
+             f"{getattr(module, 'OBTAIN', '(its module does not say)')}")
 
 
 def folds(data_dir: str, given: str) -> str:

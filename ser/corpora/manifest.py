@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import os
 from collections import Counter
 
@@ -67,7 +68,7 @@ def _seconds(text: str, where: str, column: str) -> float:
         value = float(text)
     except ValueError:
         raise CorpusError(f"{where}: {column} {text!r} is not a number of seconds") from None
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise CorpusError(f"{where}: {column} {text!r} is not a finite number")
     return value
 
