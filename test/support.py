@@ -390,3 +390,37 @@ class Server:
 
     def sent(self) -> int:
         return sum(n for _, _, n in self.requests)
+
+
+def assert_bad_names(prepare, corpus_dir, folder, rate: int, names_and_errors) -> None:
+    """A bad file written into ``folder`` under each name in turn (renamed from the one before): ``prepare`` of
+    corpus_dir must raise a CorpusError matching each name's pattern. The last name's file is removed after."""
+    import pytest
+
+    from ser.corpora.common import CorpusError
+
+    previous = None
+    for name, pattern in names_and_errors:
+        path = os.path.join(folder, name)
+        if previous is None:
+            write_wav(path, rate)
+        else:
+            os.rename(previous, path)
+        with pytest.raises(CorpusError, match=pattern):
+            prepare(str(corpus_dir))
+        previous = path
+    os.remove(previous)
+
+
+def assert_prepared(utts, truth: dict, class_map: dict) -> None:
+    """A corpus module's prepare() gave exactly the builder's utterances of the class set: ids, speakers, classes,
+    genders and absolute paths (labels outside the class set dropped)."""
+    kept = {utt_id: t for utt_id, t in truth.items() if t.raw_label in class_map}
+    assert {u.utt_id: (u.spk_id, u.emotion, u.gender, u.wav) for u in utts} == \
+        {utt_id: (t.spk, class_map[t.raw_label], t.gender, os.path.abspath(t.wav)) for utt_id, t in kept.items()}
+
+
+def assert_speakers_apart(folds: dict, utts) -> None:
+    """Every speaker of the utterances is tested in exactly one fold."""
+    tested = [spk for speakers in folds.values() for spk in speakers]
+    assert sorted(tested) == sorted({u.spk_id for u in utts}), "every speaker tested in exactly one fold"

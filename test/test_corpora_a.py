@@ -17,7 +17,7 @@ from ser.corpora.common import CorpusError
 from ser.datadir import read_table
 
 import support
-from support import FakeUtt
+from support import FakeUtt, assert_bad_names, assert_prepared, assert_speakers_apart
 
 SECONDS = 0.05
 
@@ -26,17 +26,9 @@ def _wav(path, rate, seed=0):
     return support.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
 
 
-def check_utts(utts, truth, class_of_raw):
-    """prepare()'s utterances are exactly the builder's (labels outside the class set dropped)."""
-    kept = {utt_id: t for utt_id, t in truth.items() if t.raw_label in class_of_raw}
-    assert {u.utt_id: (u.spk_id, u.emotion, u.gender, u.wav) for u in utts} == \
-        {utt_id: (t.spk, class_of_raw[t.raw_label], t.gender, os.path.abspath(t.wav)) for utt_id, t in kept.items()}
-
-
 def check_folds(folds, utts, expected):
     assert folds == expected
-    tested = [spk for speakers in folds.values() for spk in speakers]
-    assert sorted(tested) == sorted({u.spk_id for u in utts}), "every speaker tested in exactly one fold"
+    assert_speakers_apart(folds, utts)
 
 
 def test_registry():
@@ -83,26 +75,20 @@ def build_cremad(root, demographics=True):
 def test_cremad(tmp_path):
     truth = build_cremad(str(tmp_path / "crema"))
     utts = cremad.prepare(str(tmp_path / "crema"))
-    check_utts(utts, truth, cremad.CLASS_SETS["6class"])
+    assert_prepared(utts, truth, cremad.CLASS_SETS["6class"])
     check_folds(cremad.folds(utts), utts, {1: ["1001", "1091"], 2: ["1002"], 3: ["1003"], 4: ["1004"], 5: ["1005"]})
-    check_utts(cremad.prepare(str(tmp_path / "crema"), "4class"), truth, cremad.CLASS_SETS["4class"])
+    assert_prepared(cremad.prepare(str(tmp_path / "crema"), "4class"), truth, cremad.CLASS_SETS["4class"])
     # Without the csv (the AudioWAV folder given on its own) the published genders are used: the same.
     os.remove(tmp_path / "crema" / "VideoDemographics.csv")
-    check_utts(cremad.prepare(str(tmp_path / "crema" / "AudioWAV")), truth, cremad.CLASS_SETS["6class"])
+    assert_prepared(cremad.prepare(str(tmp_path / "crema" / "AudioWAV")), truth, cremad.CLASS_SETS["6class"])
 
 
 def test_cremad_errors(tmp_path):
     build_cremad(str(tmp_path / "crema"))
-    bad = tmp_path / "crema" / "AudioWAV" / "1002_DFA_SUR_XX.wav"
-    _wav(bad, 16000)
-    with pytest.raises(CorpusError, match="1002_DFA_SUR_XX.wav.*unknown label 'SUR'"):
-        cremad.prepare(str(tmp_path / "crema"))
-    os.rename(bad, tmp_path / "crema" / "AudioWAV" / "1002_XYZ_ANG_XX.wav")
-    with pytest.raises(CorpusError, match="1002_XYZ_ANG_XX.wav.*out of range"):
-        cremad.prepare(str(tmp_path / "crema"))
-    os.rename(tmp_path / "crema" / "AudioWAV" / "1002_XYZ_ANG_XX.wav", tmp_path / "crema" / "AudioWAV" / "1002-DFA.wav")
-    with pytest.raises(CorpusError, match="1002-DFA.wav: file name is not"):
-        cremad.prepare(str(tmp_path / "crema"))
+    assert_bad_names(cremad.prepare, tmp_path / "crema", tmp_path / "crema" / "AudioWAV", 16000, [
+        ("1002_DFA_SUR_XX.wav", "1002_DFA_SUR_XX.wav.*unknown label 'SUR'"),
+        ("1002_XYZ_ANG_XX.wav", "1002_XYZ_ANG_XX.wav.*out of range"),
+        ("1002-DFA.wav", "1002-DFA.wav: file name is not")])
     with pytest.raises(CorpusError, match="expected AudioWAV"):
         cremad.prepare(str(tmp_path / "empty"))
 
@@ -136,24 +122,17 @@ def build_tess(root):
 def test_tess(tmp_path):
     truth = build_tess(str(tmp_path / "tess"))
     utts = tess.prepare(str(tmp_path / "tess"))
-    check_utts(utts, truth, tess.CLASS_SETS["7class"])
+    assert_prepared(utts, truth, tess.CLASS_SETS["7class"])
     check_folds(tess.folds(utts), utts, {1: ["OAF"], 2: ["YAF"]})
 
 
 def test_tess_errors(tmp_path):
     build_tess(str(tmp_path / "tess"))
     top = tmp_path / "tess" / "TESS Toronto emotional speech set data"
-    bad = top / "YAF_sad" / "YAF_bar_bored.wav"
-    _wav(bad, 24414)
-    with pytest.raises(CorpusError, match="YAF_bar_bored.wav.*unknown label 'bored'"):
-        tess.prepare(str(tmp_path / "tess"))
-    os.rename(bad, top / "YAF_sad" / "XAF_bar_sad.wav")
-    with pytest.raises(CorpusError, match="XAF_bar_sad.wav: speaker 'XAF'"):
-        tess.prepare(str(tmp_path / "tess"))
-    os.rename(top / "YAF_sad" / "XAF_bar_sad.wav", top / "YAF_sad" / "YAF bar sad.wav")
-    with pytest.raises(CorpusError, match="YAF bar sad.wav: file name is not"):
-        tess.prepare(str(tmp_path / "tess"))
-    os.remove(top / "YAF_sad" / "YAF bar sad.wav")
+    assert_bad_names(tess.prepare, tmp_path / "tess", top / "YAF_sad", 24414, [
+        ("YAF_bar_bored.wav", "YAF_bar_bored.wav.*unknown label 'bored'"),
+        ("XAF_bar_sad.wav", "XAF_bar_sad.wav: speaker 'XAF'"),
+        ("YAF bar sad.wav", "YAF bar sad.wav: file name is not")])
     _wav(top / "nested" / "OAF_angry" / "OAF_back_angry.wav", 24414)  # a copy unpacked inside itself
     with pytest.raises(CorpusError, match="OAF-OAF_back_angry occurs twice"):
         tess.prepare(str(tmp_path / "tess"))
@@ -185,22 +164,16 @@ def test_emodb(tmp_path):
     truth = build_emodb(str(tmp_path / "emodb"))
     for corpus_dir in (tmp_path / "emodb", tmp_path / "emodb" / "wav"):
         utts = emodb.prepare(str(corpus_dir))
-        check_utts(utts, truth, emodb.CLASS_SETS["7class"])
+        assert_prepared(utts, truth, emodb.CLASS_SETS["7class"])
     check_folds(emodb.folds(utts), utts, {k: [spk] for k, spk in enumerate(sorted(EMODB_GENDERS), start=1)})
 
 
 def test_emodb_errors(tmp_path):
     build_emodb(str(tmp_path / "emodb"))
-    bad = tmp_path / "emodb" / "wav" / "03a01Xa.wav"
-    _wav(bad, 16000)
-    with pytest.raises(CorpusError, match="03a01Xa.wav.*unknown label 'X'"):
-        emodb.prepare(str(tmp_path / "emodb"))
-    os.rename(bad, tmp_path / "emodb" / "wav" / "04a01Fa.wav")
-    with pytest.raises(CorpusError, match="04a01Fa.wav: speaker 04"):
-        emodb.prepare(str(tmp_path / "emodb"))
-    os.rename(tmp_path / "emodb" / "wav" / "04a01Fa.wav", tmp_path / "emodb" / "wav" / "03a01F.wav")
-    with pytest.raises(CorpusError, match="03a01F.wav: file name is not"):
-        emodb.prepare(str(tmp_path / "emodb"))
+    assert_bad_names(emodb.prepare, tmp_path / "emodb", tmp_path / "emodb" / "wav", 16000, [
+        ("03a01Xa.wav", "03a01Xa.wav.*unknown label 'X'"),
+        ("04a01Fa.wav", "04a01Fa.wav: speaker 04"),
+        ("03a01F.wav", "03a01F.wav: file name is not")])
 
 
 # -------------------------------------------------------------------------------------------- EMOVO
@@ -222,7 +195,7 @@ def build_emovo(root):
 def test_emovo(tmp_path):
     truth = build_emovo(str(tmp_path / "emovo"))
     utts = emovo.prepare(str(tmp_path / "emovo"))
-    check_utts(utts, truth, emovo.CLASS_SETS["7class"])
+    assert_prepared(utts, truth, emovo.CLASS_SETS["7class"])
     check_folds(emovo.folds(utts), utts, {1: ["f1"], 2: ["f2"], 3: ["f3"], 4: ["m1"], 5: ["m2"], 6: ["m3"]})
     scheme = emovo.FOLD_SCHEMES["emobox"]
     assert scheme.unit == "speaker"
@@ -231,17 +204,10 @@ def test_emovo(tmp_path):
 
 def test_emovo_errors(tmp_path):
     build_emovo(str(tmp_path / "emovo"))
-    bad = tmp_path / "emovo" / "EMOVO" / "m2" / "ans-m2-b1.wav"
-    _wav(bad, 48000)
-    with pytest.raises(CorpusError, match="ans-m2-b1.wav.*unknown label 'ans'"):
-        emovo.prepare(str(tmp_path / "emovo"))
-    os.rename(bad, tmp_path / "emovo" / "EMOVO" / "m2" / "neu-m1-b1.wav")
-    with pytest.raises(CorpusError, match="neu-m1-b1.wav: actor field m1 differs from its folder m2"):
-        emovo.prepare(str(tmp_path / "emovo"))
-    m2 = tmp_path / "emovo" / "EMOVO" / "m2"
-    os.rename(m2 / "neu-m1-b1.wav", m2 / "neu_m2_b1.wav")
-    with pytest.raises(CorpusError, match="neu_m2_b1.wav: file name is not"):
-        emovo.prepare(str(tmp_path / "emovo"))
+    assert_bad_names(emovo.prepare, tmp_path / "emovo", tmp_path / "emovo" / "EMOVO" / "m2", 48000, [
+        ("ans-m2-b1.wav", "ans-m2-b1.wav.*unknown label 'ans'"),
+        ("neu-m1-b1.wav", "neu-m1-b1.wav: actor field m1 differs from its folder m2"),
+        ("neu_m2_b1.wav", "neu_m2_b1.wav: file name is not")])
 
 
 def test_emovo_stage0(tmp_path, monkeypatch):
@@ -296,7 +262,7 @@ def test_cafe(tmp_path):
     truth = build_cafe(str(tmp_path / "cafe"))
     for corpus_dir in (tmp_path / "cafe", tmp_path / "cafe" / "CaFE_48k"):
         utts = cafe.prepare(str(corpus_dir))
-        check_utts(utts, truth, cafe.CLASS_SETS["7class"])
+        assert_prepared(utts, truth, cafe.CLASS_SETS["7class"])
     expected = {1: ["01", "07", "08", "10"], 2: ["02", "04", "09", "12"], 3: ["03", "05", "06", "11"]}
     check_folds(cafe.folds(utts), utts, expected)
     check_folds(cafe.FOLD_SCHEMES["emobox"].assign(utts), utts, expected)
@@ -305,17 +271,10 @@ def test_cafe(tmp_path):
 def test_cafe_errors(tmp_path):
     build_cafe(str(tmp_path / "cafe"))
     top = tmp_path / "cafe" / "CaFE_48k"
-    bad = top / "Peur" / "Fort" / "05-X-2-1.wav"
-    _wav(bad, 48000)
-    with pytest.raises(CorpusError, match="05-X-2-1.wav.*unknown label 'X'"):
-        cafe.prepare(str(tmp_path / "cafe"))
-    os.rename(bad, top / "Peur" / "Fort" / "05-P-1-1.wav")
-    with pytest.raises(CorpusError, match="05-P-1-1.wav: intensity 1 differs from its folder Fort"):
-        cafe.prepare(str(tmp_path / "cafe"))
-    os.rename(top / "Peur" / "Fort" / "05-P-1-1.wav", top / "Peur" / "Fort" / "13-P-2-1.wav")
-    with pytest.raises(CorpusError, match="13-P-2-1.wav: a field is out of range"):
-        cafe.prepare(str(tmp_path / "cafe"))
-    os.remove(top / "Peur" / "Fort" / "13-P-2-1.wav")
+    assert_bad_names(cafe.prepare, tmp_path / "cafe", top / "Peur" / "Fort", 48000, [
+        ("05-X-2-1.wav", "05-X-2-1.wav.*unknown label 'X'"),
+        ("05-P-1-1.wav", "05-P-1-1.wav: intensity 1 differs from its folder Fort"),
+        ("13-P-2-1.wav", "13-P-2-1.wav: a field is out of range")])
     _wav(tmp_path / "cafe" / "CaFE_192k" / "Neutre" / "01-N-1-1.wav", 192000)  # both releases under one dir
     with pytest.raises(CorpusError, match="01-N-1-1.wav occurs twice.*one release"):
         cafe.prepare(str(tmp_path / "cafe"))

@@ -15,7 +15,7 @@ from ser.corpora.common import CorpusError, leave_one_speaker_out
 from ser.datadir import read_table
 
 import support
-from support import FakeUtt
+from support import FakeUtt, assert_prepared, assert_speakers_apart
 
 SECONDS = 0.05
 
@@ -24,18 +24,9 @@ def _wav(path, rate, seed=0):
     return support.write_wav(str(path), rate, seconds=SECONDS, seed=seed)
 
 
-def _check(utts, truth, class_map):
-    """Utterance ids, speakers, labels, genders and paths are exactly the builder's."""
-    got = {u.utt_id: (u.spk_id, u.emotion, u.gender, u.wav) for u in utts}
-    want = {utt: (t.spk, class_map[t.raw_label], t.gender, os.path.abspath(t.wav))
-            for utt, t in truth.items() if t.raw_label in class_map}
-    assert got == want
-
-
 def _check_folds_apart(module, utts):
     folds = module.folds(utts)
-    tested = [spk for speakers in folds.values() for spk in speakers]
-    assert sorted(tested) == sorted({u.spk_id for u in utts})  # every speaker tested once: speakers kept apart
+    assert_speakers_apart(folds, utts)
     for speakers in folds.values():
         test = {u.utt_id for u in utts if u.spk_id in speakers}
         train = {u.utt_id for u in utts if u.spk_id not in speakers}
@@ -76,7 +67,7 @@ def build_subesco(root):
 def test_subesco_layout_and_stage0(tmp_path, monkeypatch):
     truth = build_subesco(tmp_path / "subesco")
     utts = subesco.prepare(str(tmp_path / "subesco"))
-    _check(utts, truth, subesco.CLASS_SETS["7class"])
+    assert_prepared(utts, truth, subesco.CLASS_SETS["7class"])
     folds = _check_folds_apart(subesco, utts)
     assert folds == {1: ["F03"], 2: ["F01"], 3: ["F06"], 4: ["M04"], 5: ["F02", "M10"]}
     assert subesco.FOLD_SCHEMES["emobox"].assign(utts) == folds
@@ -138,12 +129,12 @@ def build_shemo(root):
 def test_shemo_layout(tmp_path):
     truth = build_shemo(tmp_path / "shemo")
     utts = shemo.prepare(str(tmp_path / "shemo"))
-    _check(utts, truth, shemo.CLASS_SETS["6class"])
+    assert_prepared(utts, truth, shemo.CLASS_SETS["6class"])
     folds = _check_folds_apart(shemo, utts)
     assert len(folds) == 5 and all(len(v) == 1 for v in folds.values())
     assert shemo.folds(utts) == folds  # deterministic
     no_fear = shemo.prepare(str(tmp_path / "shemo"), "5class_no_fear")
-    _check(no_fear, truth, shemo.CLASS_SETS["5class_no_fear"])
+    assert_prepared(no_fear, truth, shemo.CLASS_SETS["5class_no_fear"])
     assert sum(shemo.EXPECTED_COUNTS["6class"].values()) == 3000 and shemo.NUM_SPEAKERS == 87
     # unpacked one folder further down
     shutil.move(str(tmp_path / "shemo"), str(tmp_path / "top"))
@@ -188,7 +179,7 @@ def build_aesdd(root):
 def test_aesdd_layout(tmp_path):
     truth = build_aesdd(tmp_path / "aesdd")
     utts = aesdd.prepare(str(tmp_path / "aesdd"))
-    _check(utts, truth, aesdd.CLASS_SETS["5class"])
+    assert_prepared(utts, truth, aesdd.CLASS_SETS["5class"])
     assert _check_folds_apart(aesdd, utts) == {1: ["spk1"], 2: ["spk2"], 3: ["spk5"]}
     assert sum(aesdd.EXPECTED_COUNTS["5class"].values()) == 604
 
@@ -230,7 +221,7 @@ def build_mesd(root):
 def test_mesd_layout(tmp_path):
     truth = build_mesd(tmp_path / "mesd")
     utts = mesd.prepare(str(tmp_path / "mesd"))
-    _check(utts, truth, mesd.CLASS_SETS["6class"])
+    assert_prepared(utts, truth, mesd.CLASS_SETS["6class"])
     assert _check_folds_apart(mesd, utts) == {1: ["female"], 2: ["male"], 3: ["child"]}
     # pointed at the release folder itself
     inner = tmp_path / "mesd" / "Mexican Emotional Speech Database (MESD)"

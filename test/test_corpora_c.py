@@ -17,7 +17,7 @@ from ser.corpora import CORPORA, ased, emovdb, jlcorpus, oreau, polish
 from ser.corpora.common import CorpusError, FoldScheme
 from ser.datadir import read_table
 
-from support import FakeUtt, write_wav
+from support import FakeUtt, assert_bad_names, assert_prepared, assert_speakers_apart, write_wav
 
 SECONDS = 0.05
 
@@ -26,17 +26,9 @@ def _write(truth, utt_id, spk, raw, gender, path, rate):
     truth[utt_id] = FakeUtt(spk, raw, gender, path, write_wav(path, rate, seconds=SECONDS, seed=len(truth)))
 
 
-def _check(utts, truth, class_map):
-    """The prepared utterances are exactly the truth's (those of the class set), with their labels and genders."""
-    kept = {u: t for u, t in truth.items() if t.raw_label in class_map}
-    assert {u.utt_id: (u.spk_id, u.emotion, u.gender, u.wav) for u in utts} == \
-        {u: (t.spk, class_map[t.raw_label], t.gender, os.path.abspath(t.wav)) for u, t in kept.items()}
-
-
 def _check_folds(fold_map, utts, num_folds):
     assert sorted(fold_map) == list(range(1, num_folds + 1))
-    tested = [spk for speakers in fold_map.values() for spk in speakers]
-    assert sorted(tested) == sorted({u.spk_id for u in utts})  # every speaker tested once: folds keep speakers apart
+    assert_speakers_apart(fold_map, utts)
 
 
 def test_registry_lists_the_group_c_corpora():
@@ -73,18 +65,14 @@ def build_jlcorpus(root):
 def test_jlcorpus_layout_class_sets_folds_and_errors(tmp_path):
     truth, wav_dir = build_jlcorpus(str(tmp_path / "jl"))
     utts = jlcorpus.prepare(str(tmp_path / "jl"))
-    _check(utts, truth, jlcorpus.CLASS_SETS["10class"])
-    _check(jlcorpus.prepare(wav_dir, "5class_primary"), truth, jlcorpus.CLASS_SETS["5class_primary"])
+    assert_prepared(utts, truth, jlcorpus.CLASS_SETS["10class"])
+    assert_prepared(jlcorpus.prepare(wav_dir, "5class_primary"), truth, jlcorpus.CLASS_SETS["5class_primary"])
     assert jlcorpus.folds(utts) == {1: ["male2"], 2: ["female1"], 3: ["male1"], 4: ["female2"]}
     assert jlcorpus.FOLD_SCHEMES["emobox"].assign(utts) == jlcorpus.folds(utts)
 
-    bad = os.path.join(wav_dir, "male1_bored_1a_1.wav")
-    write_wav(bad, 44100, seconds=SECONDS)
-    with pytest.raises(CorpusError, match="male1_bored_1a_1.wav.*unknown label 'bored'"):
-        jlcorpus.prepare(str(tmp_path / "jl"))
-    os.rename(bad, os.path.join(wav_dir, "male1_angry_1a.wav"))
-    with pytest.raises(CorpusError, match="male1_angry_1a.wav: file name is not"):
-        jlcorpus.prepare(str(tmp_path / "jl"))
+    assert_bad_names(jlcorpus.prepare, tmp_path / "jl", wav_dir, 44100, [
+        ("male1_bored_1a_1.wav", "male1_bored_1a_1.wav.*unknown label 'bored'"),
+        ("male1_angry_1a.wav", "male1_angry_1a.wav: file name is not")])
     with pytest.raises(CorpusError, match="expected Raw JL corpus"):
         jlcorpus.prepare(str(tmp_path))
 
@@ -151,7 +139,7 @@ def build_emovdb(root):
 def test_emovdb_layouts_folds_and_errors(tmp_path):
     truth = build_emovdb(str(tmp_path / "emov"))
     utts = emovdb.prepare(str(tmp_path / "emov"))
-    _check(utts, truth, emovdb.CLASS_SETS["5class"])
+    assert_prepared(utts, truth, emovdb.CLASS_SETS["5class"])
     assert emovdb.folds(utts) == {1: ["bea"], 2: ["jenie"], 3: ["josh"], 4: ["sam"]}
 
     sorted_copy = tmp_path / "sorted" / "josh" / "amused" / "amused_1-28_0001.wav"  # the MEGA layout
@@ -159,16 +147,10 @@ def test_emovdb_layouts_folds_and_errors(tmp_path):
     assert [(u.utt_id, u.spk_id, u.emotion, u.gender) for u in emovdb.prepare(str(tmp_path / "sorted"))] == \
         [("josh-amused_1-28_0001", "josh", "amused", "m")]
 
-    misplaced = tmp_path / "emov" / "sam_Angry" / "amused_1-28_0009.wav"
-    write_wav(str(misplaced), 16000, seconds=SECONDS)
-    with pytest.raises(CorpusError, match="amused_1-28_0009.wav: style 'amused' differs from its folder"):
-        emovdb.prepare(str(tmp_path / "emov"))
-    os.rename(misplaced, tmp_path / "emov" / "sam_Angry" / "happy_1-28_0009.wav")
-    with pytest.raises(CorpusError, match="happy_1-28_0009.wav: unknown label 'happy'"):
-        emovdb.prepare(str(tmp_path / "emov"))
-    os.rename(tmp_path / "emov" / "sam_Angry" / "happy_1-28_0009.wav", tmp_path / "emov" / "sam_Angry" / "anger_9.wav")
-    with pytest.raises(CorpusError, match="anger_9.wav: file name is not"):
-        emovdb.prepare(str(tmp_path / "emov"))
+    assert_bad_names(emovdb.prepare, tmp_path / "emov", tmp_path / "emov" / "sam_Angry", 16000, [
+        ("amused_1-28_0009.wav", "amused_1-28_0009.wav: style 'amused' differs from its folder"),
+        ("happy_1-28_0009.wav", "happy_1-28_0009.wav: unknown label 'happy'"),
+        ("anger_9.wav", "anger_9.wav: file name is not")])
 
 
 def test_emovdb_emobox_scheme_is_a_stratified_quarter_of_each_class(tmp_path):
@@ -207,19 +189,13 @@ def build_polish(root):
 def test_polish_layout_folds_and_errors(tmp_path):
     truth = build_polish(str(tmp_path / "pl"))
     utts = polish.prepare(str(tmp_path / "pl"))
-    _check(utts, truth, polish.CLASS_SETS["3class"])
+    assert_prepared(utts, truth, polish.CLASS_SETS["3class"])
     assert polish.folds(utts) == {1: ["m3"], 2: ["m2"], 3: ["m4"], 4: ["m5"], 5: ["m1"]}
 
-    bad = tmp_path / "pl" / "polish" / "m1.x_nie_1.wav"
-    write_wav(str(bad), 44100, seconds=SECONDS)
-    with pytest.raises(CorpusError, match="m1.x_nie_1.wav: unknown label 'x'"):
-        polish.prepare(str(tmp_path / "pl"))
-    os.rename(bad, tmp_path / "pl" / "polish" / "m1_a_nie_1.wav")
-    with pytest.raises(CorpusError, match="m1_a_nie_1.wav: file name is not"):
-        polish.prepare(str(tmp_path / "pl"))
-    os.rename(tmp_path / "pl" / "polish" / "m1_a_nie_1.wav", tmp_path / "pl" / "polish" / "m6.a_nie_1.wav")
-    with pytest.raises(CorpusError, match="m6.a_nie_1.wav: speaker m6"):
-        polish.prepare(str(tmp_path / "pl"))
+    assert_bad_names(polish.prepare, tmp_path / "pl", tmp_path / "pl" / "polish", 44100, [
+        ("m1.x_nie_1.wav", "m1.x_nie_1.wav: unknown label 'x'"),
+        ("m1_a_nie_1.wav", "m1_a_nie_1.wav: file name is not"),
+        ("m6.a_nie_1.wav", "m6.a_nie_1.wav: speaker m6")])
 
 
 # ------------------------------------------------------------------------------------------ ASED
@@ -253,22 +229,15 @@ def build_ased(root):
 def test_ased_layout_genders_folds_and_errors(tmp_path):
     truth = build_ased(str(tmp_path / "ased"))
     utts = ased.prepare(str(tmp_path / "ased"))
-    _check(utts, truth, ased.CLASS_SETS["5class"])
+    assert_prepared(utts, truth, ased.CLASS_SETS["5class"])
     _check_folds(ased.folds(utts), utts, 5)
     tested = ased.FOLD_SCHEMES["emobox"].assign(utts)
     assert ased.FOLD_SCHEMES["emobox"].unit == "utterance" and len(tested[1]) == 5  # int(0.25 * 5 or 6) per class
 
-    bad = tmp_path / "ased" / "05Angry" / "h3-01-01-02-04.wav"
-    write_wav(str(bad), 16000, seconds=SECONDS)
-    with pytest.raises(CorpusError, match="h3-01-01-02-04.wav: emotion h3 differs from its folder 05Angry"):
-        ased.prepare(str(tmp_path / "ased"))
-    os.rename(bad, tmp_path / "ased" / "05Angry" / "x5-01-01-02-04.wav")
-    with pytest.raises(CorpusError, match="x5-01-01-02-04.wav: unknown label 'x'"):
-        ased.prepare(str(tmp_path / "ased"))
-    angry = tmp_path / "ased" / "05Angry"
-    os.rename(angry / "x5-01-01-02-04.wav", angry / "a5-01-01-03-04.wav")
-    with pytest.raises(CorpusError, match="a5-01-01-03-04.wav: a field is out of range"):
-        ased.prepare(str(tmp_path / "ased"))
+    assert_bad_names(ased.prepare, tmp_path / "ased", tmp_path / "ased" / "05Angry", 16000, [
+        ("h3-01-01-02-04.wav", "h3-01-01-02-04.wav: emotion h3 differs from its folder 05Angry"),
+        ("x5-01-01-02-04.wav", "x5-01-01-02-04.wav: unknown label 'x'"),
+        ("a5-01-01-03-04.wav", "a5-01-01-03-04.wav: a field is out of range")])
     with pytest.raises(CorpusError, match="none of the folders"):
         ased.prepare(str(tmp_path))
 
@@ -299,20 +268,14 @@ def build_oreau(root):
 def test_oreau_layout_folds_and_errors(tmp_path):
     truth, top = build_oreau(str(tmp_path / "oreau"))
     utts = oreau.prepare(str(tmp_path / "oreau"))
-    _check(utts, truth, oreau.CLASS_SETS["7class"])
+    assert_prepared(utts, truth, oreau.CLASS_SETS["7class"])
     assert [u.utt_id for u in oreau.prepare(top)] == [u.utt_id for u in utts]
     _check_folds(oreau.folds(utts), utts, 5)
     assert oreau.FOLD_SCHEMES["emobox"].unit == "utterance"
 
-    bad = os.path.join(top, "f", "sessj", "10a02Ta.wav")
-    write_wav(bad, 44100, seconds=SECONDS)
-    with pytest.raises(CorpusError, match="10a02Ta.wav: emotion T differs from its session folder sessj"):
-        oreau.prepare(top)
-    os.rename(bad, os.path.join(top, "f", "sessj", "10a02Xa.wav"))
-    with pytest.raises(CorpusError, match="10a02Xa.wav: unknown label 'X'"):
-        oreau.prepare(top)
-    os.rename(os.path.join(top, "f", "sessj", "10a02Xa.wav"), os.path.join(top, "f", "sessj", "10-a02Ja.wav"))
-    with pytest.raises(CorpusError, match="10-a02Ja.wav: file name is not"):
-        oreau.prepare(top)
+    assert_bad_names(oreau.prepare, top, os.path.join(top, "f", "sessj"), 44100, [
+        ("10a02Ta.wav", "10a02Ta.wav: emotion T differs from its session folder sessj"),
+        ("10a02Xa.wav", "10a02Xa.wav: unknown label 'X'"),
+        ("10-a02Ja.wav", "10-a02Ja.wav: file name is not")])
     with pytest.raises(CorpusError, match="expected OréauFR_02"):
         oreau.prepare(str(tmp_path))
