@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from ser.atomic import write_json, write_text
+from ser.card import write_card
 from ser.datadir import label_error, read_table, read_utt2emo
 from ser.metrics import classification_scores, mean_std, scores_from_confusion
 
@@ -245,6 +246,9 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
                     f"({int(pooled.sum())} decisions)")
     write_json(os.path.join(exp_dir, "results.json"), results, indent=1)
     write_text(os.path.join(exp_dir, "RESULTS.md"), results_markdown(results))
+    if config.get("system") != "classic":  # model cards of the classifiers of audio, now with their test metrics
+        for run_dir in [exp_dir, *run_dirs]:
+            write_card(run_dir)
     return results
 
 

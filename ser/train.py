@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ser.atomic import atomic_path, write_json
 from ser.augment import build_augment, mixup_record
+from ser.card import write_card
 from ser.config import config_hash, write_config
 from ser.dataset import LabelledSet, TrainBatches, batch_loader
 from ser.distributed import Distributed
@@ -134,7 +135,10 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             write_utterance_norm(outdir, run.train_set)
         dist.barrier()
         try:
-            return _train(run)
+            selection = _train(run)
+            if dist.is_main:
+                write_card(outdir)  # rewritten with test metrics when stage 4 scores the experiment
+            return selection
         finally:
             if file_log:
                 log.removeHandler(file_log)
