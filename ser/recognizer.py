@@ -38,7 +38,7 @@ MIN_SECONDS = 0.1
 # windows of this length: memory stays bounded whatever the length (attention never spans more than a window).
 WHOLE_FILE_MAX_SECONDS = 30.0
 BATCH_SIZE = 16  # windows (utterances) per forward pass
-BATCH_SECONDS = 120.0  # and at most this much audio in one pass
+BATCH_SECONDS = 60.0  # and at most this much audio in one pass (two windows of WHOLE_FILE_MAX_SECONDS)
 
 
 @dataclass
