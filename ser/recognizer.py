@@ -108,6 +108,7 @@ class EmotionRecognizer:
     source: str
     classes: list[str] = field(init=False)
     batch_size: int = BATCH_SIZE
+    card: dict = field(default_factory=dict)  # the model card (ser.card), read by from_dir
 
     def __post_init__(self):
         if not self.members:

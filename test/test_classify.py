@@ -145,6 +145,53 @@ def test_batched_inference_equals_each_utterance_alone(recognizer, tmp_path):
         np.testing.assert_allclose([got.posteriors[c] for c in CLASSES], expected, atol=2e-5)
 
 
+@pytest.fixture(scope="module")
+def fused_model(feature_dirs, tmp_path_factory):
+    """A trained run fusing eGeMAPSv02 functionals (its training functionals: random rows of the right width)."""
+    import kaldiio
+
+    pytest.importorskip("opensmile")
+    root = tmp_path_factory.mktemp("fused")
+    rng = np.random.default_rng(0)
+    keys = sorted({line.split()[0] for part in ("train", "valid") for line in open(feature_dirs / part / "utt2emo")})
+    with kaldiio.WriteHelper(f"ark,scp:{root}/f.ark,{root}/f.scp") as w:
+        for key in keys:
+            w(key, rng.normal(size=(1, 88)).astype(np.float32))
+    run = root / "run"
+    train_tiny_run(feature_dirs / "train", feature_dirs / "valid", run, CLASSES, tiny_fbank_conf(root / "fb.conf"),
+                   functionals_scp=str(root / "f.scp"), functionals="eGeMAPSv02")
+    return run
+
+
+def test_a_fused_model_classifies_batches_and_windows_as_each_alone(fused_model, tmp_path):
+    """Each utterance (and window) gets its own openSMILE functionals within a batch."""
+    from ser import EmotionRecognizer
+    from ser.functionals import compute_functionals, make_extractor
+    from ser.inputs import standardise_utterance
+
+    recognizer = EmotionRecognizer.from_dir(str(fused_model))
+    m = recognizer.members[0]
+    extractor = make_extractor("eGeMAPSv02")
+
+    def alone(samples):
+        samples = samples.astype(np.float32) * 32768.0
+        feats = m.frontend.inputs_of_samples(samples, m.model_dir, m.normaliser)
+        utterance = standardise_utterance(m.model_dir, compute_functionals(extractor, samples))
+        with torch.no_grad():
+            logits = m.model(torch.from_numpy(feats)[None], torch.tensor([feats.shape[0]]),
+                             torch.from_numpy(utterance)).logits
+        return torch.softmax(logits, -1)[0].numpy()
+
+    paths = [write_audio(tmp_path / f"{i}.wav", 0.6 + 0.5 * i, seed=i) for i in range(3)]
+    for path, got in zip(paths, recognizer.classify_files(paths)):
+        np.testing.assert_allclose([got.posteriors[c] for c in CLASSES],
+                                   alone(soundfile.read(path, dtype="float32")[0]), atol=2e-5)
+    samples = soundfile.read(paths[2], dtype="float32")[0]
+    for w in recognizer.timeline(paths[2], 1.0, 0.5).windows:
+        np.testing.assert_allclose([w.posteriors[c] for c in CLASSES],
+                                   alone(samples[round(w.start * RATE):round(w.end * RATE)]), atol=2e-5)
+
+
 def test_a_timeline_classifies_each_window_on_its_own(recognizer, tiny_model, tmp_path):
     path = write_audio(tmp_path / "long.wav", 7.3)
     samples = soundfile.read(path, dtype="float32")[0]
