@@ -273,6 +273,8 @@ def open_recording(path: str) -> Recording:
                 samples = f.read(last - first, dtype="float32", always_2d=True)
         except (soundfile.SoundFileError, RuntimeError, OSError) as err:
             raise AudioProblem("unreadable", f"{path}: unreadable ({str(err).splitlines()[0]})") from None
+        if samples.shape[0] == 0:  # a header promising more than the decoder finds
+            raise AudioProblem("no samples", f"{path}: no samples from {first / info.samplerate:.3f} s on")
         if not np.all(np.isfinite(samples)):
             raise AudioProblem("not finite", f"{path}: NaN or infinite samples")
         return to_mono(samples * np.float32(INT16_SCALE), None)
