@@ -3,7 +3,9 @@
     from ser import EmotionRecognizer
     recognizer = EmotionRecognizer.from_dir("egs/ravdess/exp/train_fusion")   # every fold and seed: an ensemble
     recognizer.classify_file("some.wav")          # Prediction(label='hap', posteriors={'ang': 0.01, ...}, ...)
-    recognizer.classify_batch([wave1, wave2], sample_rate=16000)
+    recognizer.classify_batch([wave1, wave2], sample_rate=16000)   # a Prediction or a Failure per item
+    recognizer.classify_files(paths)              # the same per file: a bad file does not stop the others
+    recognizer.timeline("long.wav", 4.0, 2.0)     # Timeline: windows of 4 s every 2 s, each classified alone
 
 ``from_dir`` takes one training run (``exp/<tag>/seed<s>/fold<k>``, or a model dir packed by ``ser.bin.pack_model``)
 or a whole experiment (``exp/<tag>``): then every fold and seed is a member and their posteriors are averaged.
@@ -12,7 +14,8 @@ the recipe's best use of what it trained (the folds differ only in which speaker
 
 Audio is read as stage 1 reads it: any sample rate and channel count (resampled, channels averaged). In-memory
 waveforms are float arrays in [-1, 1] (as soundfile and torchaudio give them) or int16 arrays, mono (N,) or
-(N, C).
+(N, C). Audio is read a window at a time (see WHOLE_FILE_MAX_SECONDS) and classified in batches, so memory does
+not grow with a recording's length.
 """
 
 from __future__ import annotations

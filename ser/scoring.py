@@ -246,9 +246,9 @@ def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed
                     f"({int(pooled.sum())} decisions)")
     write_json(os.path.join(exp_dir, "results.json"), results, indent=1)
     write_text(os.path.join(exp_dir, "RESULTS.md"), results_markdown(results))
-    if config.get("system") != "classic":  # model cards of the classifiers of audio, now with their test metrics
-        for run_dir in [exp_dir, *run_dirs]:
-            write_card(run_dir)
+    trained = [d for d in run_dirs if os.path.isfile(os.path.join(d, "model.pth"))]  # classifiers of audio
+    for model_dir in [exp_dir, *trained] if trained else []:  # their model cards, now with test metrics
+        write_card(model_dir)
     return results
 
 
