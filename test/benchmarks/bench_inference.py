@@ -3,11 +3,12 @@
 length of a recording.
 
 throughput: the same utterances (RAVDESS files, or the synth generator's where RAVDESS is absent) classified by
-  ser-classify with the fbank model (egs/TEMPLATE/conf/train.yaml) and the fused model (train_fusion.yaml: fbank +
-  ComParE_2016 functionals), and processed by openSMILE alone (opensmile.Smile(...).process_file, ComParE_2016 and
-  eGeMAPSv02 functionals), in this run. Reported: utterances/s, real-time factor (processing seconds per second of
-  audio) and each ser time / openSMILE ComParE time. ser-classify runs in process (ser.bin.classify.main) after a
-  warm-up, so the figures leave out Python's and torch's start-up; its model load is timed apart.
+  ser-classify with the fbank model (egs/TEMPLATE/conf/train.yaml; also one utterance per forward pass) and the fused
+  model (train_fusion.yaml: fbank + ComParE_2016 functionals), and processed by openSMILE alone
+  (opensmile.Smile(...).process_file, ComParE_2016 and eGeMAPSv02 functionals), in this run. Reported: utterances/s,
+  real-time factor (processing seconds per second of audio) and each time / openSMILE ComParE's time. ser-classify
+  runs in process (ser.bin.classify.main) after a warm-up, so the figures leave out Python's and torch's start-up;
+  its model load is timed apart.
 long: a 60-minute and a 1-minute recording (RAVDESS files or synth audio, end to end) classified by the fbank model
   as a whole-file decision and as a timeline (--segment 4), each in a fresh process: peak RSS (ru_maxrss) and wall
   time. Reported: the 60-minute / 1-minute ratio of each.
@@ -94,7 +95,7 @@ def model_dir(out: str, config_file: str, files: list[str]) -> str:
     return out
 
 
-def classify_in_process(model: str, files: list[str], out: str) -> tuple[float, float]:
+def classify_in_process(model: str, files: list[str], out: str, *extra: str) -> tuple[float, float]:
     """(model load seconds, classification seconds) of ser-classify over ``files``."""
     from ser.bin.classify import main
     from ser.recognizer import EmotionRecognizer
@@ -103,7 +104,7 @@ def classify_in_process(model: str, files: list[str], out: str) -> tuple[float, 
     EmotionRecognizer.from_dir(model)
     load = time.time() - start
     start = time.time()
-    main(["--model", model, "--format", "csv", "--output", out, *files])
+    main(["--model", model, "--format", "csv", "--output", out, *extra, *files])
     return load, time.time() - start - load  # main loads the model once more: its load time taken off
 
 
@@ -168,12 +169,14 @@ def main() -> None:
             egemaps = opensmile_seconds("eGeMAPSv02", files)
             rows = [("openSMILE ComParE_2016 functionals", 0.0, reference),
                     ("openSMILE eGeMAPSv02 functionals", 0.0, egemaps)]
-            for name, model in (("ser-classify, fbank model", fbank), ("ser-classify, fused model", fused)):
-                load, took = classify_in_process(model, files, os.path.join(tmp, "out.csv"))
+            for name, model, extra in (("ser-classify, fbank model", fbank, ()),
+                                       ("ser-classify, fbank model, --batch-size 1", fbank, ("--batch-size", "1")),
+                                       ("ser-classify, fused model", fused, ())):
+                load, took = classify_in_process(model, files, os.path.join(tmp, "out.csv"), *extra)
                 rows.append((name, load, took))
-            print(f"{'':38} {'utt/s':>7} {'RTF':>7} {'/ ComParE':>9} {'model load s':>12}")
+            print(f"{'':42} {'utt/s':>7} {'RTF':>7} {'/ ComParE':>9} {'model load s':>12}")
             for name, load, took in rows:
-                print(f"{name:38} {len(files) / took:7.2f} {took / seconds:7.4f} {took / reference:9.2f} "
+                print(f"{name:42} {len(files) / took:7.2f} {took / seconds:7.4f} {took / reference:9.2f} "
                       f"{load:12.2f}")
         if not args.skip_long:
             short, long = os.path.join(tmp, "short.wav"), os.path.join(tmp, "long.wav")
