@@ -86,7 +86,10 @@ def build_card(model_path: str) -> dict:
         config = yaml.safe_load(f)
     run = _json(os.path.join(runs[0], "run.json")) or {}
     identity = run.get("identity", {})
-    protocol = _protocol_of(run.get("train_dir")) or {}
+    train_dir = run.get("train_dir")
+    if train_dir and run.get("paths_relative_to") == "run dir":
+        train_dir = os.path.join(runs[0], train_dir)
+    protocol = _protocol_of(train_dir) or {}
     exp, seed, fold = _experiment_of(model_path)
     results = _json(os.path.join(exp, "results.json")) if exp else None
     if not protocol and results:

@@ -279,6 +279,8 @@ def test_a_model_carries_its_card(tiny_model, tmp_path, caplog):
         return [x] if isinstance(x, str) else [s for v in (x.values() if isinstance(x, dict) else x
                                                            if isinstance(x, list) else []) for s in strings(v)]
     assert not [s for s in strings(card) if s.startswith("/")]  # a model dir's card names no absolute path
+    assert not [s for s in strings(run) if s.startswith("/")]  # nor its run.json: relative to the run dir
+    assert os.path.samefile(tiny_model / run["train_dir"], tiny_model.parents[3] / "data" / "fold1" / "train")
 
     info = classify("--info", tiny_model, check_rc=0).stdout
     assert "corpus: synth" in info and "valid_mode utt" in info and card["config_hash"] in info
