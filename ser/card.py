@@ -121,7 +121,7 @@ def build_card(model_path: str) -> dict:
 def card_summary(card: dict) -> str:
     metrics = (card.get("test_metrics") or {}).get("experiment", {})
     ua = metrics.get("ua")
-    scored = f"test UA {ua['mean']:.1f} +- {_number(ua['std_over_folds'])}" if ua and ua["mean"] is not None \
+    scored = f"test UA {_number(ua['mean'])} +- {_number(ua['std_over_folds'])}" if ua and ua["mean"] is not None \
         else "not scored"
     synthetic = " [SYNTHETIC training audio]" if card.get("synthetic_training_audio") else ""
     return f"{card.get('corpus')}{synthetic}, {len(card.get('classes') or [])} classes, {scored}"
