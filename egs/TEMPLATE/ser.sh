@@ -44,7 +44,7 @@
 #   --num-folds 5                 folds of --fold-scheme kfold (and of a manifest without a fold column)
 #   --download-dir DIR            stage 0 first fetches the corpus into DIR (checksum, resumed when cut off) where its
 #                                 licence allows (ser.bin.download); other corpora say where they are obtained
-#   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
+#   --valid-fraction 0.1 --valid-mode auto|spk|utt --data-seed 0  (validation from each fold's training part)
 #   --print-config true           print the resolved training config (every default, --train-args applied); exit
 set -euo pipefail
 
@@ -71,7 +71,7 @@ classic_configs="conf/classic/egemaps.yaml conf/classic/compare.yaml"
 speaker_norm=none
 truncated_audio=error
 valid_fraction=0.1
-valid_mode=utt
+valid_mode=auto
 fold_scheme=default
 num_folds=5
 corpus_manifest=""
