@@ -1,0 +1,61 @@
+"""Model archives (ser.packing): an archive is exactly its manifest; what the ensemble loads is what it names."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tarfile
+
+import pytest
+
+from support import CLASSES, FAST_CONFIG, PYTHON, python_env, write_wav
+
+
+@pytest.fixture(scope="module")
+def experiment(feature_dirs, tmp_path_factory):
+    """An experiment of two trained runs (seed0/fold1 and seed0/fold2, one epoch each)."""
+    from ser.config import resolve_config
+    from ser.train import train
+
+    exp = tmp_path_factory.mktemp("packing") / "exp"
+    run = exp / "seed0" / "fold1"
+    train(resolve_config({**FAST_CONFIG, "max_epoch": 1}), CLASSES, str(feature_dirs / "train"),
+          str(feature_dirs / "valid"), str(feature_dirs / "train" / "cmvn.ark"), str(run))
+    shutil.copytree(run, exp / "seed0" / "fold2")
+    return exp
+
+
+def with_extra_member(archive, out, name, data: bytes):
+    with tarfile.open(archive) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        dst.addfile(info, io.BytesIO(data))
+    return out
+
+
+def test_an_unlisted_file_is_refused_by_name_and_the_loaded_runs_are_the_manifests(experiment, tmp_path):
+    from ser import EmotionRecognizer
+    from ser.packing import pack, unpack
+
+    archive = tmp_path / "exp.tar.gz"
+    pack(str(experiment), str(archive))
+    runs = unpack(str(archive), str(tmp_path / "out"))
+    assert [os.path.relpath(r, tmp_path / "out") for r in runs] == ["model/seed0/fold1", "model/seed0/fold2"]
+    # A third run that the packer did not write would have joined the ensemble.
+    model = (experiment / "seed0" / "fold1" / "model.pth").read_bytes()
+    extra = with_extra_member(archive, tmp_path / "extra.tar.gz", "model/seed0/fold3/model.pth", model)
+    with pytest.raises(ValueError, match="extra.tar.gz: refusing 'model/seed0/fold3/model.pth': the manifest does "
+                                         "not list it"):
+        unpack(str(extra), str(tmp_path / "out2"))
+    assert not (tmp_path / "out2" / "model").exists()  # refused before anything is written
+    write_wav(str(tmp_path / "a.wav"), 16000, seconds=1.0)
+    proc = subprocess.run([PYTHON, "-m", "ser.bin.classify", "--model", str(extra), str(tmp_path / "a.wav")],
+                          capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {extra}: refusing 'model/seed0/fold3")
+    recognizer = EmotionRecognizer.from_dir(str(archive))
+    assert len(recognizer.members) == 2 and recognizer.description.startswith("an ensemble of 2 models")
