@@ -282,10 +282,18 @@ def _read_yaml(path: str) -> dict:
         try:
             given = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error_line(e)}") from None
     if not isinstance(given, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return given
+
+
+def yaml_error_line(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: where and what (a tag such as ``!!python/object`` is refused: configs are data)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 def _canonical(value):

@@ -59,3 +59,22 @@ def test_an_unlisted_file_is_refused_by_name_and_the_loaded_runs_are_the_manifes
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {extra}: refusing 'model/seed0/fold3")
     recognizer = EmotionRecognizer.from_dir(str(archive))
     assert len(recognizer.members) == 2 and recognizer.description.startswith("an ensemble of 2 models")
+
+
+def test_a_python_tag_in_an_archived_config_is_one_line_naming_it(experiment, tmp_path):
+    from ser.packing import pack
+
+    run = tmp_path / "run"
+    shutil.copytree(experiment / "seed0" / "fold1", run)
+    config = run / "config.yaml"
+    marker = tmp_path / "ran"
+    config.write_text(f"encoder: !!python/object/apply:os.system ['touch {marker}']\n" + config.read_text())
+    archive = tmp_path / "tagged.tar.gz"
+    pack(str(run), str(archive))
+    write_wav(str(tmp_path / "a.wav"), 16000, seconds=1.0)
+    proc = subprocess.run([PYTHON, "-m", "ser.bin.classify", "--model", str(archive), str(tmp_path / "a.wav")],
+                          capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr and not marker.exists()
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "model/config.yaml: not valid YAML: line 1, column 10: could not " \
+        "determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'" in last

@@ -236,6 +236,28 @@ def test_replaced_weights_of_the_same_size_and_time_are_not_a_cached_checkpoint(
         assert checkpoint_digest(str(checkpoint)) != record["settings"]["checkpoint"]
 
 
+class _RunsOnLoad:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_checkpoint_is_one_line_naming_it_and_nothing_in_it_runs(recipe, tmp_path, capsys):
+    _, data, _ = recipe
+    checkpoint = build_tiny_ssl(str(tmp_path / "crafted"))
+    os.remove(os.path.join(checkpoint, "model.safetensors"))
+    marker = tmp_path / "ran"
+    torch.save({"weights": _RunsOnLoad(str(marker))}, os.path.join(checkpoint, "pytorch_model.bin"))
+    with pytest.raises(SystemExit) as stop:
+        run_cache(capsys, write_config(tmp_path / "c.yaml", checkpoint), data, tmp_path)
+    assert stop.value.code == 1 and not marker.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {checkpoint}: cannot load the checkpoint's weights (pytorch_model.bin): they hold "
+                       "objects other than tensors, refused (loaded weights-only: nothing in them ran)")
+
+
 def test_waveform_eam_is_refused_on_cached_frames(recipe):
     _, _, checkpoint = recipe
     for augment in ("eam", "lam"):
