@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import shutil
@@ -10,19 +11,24 @@ import tarfile
 
 import pytest
 
-from support import CLASSES, FAST_CONFIG, PYTHON, python_env, write_wav
+from support import CLASSES, FAST_CONFIG, PYTHON, REPO, python_env, write_wav
 
 
 @pytest.fixture(scope="module")
 def experiment(feature_dirs, tmp_path_factory):
-    """An experiment of two trained runs (seed0/fold1 and seed0/fold2, one epoch each)."""
+    """An experiment of two trained runs (seed0/fold1 and seed0/fold2, one epoch each: the first copied)."""
     from ser.config import resolve_config
     from ser.train import train
 
-    exp = tmp_path_factory.mktemp("packing") / "exp"
+    root = tmp_path_factory.mktemp("packing")
+    exp = root / "exp"
     run = exp / "seed0" / "fold1"
+    fbank_conf = root / "fbank.conf"  # 20 mel bins, as the feature dirs have
+    fbank_conf.write_text(open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")).read()
+                          .replace("--num-mel-bins=80", "--num-mel-bins=20"))
     train(resolve_config({**FAST_CONFIG, "max_epoch": 1}), CLASSES, str(feature_dirs / "train"),
-          str(feature_dirs / "valid"), str(feature_dirs / "train" / "cmvn.ark"), str(run))
+          str(feature_dirs / "valid"), str(feature_dirs / "train" / "cmvn.ark"), str(run),
+          extra_files={"fbank.conf": str(fbank_conf)})
     shutil.copytree(run, exp / "seed0" / "fold2")
     return exp
 
@@ -78,3 +84,37 @@ def test_a_python_tag_in_an_archived_config_is_one_line_naming_it(experiment, tm
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "model/config.yaml: not valid YAML: line 1, column 10: could not " \
         "determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'" in last
+
+
+def no_space(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")  # as a write on a full disk reports it: no file named
+
+
+def test_a_full_disk_names_the_archive_and_the_output_and_leaves_no_partial_file(experiment, tmp_path, monkeypatch,
+                                                                                   capsys):
+    import ser.bin.classify
+    from ser.cli import error_text
+    from ser.packing import pack
+
+    out = tmp_path / "out"
+    out.mkdir()
+    archive = out / "exp.tar.gz"
+    monkeypatch.setattr(tarfile.TarFile, "addfile", no_space)
+    with pytest.raises(OSError) as full:
+        pack(str(experiment), str(archive))
+    assert error_text(full.value) == f"No space left on device while writing {archive}"
+    assert os.listdir(out) == []
+    monkeypatch.undo()
+    write_wav(str(tmp_path / "a.wav"), 16000, seconds=1.0)
+    scores = out / "scores.csv"
+
+    def write_then_fail(predictions, classes, fmt, stream):
+        stream.write("file,")
+        stream.flush()
+        no_space()
+
+    monkeypatch.setattr(ser.bin.classify, "write", write_then_fail)
+    with pytest.raises(SystemExit):
+        ser.bin.classify.main(["--model", str(experiment), "--output", str(scores), str(tmp_path / "a.wav")])
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: No space left on device while writing {scores}"
+    assert os.listdir(out) == []

@@ -258,6 +258,36 @@ def test_a_crafted_checkpoint_is_one_line_naming_it_and_nothing_in_it_runs(recip
                        "objects other than tensors, refused (loaded weights-only: nothing in them ran)")
 
 
+def test_a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache(recipe, tmp_path, capsys,
+                                                                             monkeypatch):
+    import errno
+    import shutil
+
+    import kaldiio
+
+    _, data, checkpoint = recipe
+    config = write_config(tmp_path / "c.yaml", checkpoint)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cache = run_cache(capsys, config, data, tmp_path, "--print-dir")
+    monkeypatch.setattr(kaldiio.WriteHelper, "__call__", no_space)
+    with pytest.raises(SystemExit):
+        run_cache(capsys, config, data, tmp_path)
+    ark = os.path.join(cache, "all", "feats.ark")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: No space left on device while writing {ark}"
+    assert sorted(os.listdir(os.path.join(cache, "all"))) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "copyfile", no_space)
+    with pytest.raises(SystemExit):
+        run_cache(capsys, config, data, tmp_path)
+    wav_scp = os.path.join(cache, "all", "wav.scp")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: No space left on device while writing {wav_scp}"
+    assert not [n for n in os.listdir(os.path.join(cache, "all")) if ".tmp" in n or n == "wav.scp"]
+    assert not os.path.exists(os.path.join(cache, ".done"))
+
+
 def test_waveform_eam_is_refused_on_cached_frames(recipe):
     _, _, checkpoint = recipe
     for augment in ("eam", "lam"):
