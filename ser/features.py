@@ -304,9 +304,15 @@ def read_cmvn_stats(path: str) -> np.ndarray:
     if path.endswith(".npy"):
         stats = np.load(path)
     else:
-        matrices = dict(kaldiio.load_ark(path))
+        try:
+            matrices = dict(kaldiio.load_ark(path))
+        except OSError:
+            raise
+        except Exception as err:  # kaldiio raises assorted types (RuntimeError, AssertionError) for malformed arks
+            raise ValueError(f"{path}: not a Kaldi ark of CMVN statistics ({' '.join(str(err).split())})") from None
         if CMVN_ARK_KEY not in matrices:
-            raise ValueError(f"{path}: no '{CMVN_ARK_KEY}' matrix (keys: {', '.join(matrices) or 'none'})")
+            keys = ", ".join(repr(k) for k in matrices) or "none"
+            raise ValueError(f"{path}: no '{CMVN_ARK_KEY}' matrix (keys: {keys})")
         stats = matrices[CMVN_ARK_KEY]
     stats = np.asarray(stats, dtype=np.float64)
     _check_cmvn_stats(stats, path)

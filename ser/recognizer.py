@@ -66,9 +66,10 @@ class EmotionRecognizer:
 
             from ser.packing import unpack
 
-            # Unpacked into a temporary dir that lives as long as the recognizer (its runs' files are read there).
+            # Unpacked into a temporary dir that lives as long as the recognizer (its runs' files are read there);
+            # the runs are those the manifest names.
             unpacked = tempfile.TemporaryDirectory(prefix="ser-model-")
-            recognizer = cls([load_trained(d, device) for d in model_dirs(unpack(path, unpacked.name))], path)
+            recognizer = cls([load_trained(d, device) for d in unpack(path, unpacked.name)], path)
             recognizer._unpacked = unpacked
             return recognizer
         return cls([load_trained(d, device) for d in model_dirs(path)], path)

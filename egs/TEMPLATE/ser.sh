@@ -100,9 +100,9 @@ runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 # Options checked and experiments (the training config, then the classic references) resolved before any work:
 # experiment i is exp_config[i], exp_tag[i], ... with trainer options exp_argv_<i> (ser/bin/recipe.py).
-setup=$(export corpus corpus_dir corpus_manifest stage stop_stage folds seeds dump_dir functionals_dir ssl_cache_dir \
-  truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu train_jobs \
-  template_dir; recipe setup) || exit 1
+setup=$(export corpus corpus_dir corpus_manifest stage stop_stage folds seeds data_dir dump_dir functionals_dir \
+  ssl_cache_dir truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu \
+  train_jobs template_dir; recipe setup) || exit 1
 eval "$setup"
 if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
   python -m ser.bin.config_info "$train_config" resolved "${exp_argv_0[@]}"

@@ -207,7 +207,8 @@ def folds(data_dir: str, given: str) -> str:
 
 
 # setup: ser.sh's options, checked, and its experiments.
-SETUP_OPTIONS = ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "dump_dir",
+SETUP_OPTIONS = ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "data_dir",
+                 "dump_dir",
                  "functionals_dir", "ssl_cache_dir", "truncated_audio", "fbank_conf", "speaker_norm", "classic_configs",
                  "train_args", "train_config", "tag", "print_config", "template_dir", "ngpu", "train_jobs")
 
@@ -262,6 +263,9 @@ def setup(a) -> list[str]:
         a.stop_stage = "5"  # --stage 5 alone: the optional stage, asked for
     if int(a.stage) > int(a.stop_stage):
         fail(f"--stage {a.stage} is after --stop-stage {a.stop_stage}: nothing would run")
+    if int(a.stage) >= 1 and not os.path.isfile(os.path.join(a.data_dir, STAGE0_DONE)):
+        # checked before the workspace is locked: a run that cannot start creates nothing
+        fail(f"{a.data_dir} is not prepared; run stage 0 first")
     a.folds = a.folds.replace(",", " ")  # "1,3" and "1 3" alike
     for option in ("folds", "seeds"):
         value = getattr(a, option)
