@@ -47,7 +47,7 @@ TRAINER_DEFAULTS = {
     "loss_conf": {},
     "optim": "adam",
     "optim_conf": {},  # merged onto the defaults the optimizer registered (ser.optim)
-    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (as in the LAM lineage)
+    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (betas 0.9/0.98, eps 1e-9: LAM's)
     "center_lr": 5.0e-3,
     "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
     "functionals": "none",  # none | eGeMAPSv02 | ComParE_2016: openSMILE functionals fused into the embedding

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ser.config import loss_defaults
+from ser.optim import build_own_optimizer
 from ser.registry import LOSS_SHARED, LOSS_TERMS, finite_number_at_least, is_bool, number_in
 
 # hard_label: CE, KL and focal read the one-hot label of the dominant class (argmax of the mixup soft label)
@@ -255,15 +256,15 @@ class MultiLoss(nn.Module):
 
     def attach_optimizers(self, config: dict, make_scheduler) -> None:
         """Give each term's own parameters their optimizer, read from the config keys the term's registry info names
-        (``own_optimizer``: (kind key, rate key); kind sgd: plain SGD, adam: Adam with default moments as in the LAM
-        lineage), with the scheduler that ``make_scheduler(optimizer)`` builds."""
+        (``own_optimizer``: (kind key, rate key); ser.optim.build_own_optimizer: plain SGD, or Adam with the LAM
+        lineage's moments), with the scheduler that ``make_scheduler(optimizer)`` builds."""
         for term in self.active:
             params = self.terms[term].own_parameters()
             if not params:
                 continue
             kind_key, lr_key = LOSS_TERMS.info(term)["own_optimizer"]
             kind, lr = config[kind_key], config[lr_key]
-            optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+            optimizer = build_own_optimizer(kind, params, lr)
             self.optimizers[term] = optimizer
             self.schedulers[term] = make_scheduler(optimizer)
 
@@ -272,7 +273,7 @@ class MultiLoss(nn.Module):
         for term in self.active:
             params = self.terms[term].own_parameters()
             if params:
-                optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+                optimizer = build_own_optimizer(kind, params, lr)
                 self.optimizers[term], self.schedulers[term] = optimizer, make_scheduler(optimizer)
 
     def zero_grad(self) -> None:

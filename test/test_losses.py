@@ -406,3 +406,24 @@ def test_own_optimizer_state_is_per_term_and_reads_the_centre_only_layout():
         restored = make()
         restored.load_optimizer_state(saved)
         assert str(restored.optimizer_state()) == str(state)
+
+
+def test_centre_adam_steps_with_the_lam_moments():
+    """center_optim adam is Adam with betas (0.9, 0.98) and eps 1e-9 (docs/method.md section 5): two steps of the
+    centres equal two Adam updates written out by hand with those moments (torch's defaults, 0.999 and 1e-8, give
+    other centres)."""
+    loss = MultiLoss({"center": 1.0, "kl": 0.0, "focal": 0.0, "supcon": 0.0}, NUM_CLASSES, EMBED_DIM)
+    loss.attach_optimizers({"center_optim": "adam", "center_lr": 0.1}, lambda o: None)
+    centres = loss.center.centers.detach().clone()
+    m, v = torch.zeros_like(centres), torch.zeros_like(centres)
+    beta1, beta2, eps, lr = 0.9, 0.98, 1e-9, 0.1
+    for step in (1, 2):
+        loss.zero_grad()
+        total, _ = loss(*inputs(30 + step))
+        total.backward()
+        grad = loss.center.centers.grad.detach().clone()
+        loss.step(lambda grads: None)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad * grad
+        centres = centres - lr * (m / (1 - beta1 ** step)) / ((v / (1 - beta2 ** step)).sqrt() + eps)
+        torch.testing.assert_close(loss.center.centers.detach(), centres, rtol=1e-5, atol=1e-7)
