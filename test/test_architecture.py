@@ -156,3 +156,26 @@ def test_every_entry_point_that_resolves_a_config_fills_the_registries_first():
         if any(u in text for u in uses) and not any(f in text for f in fills):
             forgot.append(name)
     assert not forgot, f"ser/bin modules that resolve configs without importing ser.components: {forgot}"
+
+
+def _branch_formula(branch: nn.Sequential, argument: str) -> str:
+    """The functionals branch written as its header writes it: Dropout_<p>(...), Linear(...), ReLU(...)."""
+    for layer in branch:
+        name = f"Dropout_{layer.p:g}" if isinstance(layer, nn.Dropout) else type(layer).__name__
+        argument = f"{name}({argument})"
+    return argument
+
+
+def test_train_fusion_header_names_every_layer_of_the_functionals_branch():
+    """conf/train_fusion.yaml's header states the fused embedding; every dropout the built model applies to the
+    functionals is in it, with its rate."""
+    import ser.components  # noqa: F401  fills the registries
+    from ser.config import load_config
+    from ser.models import model_of
+
+    path = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_fusion.yaml")
+    model = model_of(load_config(path), 80, 8, utterance_dim=10)
+    formula = _branch_formula(model.head.utterance, "functionals")
+    with open(path) as f:
+        header = " ".join(line.lstrip("# ").strip() for line in f if line.startswith("#"))
+    assert f"Linear([attention-pooled frames; {formula}])" in header, formula
