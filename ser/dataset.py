@@ -239,20 +239,21 @@ class TrainBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
         """The batch (key: its index this epoch, or (epoch, index)), or with several ranks this rank's share of it
-        (examples rank, rank + world, ...); None for a remainder batch smaller than the number of ranks (every
-        rank skips it)."""
+        (examples rank, rank + world, ...). ``rows``: how many of the batch's rows are this rank's examples. A rank
+        whose share is empty (a batch smaller than the number of ranks) gets the batch's first example as a stand-in
+        with rows 0: it takes part in the ranks' collective steps and its loss weighs nothing (ser.losses)."""
         if isinstance(key, tuple):
             epoch, key = key
             if epoch != self.epoch:
                 self.set_epoch(epoch)
-        indices = self.batches[key]
-        if len(indices) < self.world:
-            return None
-        indices = indices[self.rank::self.world]
+        indices = self.batches[key][self.rank::self.world]
+        rows = len(indices)
+        if rows == 0:
+            indices = self.batches[key][:1]
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
         batch = {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
-                 "indices": torch.as_tensor(indices)}
+                 "indices": torch.as_tensor(indices), "rows": rows}
         if self.data.utterance is not None:
             # Utterance-level features are mixed with the label's weights (mixup in their own domain).
             u = self.data.utterance

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -136,6 +137,9 @@ class LossTerm(nn.Module):
     optimizer (the one the term's registry info ``own_optimizer`` names) at their own rate, independent of the
     term's weight."""
 
+    spans_ranks = False  # True: the term is computed over the whole batch on every rank (its value and gradient
+    # already those of one process); False: a mean over this rank's examples, which MultiLoss makes the batch mean
+
     def own_parameters(self) -> list[nn.Parameter]:
         return []
 
@@ -183,6 +187,8 @@ class CenterTerm(LossTerm):
 
 
 class SupConTerm(LossTerm):
+    spans_ranks = True
+
     def __init__(self, temperature: float, **conf):
         super().__init__()
         self.temperature = temperature
@@ -327,24 +333,52 @@ class MultiLoss(nn.Module):
                 for term in values}
 
     def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
-                soft_target: Tensor, ranks=None) -> tuple[Tensor, dict[str, float]]:
-        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``ranks``
-        (ser.distributed.Distributed): with several ranks, each holding part of the batch, the supervised contrastive
-        term is computed over the whole batch."""
+                soft_target: Tensor, ranks=None, rows: int | None = None) -> tuple[Tensor, dict[str, float]]:
+        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``rows``: how many leading rows
+        are examples (default all; 0 on a rank that holds a stand-in only). ``ranks`` (ser.distributed.Distributed):
+        with several ranks, each holding part of the batch, every value is that of the whole batch, and the gradient
+        of a per-example term is weighted rows * world / (rows of all ranks), so that the ranks' averaged gradients
+        are one process's on the whole batch however unevenly it split; a term that spans the ranks (supervised
+        contrastive) gathers the whole batch itself."""
+        world = 1 if ranks is None else ranks.world
+        rows = logits.shape[0] if rows is None else rows
+        anchor = None
+        if rows == 0:  # a stand-in: its outputs and the terms' own parameters stay in the graph at weight 0, so
+            # that every rank reduces the same gradients (zeros here)
+            kept = [t for t in (logits, embedding, contrastive_embedding) if t is not None] + self.own_parameters()
+            anchor = sum(t.sum() for t in kept) * 0.0
+        logits, soft_target = logits[:rows], soft_target[:rows]
+        embedding = None if embedding is None else embedding[:rows]
+        contrastive_embedding = None if contrastive_embedding is None else contrastive_embedding[:rows]
         labels = soft_target.argmax(dim=1)
         if self.conf["hard_label"]:
             soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
         inputs = LossInputs(logits, embedding, contrastive_embedding, soft_target, labels, ranks)
+        per_example = [term for term in self.active if not self.terms[term].spans_ranks]
+        all_rows = rows if world == 1 else float(ranks.sum_(np.array([rows], dtype=np.float64))[0])
         losses, values = {}, {}
         for term in self.active:
+            if rows == 0 and term in per_example:
+                continue
             loss = self.terms[term](inputs)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(term, value)
-            losses[term], values[term] = loss, value
+            losses[term], values[term] = loss, float(loss.detach())
+        if world > 1 and per_example:
+            sums = ranks.sum_(np.array([values.get(term, 0.0) * rows for term in per_example], dtype=np.float64))
+            for term, total_value in zip(per_example, sums):
+                values[term] = float(total_value / all_rows)
+                if term in losses:
+                    losses[term] = losses[term] * (rows * world / all_rows)
+        for term in self.active:
+            if not math.isfinite(values[term]):
+                raise NonFiniteLossError(term, values[term])
+        values = {term: values[term] for term in self.active}
         divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
                     else dict.fromkeys(values, 1.0))
         self._divisors = divisors
-        total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
-        values["total"] = float(total.detach())
+        total = sum(self.conf[term] * losses[term] / divisors[term] for term in losses)
+        if anchor is not None:
+            total = total + anchor
+        values["total"] = sum(self.conf[term] * values[term] / divisors[term] for term in self.active)
+        if world == 1:
+            values["total"] = float(total.detach())  # as before: the value of the very sum differentiated
         return total, values

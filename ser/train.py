@@ -297,8 +297,6 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
     progress = tqdm(source, total=len(run.batches), desc=f"epoch {epoch}",
                     disable=None if run.dist.is_main else True, leave=False, mininterval=10)
     for step, batch in enumerate(progress):
-        if batch is None:  # a remainder batch smaller than the number of ranks
-            continue
         feats, lengths = batch["feats"].to(device, non_blocking=True), batch["lengths"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         utterance = batch["utterance"].to(device, non_blocking=True) if "utterance" in batch else None
@@ -306,7 +304,7 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
             out = run.trained_model(feats, lengths, utterance)
         try:
             loss, terms = criterion(out.logits.float(), out.embedding.float(), out.contrastive_embedding.float(),
-                                    targets, run.dist)
+                                    targets, run.dist, rows=int(batch["rows"]))
         except NonFiniteLossError as e:
             raise TrainingError(f"epoch {epoch}, batch {step + 1}: loss term {e.term!r} is not finite "
                                 f"(utterances {[run.train_set.keys[i] for i in batch['indices']]})") from None
@@ -322,8 +320,9 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value
         num_batches += 1
-        correct += int((out.logits.argmax(-1) == targets.argmax(-1)).sum())
-        seen += len(lengths)
+        rows = int(batch["rows"])  # this rank's examples (0: a stand-in)
+        correct += int((out.logits[:rows].argmax(-1) == targets[:rows].argmax(-1)).sum())
+        seen += rows
         if config["log_interval"] and (step + 1) % config["log_interval"] == 0:
             log.info("epoch %d batch %d/%d: loss %.4f", epoch, step + 1, len(run.batches), sums["total"] / num_batches)
     run.scheduler.step()
