@@ -253,7 +253,7 @@ class TrainBatches(torch.utils.data.Dataset):
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
         batch = {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
-                 "indices": torch.as_tensor(indices), "rows": rows}
+                 "indices": torch.as_tensor(indices), "rows": torch.tensor(rows)}
         if self.data.utterance is not None:
             # Utterance-level features are mixed with the label's weights (mixup in their own domain).
             u = self.data.utterance
