@@ -22,6 +22,8 @@ SHIPPED_CONFIG_HASHES = {
     "classic/egemaps.yaml": "50954ffc9465",
     "train.yaml": "2f09f8142747",
     "train_fusion.yaml": "758c2a923813",
+    "train_fusion_adv.yaml": "4ea2ebe98923",
+    "train_fusion_speed.yaml": "b4d95ab56715",
     "train_ssl_frozen.yaml": "33082ac81f6d",
     "train_wavlm.yaml": "61ef336db2c8",
     "tuning/01_baseline.yaml": "ec81aaf6234e",
