@@ -11,8 +11,10 @@ import kaldiio
 import numpy as np
 import pytest
 import scipy.signal
+import torch
 
 import ser.components  # noqa: F401  fills the registries
+import ser.train
 from ser.config import ConfigError, config_hash, resolve_config
 from ser.dataset import LabelledSet, TrainBatches, load_wave_set
 from ser.features import accumulate_cmvn, compute_fbank, read_fbank_conf, write_cmvn_stats
@@ -71,7 +73,7 @@ def test_speed_perturb_key_is_checked_and_off_keeps_the_hash():
 
 
 def _fbank_dir(path, rng, n_per_class):
-    """A wave dir (two tone classes) with its fbank (feats.scp) as stage 1 computes it, and utt2spk."""
+    """A wave dir (two tone classes) with its fbank (feats.scp) as stage 1 computes it, and utt2spk (3 speakers)."""
     write_wave_dir(path, rng, n_per_class=n_per_class)
     opts = read_fbank_conf(FBANK_CONF)
     waves = load_wave_set(str(path), WAVE_CLASSES, 16000)
@@ -79,7 +81,7 @@ def _fbank_dir(path, rng, n_per_class):
         for key, wave in zip(waves.keys, waves.feats):
             w(key, compute_fbank(wave, opts))
     with open(path / "utt2spk", "w") as f:
-        f.writelines(f"{key} spk1\n" for key in waves.keys)
+        f.writelines(f"{key} spk{i % 3}\n" for i, key in enumerate(waves.keys))
     return waves
 
 
@@ -93,12 +95,16 @@ def test_fbank_tables_are_the_fbank_of_the_perturbed_audio(tmp_path):
             np.testing.assert_array_equal(feats, compute_fbank(change_speed(wave, factor), opts))
 
 
-def test_training_with_speed_perturbation_learns(tmp_path):
+def _train_valid(tmp_path):
     rng = np.random.default_rng(0)
     _fbank_dir(tmp_path / "train", rng, n_per_class=12)
     _fbank_dir(tmp_path / "valid", rng, n_per_class=4)
     stats = accumulate_cmvn(m for _, m in kaldiio.load_scp_sequential(str(tmp_path / "train" / "feats.scp")))
     write_cmvn_stats(str(tmp_path / "train" / "cmvn.ark"), stats)
+
+
+def test_training_with_speed_perturbation_learns(tmp_path):
+    _train_valid(tmp_path)
     config = resolve_config({**FAST_CONFIG, "max_epoch": 6, "speed_perturb": [0.9, 1.0, 1.1]})
     args = (config, WAVE_CLASSES, str(tmp_path / "train"), str(tmp_path / "valid"),
             str(tmp_path / "train" / "cmvn.ark"))
@@ -110,3 +116,38 @@ def test_training_with_speed_perturbation_learns(tmp_path):
     assert history[-1]["train"]["total"] < history[0]["train"]["total"]
     assert selection["valid"]["ua"] >= 90.0  # two tone classes (chance 50)
     shutil.rmtree(tmp_path / "run")
+
+
+def test_resume_with_both_levers_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    """Speed perturbation and the speaker adversary on, interrupted after epoch 1 and resumed with workers: the
+    history and the weights of an uninterrupted run, bit for bit (the draws depend on (seed, epoch, utterance); the
+    adversary's head and its optimizer are in the checkpoint)."""
+    _train_valid(tmp_path)
+
+    def config(workers):
+        return resolve_config({**FAST_CONFIG, "max_epoch": 3, "speed_perturb": [0.9, 1.0, 1.1],
+                               "loss_conf": {"speaker_adv": 0.2}, "num_workers": workers})
+
+    args = (WAVE_CLASSES, str(tmp_path / "train"), str(tmp_path / "valid"), str(tmp_path / "train" / "cmvn.ark"))
+    extra = {"fbank.conf": FBANK_CONF}
+    train(config(0), *args, str(tmp_path / "plain"), extra_files=extra)
+
+    class Stop(Exception):
+        pass
+
+    checkpoint_epoch = ser.train._checkpoint
+
+    def stop_after_epoch_1(run, history, writer):
+        checkpoint_epoch(run, history, writer)
+        raise Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(ser.train, "_checkpoint", stop_after_epoch_1)
+        with pytest.raises(Stop):
+            train(config(0), *args, str(tmp_path / "resumed"), extra_files=extra)
+    train(config(2), *args, str(tmp_path / "resumed"), extra_files=extra)
+    plain, resumed = (json.loads((tmp_path / d / "history.json").read_text()) for d in ("plain", "resumed"))
+    assert [h["train"] for h in resumed] == [h["train"] for h in plain]
+    assert all(h["train"]["speaker_adv"] > 0 for h in plain)
+    a, b = torch.load(tmp_path / "plain" / "last.pth"), torch.load(tmp_path / "resumed" / "last.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a)
