@@ -44,10 +44,11 @@ TRAINER_DEFAULTS = {
     "augment_conf": {},
     "specaug": "none",  # none | specaug: frequency warp, time stretch and masks of training fbank (ser.specaug)
     "specaug_conf": {},
+    "speed_perturb": [],  # e.g. [0.9, 1.0, 1.1]: each training utterance at a factor drawn per epoch; [] = off
     "loss_conf": {},
     "optim": "adam",
     "optim_conf": {},  # merged onto the defaults the optimizer registered (ser.optim)
-    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (as in the LAM lineage)
+    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (betas 0.9/0.98, eps 1e-9: LAM's)
     "center_lr": 5.0e-3,
     "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
     "functionals": "none",  # none | eGeMAPSv02 | ComParE_2016: openSMILE functionals fused into the embedding
@@ -206,6 +207,11 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {e}") from None
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
+    for factor in config["speed_perturb"]:
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.5 <= factor <= 2.0:
+            raise ConfigError(f"{source}: speed_perturb: each factor must be a number in [0.5, 2.0], got {factor!r}")
+    if len(set(config["speed_perturb"])) != len(config["speed_perturb"]):
+        raise ConfigError(f"{source}: speed_perturb: a factor repeats in {config['speed_perturb']}")
     for key in ("max_epoch", "batch_size"):
         if config[key] < 1:
             raise ConfigError(f"{source}: {key}: must be >= 1, got {config[key]}")
@@ -310,8 +316,10 @@ def _canonical(value):
 # Keys added after runs were published (as paths into the resolved config), with the value that trains as before
 # they existed. At that value they are left out of the hash, so a finished run keeps its identity (and stays
 # finished) when ser gains a key.
-ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False,
-                    ("encoder_conf", "branch_dropout"): 0.0}
+ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("speed_perturb",): [],
+                    ("encoder_conf", "utterance_mean_norm"): False, ("encoder_conf", "branch_dropout"): 0.0,
+                    ("loss_conf", "speaker_adv"): 0.0, ("loss_conf", "speaker_adv_hidden"): 128,
+                    ("loss_conf", "speaker_adv_optim"): "adam", ("loss_conf", "speaker_adv_lr"): 1.0e-3}
 # Keys that change how fast a run goes and never what it computes (epoch data depend on (seed, epoch) alone, in the
 # training process or in workers): always left out of the hash, so switching them keeps a run's identity (a run
 # resumes with workers on, and seeds trained with different values are one config to scoring).

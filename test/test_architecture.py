@@ -23,6 +23,8 @@ SHIPPED_CONFIG_HASHES = {
     "classic/egemaps.yaml": "a202f0a27d65",  # the same
     "train.yaml": "2f09f8142747",
     "train_fusion.yaml": "758c2a923813",
+    "train_fusion_adv.yaml": "4ea2ebe98923",
+    "train_fusion_speed.yaml": "b4d95ab56715",
     "train_ssl_frozen.yaml": "33082ac81f6d",
     "train_wavlm.yaml": "61ef336db2c8",
     "tuning/01_baseline.yaml": "ec81aaf6234e",
@@ -191,3 +193,26 @@ def load(name):
     from ser.config import load_any_config
 
     return load_any_config(os.path.join(REPO, "egs", "TEMPLATE", "conf", name))
+
+
+def _branch_formula(branch: nn.Sequential, argument: str) -> str:
+    """The functionals branch written as its header writes it: Dropout_<p>(...), Linear(...), ReLU(...)."""
+    for layer in branch:
+        name = f"Dropout_{layer.p:g}" if isinstance(layer, nn.Dropout) else type(layer).__name__
+        argument = f"{name}({argument})"
+    return argument
+
+
+def test_train_fusion_header_names_every_layer_of_the_functionals_branch():
+    """conf/train_fusion.yaml's header states the fused embedding; every dropout the built model applies to the
+    functionals is in it, with its rate."""
+    import ser.components  # noqa: F401  fills the registries
+    from ser.config import load_config
+    from ser.models import model_of
+
+    path = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_fusion.yaml")
+    model = model_of(load_config(path), 80, 8, utterance_dim=10)
+    formula = _branch_formula(model.head.utterance, "functionals")
+    with open(path) as f:
+        header = " ".join(line.lstrip("# ").strip() for line in f if line.startswith("#"))
+    assert f"Linear([attention-pooled frames; {formula}])" in header, formula

@@ -35,7 +35,8 @@
 #   --truncated-audio error|warn  a wav cut short (its header promises more samples than it holds) in stage 1:
 #                                 error stops naming it; warn reads what it holds and counts them [error]
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
-#                                 protocol; tags get the suffix _spkcmvn) [none]
+#                                 protocol; tags get the suffix _spkcmvn; warns where stage 0 found that the speakers
+#                                 cover the classes poorly: protocol.json speaker_class_coverage) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
 #   --corpus-manifest FILE.csv    your own data: columns path,label,speaker [,fold,gender,start,end] (no corpus
 #                                 module needed; see README "Your own data")
@@ -130,7 +131,8 @@ if runs 0; then
     --fold-scheme "$fold_scheme" --num-folds "$num_folds" ${class_set:+--class-set "$class_set"} --skip-if-up-to-date
 fi
 
-folds=$(recipe folds "$data_dir" "$folds")  # checked against protocol.json [all of them]
+folds=$(recipe folds "$data_dir" "$folds" --speaker-norm "$speaker_norm")  # checked against protocol.json [all of
+# them]; --speaker-norm warns where the speakers cover the classes poorly
 
 # Stage 1's jobs: features NAME (fbank | functionals) of data/all in --nj jobs, archives OUT/ARK.<n>.ark ->
 # DEST/feats.scp (--tables: and utt2num_frames, data/all's tables); further options go to ser.bin.compute_NAME.

@@ -18,6 +18,7 @@ import soundfile
 from ser.atomic import write_json
 from ser.audio import read_audio
 from ser.datadir import utt2spk_to_spk2utt, validate_data_dir, write_table
+from ser.speaker_norm import class_coverage
 from ser.stamps import STAGE0_DONE
 
 
@@ -572,6 +573,7 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
         "counts": count_classes(utts),
         "num_utterances": len(utts),
         "num_speakers": len({u.spk_id for u in utts}),
+        "speaker_class_coverage": class_coverage(((u.spk_id, u.emotion) for u in utts), classes),
         "prepare_command": command,
     }
     write_json(os.path.join(data_dir, "protocol.json"), protocol)
