@@ -344,7 +344,13 @@ HASHED_KEYS_V1 = {
     "loss_conf": "ce center focal focal_gamma hard_label kl running_momentum scale_by_running_magnitude supcon "
                  "temperature",
 }
-_V1 = {conf: set(keys.split()) for conf, keys in HASHED_KEYS_V1.items()}
+# Keys added since whose default does not compute what runs before them did (a fix that changes results): hashed
+# always, so a finished run of the old behaviour is trained again, never taken for one of the new.
+HASHED_KEYS_CHANGED_BEHAVIOUR = {
+    "": "tol",  # the classic reference: lbfgs stopping early at scikit-learn's tol 1e-4 -> newton-cg to tol 1e-6
+}
+_V1 = {conf: set(keys.split()) | set(HASHED_KEYS_CHANGED_BEHAVIOUR.get(conf, "").split())
+       for conf, keys in HASHED_KEYS_V1.items()}
 _NO_DEFAULT = object()
 
 
