@@ -27,6 +27,7 @@ and written through ser.atomic, so a failed write (a full disk included) leaves 
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import warnings
@@ -143,11 +144,17 @@ def _onnx_bytes(module: nn.Module, example: tuple, input_names: list[str], outpu
     except ImportError as error:
         raise ValueError(f"ONNX export needs the {error.name} package: tools/install.sh --onnx "
                          "(or pip install onnx onnxscript)") from None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(module, example, dynamo=True, opset_version=ONNX_OPSET, verbose=False,
-                                    input_names=input_names, output_names=output_names,
-                                    dynamic_shapes={name: shapes[name] for name in input_names})
+    onnx_log = logging.getLogger("torch.onnx")  # its notes on operators of packages ser does not use (torchvision)
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(module, example, dynamo=True, opset_version=ONNX_OPSET, verbose=False,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes={name: shapes[name] for name in input_names})
+    finally:
+        onnx_log.setLevel(level)
     return program.model_proto.SerializeToString()
 
 
