@@ -27,16 +27,16 @@ and written through ser.atomic, so a failed write (a full disk included) leaves 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import os
-import shutil
 import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
-from ser.atomic import write_bytes, write_json
+from ser.atomic import write_bytes
 from ser.fbank_graph import KaldiFbank
 from ser.features import read_fbank_conf
 from ser.frontends import frontend_of, frontends_that
@@ -107,11 +107,25 @@ def _functionals_input(trained: TrainedModel, wrapper: Posteriors) -> list[str]:
             f"(opensmile.Smile(FeatureSet.{name}, FeatureLevel.Functionals); openSMILE cannot run in the graph)"]
 
 
-def _write_beside(trained: TrainedModel, model_dir: str, out_dir: str, meta: dict) -> None:
-    shutil.copyfile(os.path.join(model_dir, "fbank.conf"), os.path.join(out_dir, "fbank.conf"))
-    write_json(os.path.join(out_dir, "model.json"), {
-        "classes": trained.classes, "source": os.path.abspath(model_dir), **meta,
-        "output": "posteriors (B, C), classes in the order above"}, indent=1)
+def _write_export(trained: TrainedModel, model_dir: str, out_dir: str, meta: dict, files: dict[str, bytes]) -> str:
+    """Write ``files`` (name -> content; the model last), ``fbank.conf`` and ``model.json`` into out_dir, each
+    atomically; if one fails, those already written by this call are removed, so no partial export remains.
+    Returns the path of the last file (the model)."""
+    with open(os.path.join(model_dir, "fbank.conf"), "rb") as f:
+        fbank_conf = f.read()
+    description = json.dumps({"classes": trained.classes, "source": os.path.abspath(model_dir), **meta,
+                              "output": "posteriors (B, C), classes in the order above"}, indent=1) + "\n"
+    ordered = {"fbank.conf": fbank_conf, "model.json": description.encode(), **files}
+    written = []
+    try:
+        for name, content in ordered.items():
+            written.append(os.path.join(out_dir, name))
+            write_bytes(written[-1], content)
+    except BaseException:
+        for path in written[:-1]:
+            os.unlink(path)
+        raise
+    return written[-1]
 
 
 def export_torchscript(model_dir: str, out_dir: str) -> str:
@@ -125,13 +139,10 @@ def export_torchscript(model_dir: str, out_dir: str) -> str:
         traced = torch.jit.trace(wrapper, example, check_trace=False)
     buffer = io.BytesIO()
     torch.jit.save(traced, buffer)
-    path = os.path.join(out_dir, "model.ts")
-    write_bytes(path, buffer.getvalue())
-    _write_beside(trained, model_dir, out_dir, {
+    return _write_export(trained, model_dir, out_dir, {
         "format": "torchscript",
         "inputs": ["feats (B, T, D) raw log-mel fbank of fbank.conf, zero-padded", "lengths (B,) frames"]
-                  + _functionals_input(trained, wrapper)})
-    return path
+                  + _functionals_input(trained, wrapper)}, {"model.ts": buffer.getvalue()})
 
 
 def _onnx_bytes(module: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
@@ -171,14 +182,11 @@ def export_onnx(model_dir: str, out_dir: str) -> str:
         example += (torch.randn(2, wrapper.u_mean.shape[0]),)
     model = _onnx_bytes(WaveformPosteriors(fbank, wrapper).eval(), example, inputs, ["posteriors"])
     fbank_model = _onnx_bytes(fbank, example[:2], ["waveform", "lengths"], ["feats", "frame_lengths"])
-    path = os.path.join(out_dir, "model.onnx")
-    write_bytes(path, model)
-    write_bytes(os.path.join(out_dir, "fbank.onnx"), fbank_model)
-    _write_beside(trained, model_dir, out_dir, {
+    return _write_export(trained, model_dir, out_dir, {
         "format": "onnx", "sample_rate": rate, "min_samples": int(MIN_SECONDS * rate),
         "inputs": [f"waveform (B, N) float32 mono samples at {rate} Hz in [-1, 1], rows zero-padded",
-                   "lengths (B,) int64 samples of each row"] + _functionals_input(trained, wrapper)})
-    return path
+                   "lengths (B,) int64 samples of each row"] + _functionals_input(trained, wrapper)},
+        {"fbank.onnx": fbank_model, "model.onnx": model})
 
 
 def export_model(model_dir: str, out_dir: str, fmt: str = "onnx") -> str:

@@ -268,18 +268,24 @@ def fbank_model_dir(tmp_path_factory):
     return build_model_dir(tmp_path_factory.mktemp("model") / "fold1")
 
 
-def full_disk_open(real_open):
-    """open() whose files accept 1000 bytes and then fail as a full disk does."""
+def full_disk_open(real_open, free: int):
+    """open() on a disk with ``free`` bytes left: a write past them fails as on a full disk."""
+    left = [free]
+
     class Full:
         def __init__(self, f):
-            self.f, self.written = f, 0
+            self.f = f
 
         def write(self, data):
-            if self.written + len(data) > 1000:
-                self.f.write(data[:1000 - self.written])
+            if len(data) > left[0]:
+                self.f.write(data[:left[0]])
+                left[0] = 0
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-            self.written += len(data)
+            left[0] -= len(data)
             return self.f.write(data)
+
+        def read(self, *args):
+            return self.f.read(*args)
 
         def __enter__(self):
             return self
@@ -293,15 +299,21 @@ def full_disk_open(real_open):
 @pytest.mark.parametrize("fmt", ["torchscript",
                                  pytest.param("onnx", marks=pytest.mark.slow)])
 def test_export_on_a_full_disk_leaves_nothing_and_names_the_file(fbank_model_dir, fmt, tmp_path, monkeypatch):
+    """The disk fills while the model is written (after the files beside it), or while the first file is: either
+    way one line names the file, and no file of the export (complete or temporary) is left."""
     if fmt == "onnx":
         pytest.importorskip("onnxscript", reason="onnxscript is installed by tools/install.sh --test/--onnx")
-    out = tmp_path / "export"
-    monkeypatch.setattr(ser.atomic, "open", full_disk_open(open), raising=False)
-    with pytest.raises(OSError) as caught:
-        export_model(fbank_model_dir, str(out), fmt)
-    model = out / ("model.onnx" if fmt == "onnx" else "model.ts")
-    assert error_text(caught.value) == f"No space left on device while writing {model}"
-    assert os.listdir(out) == []
+    complete = tmp_path / "complete"
+    model = os.path.basename(export_model(fbank_model_dir, str(complete), fmt))
+    beside = sum(os.path.getsize(complete / name) for name in os.listdir(complete) if name != model)
+    for free, failing in ((beside + 1000, model), (10, "fbank.conf")):
+        out = tmp_path / f"free{free}"
+        with monkeypatch.context() as patch:
+            patch.setattr(ser.atomic, "open", full_disk_open(open, free), raising=False)
+            with pytest.raises(OSError) as caught:
+                export_model(fbank_model_dir, str(out), fmt)
+        assert error_text(caught.value) == f"No space left on device while writing {out / failing}"
+        assert os.listdir(out) == []
 
 
 def test_export_cli_on_a_file_size_limit_fails_in_one_line_and_leaves_nothing(fbank_model_dir, tmp_path):
@@ -317,5 +329,7 @@ def test_export_cli_on_a_file_size_limit_fails_in_one_line_and_leaves_nothing(fb
                            fbank_model_dir, "--out", str(out)], capture_output=True, text=True, env=python_env(),
                           preexec_fn=limit_file_size)
     assert proc.returncode == 1
-    assert proc.stderr.splitlines() == [f"error: File too large while writing {out / 'model.ts'}"]
+    note, error = proc.stderr.splitlines()  # the deprecation note, then the error
+    assert note.startswith("note: TorchScript is deprecated")
+    assert error == f"error: File too large while writing {out / 'model.ts'}"
     assert os.listdir(out) == []

@@ -20,6 +20,9 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     from ser.export import export_model
 
+    if args.format == "torchscript":
+        print("note: TorchScript is deprecated by torch 2.13 and kept for now; --format onnx is the default",
+              file=sys.stderr)
     try:
         print(f"wrote {export_model(args.model_dir, args.out, args.format)}", file=sys.stderr)
     except (OSError, ValueError) as e:
