@@ -31,9 +31,10 @@ from support import CLASSES, PYTHON, REPO, SHARED_CORPORA, python_env
 
 FBANK_CONF = os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")
 EXAMPLE = os.path.join(REPO, "utils", "onnx_classify.py")
-# log-mel values lie in about [-16, 25]; the graph's float32 DFT-by-matrix and kaldi-native-fbank's FFT differ by
-# rounding only (measured: below 2e-4 on speech and tones).
-FBANK_ATOL = 2e-3
+# log-mel values lie in about [-16, 25]; the graph's float32 DFT-by-matrix and kaldi-native-fbank's float32 FFT
+# differ by rounding, relative to each frame's energy: most where a bin holds ~1e-10 of it (the lowest bins after
+# pre-emphasis). Measured: at most 1.5e-3 over 24 RAVDESS files, 1.2e-4 on the generated ones.
+FBANK_ATOL = 5e-3
 POSTERIOR_ATOL = 1e-5
 FUNCTIONALS_SET = "eGeMAPSv02"
 
