@@ -145,7 +145,7 @@ def export_torchscript(model_dir: str, out_dir: str) -> str:
                   + _functionals_input(trained, wrapper)}, {"model.ts": buffer.getvalue()})
 
 
-def _onnx_bytes(module: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
+def onnx_model_bytes(module: nn.Module, example: tuple, input_names: list[str], output_names: list[str]) -> bytes:
     """The ONNX model of ``module`` with a dynamic batch (dim 0 of every input) and number of samples."""
     batch, samples = torch.export.Dim("batch", min=1), torch.export.Dim("samples", min=2)
     shapes = {"waveform": {0: batch, 1: samples}, "lengths": {0: batch}, "functionals": {0: batch}}
@@ -180,8 +180,8 @@ def export_onnx(model_dir: str, out_dir: str) -> str:
     inputs = ["waveform", "lengths"] + (["functionals"] if wrapper.fuses else [])
     if wrapper.fuses:
         example += (torch.randn(2, wrapper.u_mean.shape[0]),)
-    model = _onnx_bytes(WaveformPosteriors(fbank, wrapper).eval(), example, inputs, ["posteriors"])
-    fbank_model = _onnx_bytes(fbank, example[:2], ["waveform", "lengths"], ["feats", "frame_lengths"])
+    model = onnx_model_bytes(WaveformPosteriors(fbank, wrapper).eval(), example, inputs, ["posteriors"])
+    fbank_model = onnx_model_bytes(fbank, example[:2], ["waveform", "lengths"], ["feats", "frame_lengths"])
     return _write_export(trained, model_dir, out_dir, {
         "format": "onnx", "sample_rate": rate, "min_samples": int(MIN_SECONDS * rate),
         "inputs": [f"waveform (B, N) float32 mono samples at {rate} Hz in [-1, 1], rows zero-padded",

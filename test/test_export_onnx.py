@@ -177,6 +177,24 @@ def test_onnx_fbank_graph_equals_sers_fbank(exported, tmp_path):
 
 
 @pytest.mark.slow
+def test_onnx_fbank_with_centred_frames_and_energy_equals_sers_fbank(tmp_path):
+    """snip-edges false (frames reflected at each row's own ends) and the energy column, exported and batched."""
+    pytest.importorskip("onnxscript", reason="onnxscript is installed by tools/install.sh --test/--onnx")
+    from ser.export import onnx_model_bytes
+
+    options = {"snip-edges": False, "use-energy": True, "raw-energy": False}
+    graph = onnx_model_bytes(KaldiFbank({**FBANK_DEFAULTS, **options}), (torch.randn(2, 16000) * 0.1, torch.tensor(
+        [16000, 12000])), ["waveform", "lengths"], ["feats", "frame_lengths"])
+    waves = [waveform(p) for p in generated_wavs(tmp_path)]
+    batch, lengths = padded(waves)
+    feats, frame_lengths = session(graph).run(None, {"waveform": batch, "lengths": lengths})
+    for row, wave in enumerate(waves):
+        expected = compute_fbank(wave * INT16_SCALE, options)
+        assert frame_lengths[row] == expected.shape[0]
+        np.testing.assert_allclose(feats[row, :expected.shape[0]], expected, atol=FBANK_ATOL, rtol=1e-4)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["fbank", "fused"])
 def test_onnx_posteriors_equal_pytorchs_alone_and_batched(exported, kind, tmp_path):
     """model.onnx (waveform in) under onnxruntime against ser's recognizer (kaldi-native-fbank, CMVN and the model
