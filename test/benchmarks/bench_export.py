@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Posteriors per second of an ONNX export under onnxruntime (fbank, CMVN and model in one graph) vs ser's PyTorch
-recognizer (kaldi-native-fbank, then the model) on the same files.
+recognizer (kaldi-native-fbank, then the model) on the same files, read once beforehand.
 
     bench_export.py --model-dir RUN [--files 32] [--corpus-dir ../shared/corpora/RAVDESS] [--batch 8]
 
@@ -56,7 +56,7 @@ def main() -> None:
         recognizer = EmotionRecognizer.from_dir(args.model_dir)
         waves = [load_mono(path, 16000) / INT16_SCALE for path in paths]
         audio_seconds = sum(len(w) for w in waves) / 16000
-        reference = seconds(lambda: [recognizer.classify_file(path) for path in paths])
+        reference = seconds(lambda: [recognizer.classify_batch([w], 16000) for w in waves])
         alone = seconds(lambda: [session.run(None, {"waveform": w[None], "lengths": np.array([len(w)])})
                                  for w in waves])
 
