@@ -69,6 +69,17 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data``; a failed write (a full disk included) removes the temporary file and names ``path``."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as error:
+        if error.filename == path:
+            raise
+        raise type(error)(error.errno, f"{error.strerror} while writing {path}", path) from None
+
+
 def write_json(path: str, obj, indent: int | None = 2) -> None:
     write_text(path, json.dumps(obj, indent=indent) + "\n")
 

@@ -200,12 +200,16 @@ def _ms_to_samples(opts: dict, milliseconds_key: str) -> int:
     return int(rate * 0.001 * float(np.float32(opts[milliseconds_key])))
 
 
+def frame_samples(opts: dict) -> tuple[int, int]:
+    """(frame length, frame shift) in samples, as Kaldi rounds them."""
+    opts = _resolve(opts)
+    return _ms_to_samples(opts, "frame-length"), _ms_to_samples(opts, "frame-shift")
+
+
 def num_frames(num_samples: int, opts: dict) -> int:
     """Number of frames Kaldi's fbank yields for ``num_samples`` samples."""
-    opts = _resolve(opts)
-    shift = _ms_to_samples(opts, "frame-shift")
-    if opts["snip-edges"]:
-        length = _ms_to_samples(opts, "frame-length")
+    length, shift = frame_samples(opts)
+    if _resolve(opts)["snip-edges"]:
         return 0 if num_samples < length else 1 + (num_samples - length) // shift
     return (num_samples + shift // 2) // shift
 
