@@ -40,13 +40,21 @@ def atomic_path(path: str) -> Iterator[str]:
     except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError) and error.errno in FULL_DISK_ERRNOS and error.filename in (None, tmp):
+            raise full_disk(path) from error  # a bare "[Errno 28] No space left on device": name the file
         if isinstance(error, Exception) and not isinstance(error, OSError) and _disk_full(directory):
             # Writers such as torch.save report a full disk in their own words ("iostream error").
-            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}", path) from error
+            raise full_disk(path) from error
         raise
 
 
 FULL_DISK_BYTES = 1 << 20  # less free space than this, after a failed write, is a full disk
+FULL_DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def full_disk(path: str) -> OSError:
+    """The error of a full disk (or quota) met while writing ``path``, naming it."""
+    return OSError(errno.ENOSPC, f"No space left on device while writing {path}", path)
 
 
 def _disk_full(directory: str) -> bool:
@@ -61,5 +69,21 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    """Write ``data``; a failed write (a full disk included) removes the temporary file and names ``path``."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
+    except OSError as error:
+        if error.filename == path:
+            raise
+        raise type(error)(error.errno, f"{error.strerror} while writing {path}", path) from None
+
+
 def write_json(path: str, obj, indent: int | None = 2) -> None:
     write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def copy_file(src: str, dst: str) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)

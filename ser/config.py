@@ -44,10 +44,11 @@ TRAINER_DEFAULTS = {
     "augment_conf": {},
     "specaug": "none",  # none | specaug: frequency warp, time stretch and masks of training fbank (ser.specaug)
     "specaug_conf": {},
+    "speed_perturb": [],  # e.g. [0.9, 1.0, 1.1]: each training utterance at a factor drawn per epoch; [] = off
     "loss_conf": {},
     "optim": "adam",
     "optim_conf": {},  # merged onto the defaults the optimizer registered (ser.optim)
-    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (as in the LAM lineage)
+    "center_optim": "sgd",  # the centre loss's own optimizer: sgd (plain SGD) | adam (betas 0.9/0.98, eps 1e-9: LAM's)
     "center_lr": 5.0e-3,
     "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
     "functionals": "none",  # none | eGeMAPSv02 | ComParE_2016: openSMILE functionals fused into the embedding
@@ -206,6 +207,11 @@ def resolve_config(given: dict, source: str = "config") -> dict:
         raise ConfigError(f"{source}: {e}") from None
     if config["amp"] not in AMP_MODES:
         raise ConfigError(f"{source}: amp: unknown value {config['amp']!r}; choose one of {', '.join(AMP_MODES)}")
+    for factor in config["speed_perturb"]:
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 0.5 <= factor <= 2.0:
+            raise ConfigError(f"{source}: speed_perturb: each factor must be a number in [0.5, 2.0], got {factor!r}")
+    if len(set(config["speed_perturb"])) != len(config["speed_perturb"]):
+        raise ConfigError(f"{source}: speed_perturb: a factor repeats in {config['speed_perturb']}")
     for key in ("max_epoch", "batch_size"):
         if config[key] < 1:
             raise ConfigError(f"{source}: {key}: must be >= 1, got {config[key]}")
@@ -282,10 +288,18 @@ def _read_yaml(path: str) -> dict:
         try:
             given = yaml.safe_load(f) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+            raise ConfigError(f"{path}: not valid YAML: {yaml_error_line(e)}") from None
     if not isinstance(given, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys to values")
     return given
+
+
+def yaml_error_line(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: where and what (a tag such as ``!!python/object`` is refused: configs are data)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(str(problem).split())
 
 
 def _canonical(value):
@@ -302,16 +316,76 @@ def _canonical(value):
 # Keys added after runs were published (as paths into the resolved config), with the value that trains as before
 # they existed. At that value they are left out of the hash, so a finished run keeps its identity (and stays
 # finished) when ser gains a key.
-ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("encoder_conf", "utterance_mean_norm"): False,
-                    ("encoder_conf", "branch_dropout"): 0.0}
+ADDED_KEYS_NO_OP = {("specaug",): "none", ("specaug_conf",): {}, ("speed_perturb",): [],
+                    ("encoder_conf", "utterance_mean_norm"): False, ("encoder_conf", "branch_dropout"): 0.0,
+                    ("loss_conf", "speaker_adv"): 0.0, ("loss_conf", "speaker_adv_hidden"): 128,
+                    ("loss_conf", "speaker_adv_optim"): "adam", ("loss_conf", "speaker_adv_lr"): 1.0e-3}
 # Keys that change how fast a run goes and never what it computes (epoch data depend on (seed, epoch) alone, in the
 # training process or in workers): always left out of the hash, so switching them keeps a run's identity (a run
 # resumes with workers on, and seeds trained with different values are one config to scoring).
 SPEED_ONLY_KEYS = ("num_workers", "persistent_workers")
 
 
+# Upgrades keep runs' identity by construction: the keys the hash knew when hashes were first pinned (version 1,
+# test/test_architecture.py) are always hashed; every key added since is hashed only where its value differs from
+# its default, so a key added with a default that trains as before changes no hash. Never edit this table: it is
+# what finished runs were hashed with. (Top-level keys under "", then the keys inside each <component>_conf.)
+HASHED_KEYS_V1 = {
+    "": "amp augment augment_conf batch_size bucketing c_grid center_lr center_optim crop_seconds cv_folds encoder "
+        "encoder_conf feature_set frontend frontend_conf functionals grad_clip log_interval loss_conf max_epoch "
+        "max_iter model_selection num_threads num_workers optim optim_conf persistent_workers scheduler "
+        "scheduler_conf seed speaker_norm system",
+    "frontend_conf": "download dtype freeze layer model_id norm_vars normalize_wave path",
+    "encoder_conf": "context_broadcasting conv_channels d_model dropout embed_dim fusion_dim fusion_dropout "
+                    "input_layer num_heads pooling",
+    "augment_conf": "max_segment_ratio prob snr_range",
+    "optim_conf": "betas eps lr momentum nesterov weight_decay",
+    "scheduler_conf": "gamma",
+    "loss_conf": "ce center focal focal_gamma hard_label kl running_momentum scale_by_running_magnitude supcon "
+                 "temperature",
+}
+# Keys added since whose default does not compute what runs before them did (a fix that changes results): hashed
+# always, so a finished run of the old behaviour is trained again, never taken for one of the new.
+HASHED_KEYS_CHANGED_BEHAVIOUR = {
+    "": "tol",  # the classic reference: lbfgs stopping early at scikit-learn's tol 1e-4 -> newton-cg to tol 1e-6
+}
+_V1 = {conf: set(keys.split()) | set(HASHED_KEYS_CHANGED_BEHAVIOUR.get(conf, "").split())
+       for conf, keys in HASHED_KEYS_V1.items()}
+_NO_DEFAULT = object()
+
+
+def default_of(config: dict, conf: str, key: str):
+    """The default of ``key`` at the top level (conf "") or inside ``conf`` (a <component>_conf, as the chosen
+    component registered it, or loss_conf) of a resolved config; _NO_DEFAULT where there is none."""
+    if not conf:
+        system = config.get("system")
+        return (SYSTEMS.defaults(system) if system in SYSTEMS else TRAINER_DEFAULTS).get(key, _NO_DEFAULT)
+    if conf == "loss_conf":
+        return loss_defaults().get(key, _NO_DEFAULT)
+    component = conf[:-len("_conf")]
+    registry = {**COMPONENT_REGISTRIES, "optim": OPTIMIZERS, "scheduler": SCHEDULERS}.get(component)
+    if registry is None or config.get(component) not in registry:
+        return _NO_DEFAULT
+    return registry.defaults(config[component]).get(key, _NO_DEFAULT)
+
+
+def _hashed(config: dict) -> dict:
+    """The part of a resolved config that names a run: version 1's keys, and later keys away from their default."""
+    kept = {}
+    for key, value in config.items():
+        if key in _V1[""]:
+            if key in _V1 and isinstance(value, dict):
+                value = {k: v for k, v in value.items() if k in _V1[key] or
+                         _canonical(v) != _canonical(default_of(config, key, k))}
+            kept[key] = value
+        elif _canonical(value) != _canonical(default_of(config, "", key)):
+            kept[key] = value
+    return kept
+
+
 def config_hash(config: dict) -> str:
-    """A short, stable hash of a resolved config: key order and int/float spelling do not matter."""
+    """A short, stable hash of a resolved config: key order and int/float spelling do not matter, and neither do
+    keys added after version 1 at their defaults (HASHED_KEYS_V1)."""
     config = copy.deepcopy(config)
     for key in SPEED_ONLY_KEYS:
         config.pop(key, None)
@@ -321,7 +395,7 @@ def config_hash(config: dict) -> str:
             parent = parent.get(key) if isinstance(parent, dict) else None
         if isinstance(parent, dict) and path[-1] in parent and parent[path[-1]] == no_op:
             del parent[path[-1]]
-    return hashlib.sha1(json.dumps(_canonical(config), sort_keys=True).encode()).hexdigest()[:12]
+    return hashlib.sha1(json.dumps(_canonical(_hashed(config)), sort_keys=True).encode()).hexdigest()[:12]
 
 
 def write_config(config: dict, path: str) -> None:

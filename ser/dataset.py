@@ -196,8 +196,16 @@ class TrainBatches(torch.utils.data.Dataset):
 
     def __init__(self, data: LabelledSet, num_classes: int, normaliser: CmvnNormaliser | None, batch_size: int,
                  max_frames: int, bucketing: bool, mixup, seed: int, shard: tuple[int, int] = (0, 1),
-                 specaug=None):
+                 specaug=None, speaker_targets: bool = False, speed=None):
         self.data, self.num_classes, self.normaliser = data, num_classes, normaliser
+        self.speed = speed  # ser.speed.SpeedPerturbation or None
+        # speaker_targets: batches carry "speakers", (B, S) targets over the sorted training speakers (data.speakers),
+        # mixed with the label's weights
+        self.speaker_index = None
+        if speaker_targets:
+            names = sorted(set(data.speakers))
+            lookup = {spk: i for i, spk in enumerate(names)}
+            self.speaker_index = np.array([lookup[spk] for spk in data.speakers], dtype=np.int64)
         self.batch_size, self.max_frames, self.bucketing = batch_size, max_frames, bucketing
         self.mixup, self.specaug, self.seed = mixup, specaug, seed
         self.rank, self.world = shard
@@ -221,16 +229,22 @@ class TrainBatches(torch.utils.data.Dataset):
         start = int(rng.integers(0, feats.shape[0] - self.max_frames + 1))
         return feats[start:start + self.max_frames]
 
+    def _inputs(self, index: int) -> np.ndarray:
+        """Utterance ``index``'s inputs this epoch: at its drawn speed when speed perturbation is on."""
+        if self.speed is None:
+            return self.data.feats[index]
+        return self.speed(self.data.feats[index], index, self.seed, self.epoch)
+
     def example(self, index: int) -> tuple[np.ndarray, np.ndarray, float]:
         """(normalised features, soft label, mixing weight) of one training utterance this epoch."""
         rng = np.random.default_rng([self.seed, self.epoch, 1, int(index)])
-        feats = self._crop(self.data.feats[index], rng)
+        feats = self._crop(self._inputs(index), rng)
         label = self.data.labels[index]
         partner, partner_label, lam = index, label, 0.0
         if self.mixup is not None:
             partner = int(rng.integers(0, len(self.data.keys)))  # uniform over the training fold
             partner_label = self.data.labels[partner]
-            feats, lam = self.mixup(feats, self.data.feats[partner], rng)
+            feats, lam = self.mixup(feats, self._inputs(partner), rng)
         target = soft_label(int(label), int(partner_label), lam, self.num_classes)
         if self.specaug is None:
             return normalise(self.normaliser, feats, self.data, index), target.astype(np.float32), lam, partner
@@ -239,20 +253,26 @@ class TrainBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
         """The batch (key: its index this epoch, or (epoch, index)), or with several ranks this rank's share of it
-        (examples rank, rank + world, ...); None for a remainder batch smaller than the number of ranks (every
-        rank skips it)."""
+        (examples rank, rank + world, ...). ``rows``: how many of the batch's rows are this rank's examples. A rank
+        whose share is empty (a batch smaller than the number of ranks) gets the batch's first example as a stand-in
+        with rows 0: it takes part in the ranks' collective steps and its loss weighs nothing (ser.losses)."""
         if isinstance(key, tuple):
             epoch, key = key
             if epoch != self.epoch:
                 self.set_epoch(epoch)
-        indices = self.batches[key]
-        if len(indices) < self.world:
-            return None
-        indices = indices[self.rank::self.world]
+        indices = self.batches[key][self.rank::self.world]
+        rows = len(indices)
+        if rows == 0:
+            indices = self.batches[key][:1]
         examples = [self.example(i) for i in indices]
         feats, lengths = pad_batch([e[0] for e in examples])
         batch = {"feats": feats, "lengths": lengths, "targets": torch.from_numpy(np.stack([e[1] for e in examples])),
-                 "indices": torch.as_tensor(indices)}
+                 "indices": torch.as_tensor(indices), "rows": torch.tensor(rows)}
+        if self.speaker_index is not None:
+            spk, count = self.speaker_index, int(self.speaker_index.max()) + 1
+            batch["speakers"] = torch.from_numpy(np.stack([
+                soft_label(int(spk[i]), int(spk[partner]), lam, count).astype(np.float32)
+                for i, (_, _, lam, partner) in zip(indices, examples)]))
         if self.data.utterance is not None:
             # Utterance-level features are mixed with the label's weights (mixup in their own domain).
             u = self.data.utterance

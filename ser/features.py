@@ -200,12 +200,16 @@ def _ms_to_samples(opts: dict, milliseconds_key: str) -> int:
     return int(rate * 0.001 * float(np.float32(opts[milliseconds_key])))
 
 
+def frame_samples(opts: dict) -> tuple[int, int]:
+    """(frame length, frame shift) in samples, as Kaldi rounds them."""
+    opts = _resolve(opts)
+    return _ms_to_samples(opts, "frame-length"), _ms_to_samples(opts, "frame-shift")
+
+
 def num_frames(num_samples: int, opts: dict) -> int:
     """Number of frames Kaldi's fbank yields for ``num_samples`` samples."""
-    opts = _resolve(opts)
-    shift = _ms_to_samples(opts, "frame-shift")
-    if opts["snip-edges"]:
-        length = _ms_to_samples(opts, "frame-length")
+    length, shift = frame_samples(opts)
+    if _resolve(opts)["snip-edges"]:
         return 0 if num_samples < length else 1 + (num_samples - length) // shift
     return (num_samples + shift // 2) // shift
 
@@ -304,9 +308,15 @@ def read_cmvn_stats(path: str) -> np.ndarray:
     if path.endswith(".npy"):
         stats = np.load(path)
     else:
-        matrices = dict(kaldiio.load_ark(path))
+        try:
+            matrices = dict(kaldiio.load_ark(path))
+        except OSError:
+            raise
+        except Exception as err:  # kaldiio raises assorted types (RuntimeError, AssertionError) for malformed arks
+            raise ValueError(f"{path}: not a Kaldi ark of CMVN statistics ({' '.join(str(err).split())})") from None
         if CMVN_ARK_KEY not in matrices:
-            raise ValueError(f"{path}: no '{CMVN_ARK_KEY}' matrix (keys: {', '.join(matrices) or 'none'})")
+            keys = ", ".join(repr(k) for k in matrices) or "none"
+            raise ValueError(f"{path}: no '{CMVN_ARK_KEY}' matrix (keys: {keys})")
         stats = matrices[CMVN_ARK_KEY]
     stats = np.asarray(stats, dtype=np.float64)
     _check_cmvn_stats(stats, path)

@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import yaml
 
 import ser.components  # noqa: F401 (fills the registries: models are rebuilt from stored configs)
-from ser.config import resolve_config
+from ser.config import load_config
 from ser.dataset import LabelledSet, eval_batches
 from ser.distributed import Distributed
 from ser.frontends import Frontend, frontend_of
@@ -62,8 +61,7 @@ def load_trained(model_dir: str, device: str = "cpu", weights: str = "model.pth"
     for name in ("config.yaml", "run.json", weights):
         if not os.path.isfile(os.path.join(model_dir, name)):
             raise FileNotFoundError(f"{model_dir}: no {name}; is training of this fold finished?")
-    with open(os.path.join(model_dir, "config.yaml")) as f:
-        config = resolve_config(yaml.safe_load(f), source=os.path.join(model_dir, "config.yaml"))
+    config = load_config(os.path.join(model_dir, "config.yaml"))
     with open(os.path.join(model_dir, "run.json")) as f:
         classes = json.load(f)["identity"]["classes"]
     state = read_weights(os.path.join(model_dir, weights), device)

@@ -21,6 +21,7 @@ from ser.atomic import atomic_path
 from ser.datadir import DataDirError, read_table
 from ser.dataset import LabelledSet
 from ser.frontends import frontend_of
+from ser.losses import reads_speakers
 from ser.speaker_norm import SpeakerNormaliser, read_speakers, speaker_statistics
 
 UTTERANCE_NORM_FILE = "utterance_norm.npz"
@@ -51,7 +52,8 @@ def read_utterance_features(functionals_scp: str | None, keys: list[str]) -> np.
 
 
 def attach_speakers(config: dict, data: LabelledSet, data_dir: str) -> None:
-    if config["speaker_norm"] != "none":
+    """data.speakers from utt2spk, where the speaker normalisation or a loss term (reads_speakers) needs them."""
+    if config["speaker_norm"] != "none" or reads_speakers(config["loss_conf"]):
         data.speakers = read_speakers(data_dir, data.keys)
 
 

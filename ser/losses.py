@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ser.config import loss_defaults
-from ser.registry import LOSS_SHARED, LOSS_TERMS, finite_number_at_least, is_bool, number_in
+from ser.optim import build_own_optimizer
+from ser.registry import LOSS_SHARED, LOSS_TERMS, finite_number_at_least, is_bool, number_in, one_of, positive_int
 
 # hard_label: CE, KL and focal read the one-hot label of the dominant class (argmax of the mixup soft label)
 # instead of the soft label itself; with it, CE against KL measures what the soft label brings (KL to a one-hot
@@ -127,6 +129,8 @@ class LossInputs:
     soft_target: Tensor
     labels: Tensor  # argmax of the soft target
     ranks: object | None  # ser.distributed.Distributed, for terms that span the whole batch
+    speakers: Tensor | None = None  # (B, S) soft training-speaker targets (mixed as the labels), for terms that
+    # declare reads_speakers in their registry info
 
 
 class LossTerm(nn.Module):
@@ -134,6 +138,9 @@ class LossTerm(nn.Module):
     A term with parameters of its own returns them from ``own_parameters``; MultiLoss trains them with their own
     optimizer (the one the term's registry info ``own_optimizer`` names) at their own rate, independent of the
     term's weight."""
+
+    spans_ranks = False  # True: the term is computed over the whole batch on every rank (its value and gradient
+    # already those of one process); False: a mean over this rank's examples, which MultiLoss makes the batch mean
 
     def own_parameters(self) -> list[nn.Parameter]:
         return []
@@ -182,6 +189,8 @@ class CenterTerm(LossTerm):
 
 
 class SupConTerm(LossTerm):
+    spans_ranks = True
+
     def __init__(self, temperature: float, **conf):
         super().__init__()
         self.temperature = temperature
@@ -199,6 +208,44 @@ class SupConTerm(LossTerm):
         return value * x.ranks.world - value.detach() * (x.ranks.world - 1)
 
 
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return -grad
+
+
+def reverse_gradient(x: Tensor) -> Tensor:
+    """The identity forward; the gradient negated backward (Ganin and Lempitsky's gradient reversal layer)."""
+    return _ReverseGradient.apply(x)
+
+
+class SpeakerAdversaryTerm(LossTerm):
+    """Speaker-adversarial training: a head (Linear-ReLU-Linear) classifies the training speaker of each utterance
+    from its embedding through a gradient reversal layer (cross entropy with the speaker targets mixed as the
+    labels). The head learns to tell the speakers apart at its own rate (its own optimizer, like the centres); the
+    model receives the reversed gradient times the term's weight, so it learns an embedding the head cannot read
+    the speaker from. The head belongs to the loss: it is checkpointed, never part of model.pth."""
+
+    def __init__(self, num_speakers: int, embed_dim: int, speaker_adv_hidden: int, **conf):
+        super().__init__()
+        if num_speakers < 2:
+            raise ValueError(f"loss_conf.speaker_adv needs at least 2 training speakers, got {num_speakers}")
+        self.head = nn.Sequential(nn.Linear(embed_dim, speaker_adv_hidden), nn.ReLU(),
+                                  nn.Linear(speaker_adv_hidden, num_speakers))
+
+    def own_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters())
+
+    def forward(self, x: LossInputs) -> Tensor:
+        if x.embedding is None or x.speakers is None:
+            raise ValueError("the speaker_adv loss is on but no embedding or speaker targets were given")
+        return soft_cross_entropy(self.head(reverse_gradient(x.embedding)), x.speakers)
+
+
 _WEIGHT = finite_number_at_least(0.0)
 # One line per term, in the order the terms are computed: builder, defaults (the weight under the term's name, then
 # its options), rules.
@@ -210,6 +257,13 @@ LOSS_TERMS.register("center", CenterTerm, {"center": 0.002}, {"center": _WEIGHT}
                     own_optimizer=("center_optim", "center_lr"))  # config keys: sgd | adam, and its rate
 LOSS_TERMS.register("supcon", SupConTerm, {"supcon": 0.1, "temperature": 0.07},
                     {"supcon": _WEIGHT, "temperature": (lambda v: _WEIGHT[0](v) and v > 0, "a finite number > 0")})
+LOSS_TERMS.register("speaker_adv", SpeakerAdversaryTerm,
+                    {"speaker_adv": 0.0, "speaker_adv_hidden": 128, "speaker_adv_optim": "adam",
+                     "speaker_adv_lr": 1.0e-3},
+                    {"speaker_adv": _WEIGHT, "speaker_adv_hidden": (positive_int, "an integer > 0"),
+                     "speaker_adv_optim": one_of("sgd", "adam"),
+                     "speaker_adv_lr": (lambda v: _WEIGHT[0](v) and v > 0, "a finite number > 0")},
+                    own_optimizer=("loss_conf.speaker_adv_optim", "loss_conf.speaker_adv_lr"), reads_speakers=True)
 # The keys of the weighted sum itself.
 LOSS_SHARED.register("multi", None, {"scale_by_running_magnitude": False, "running_momentum": 0.99,
                                      "hard_label": False},
@@ -218,6 +272,19 @@ LOSS_SHARED.register("multi", None, {"scale_by_running_magnitude": False, "runni
                       "hard_label": (is_bool, "true or false")})
 LOSS_DEFAULTS = loss_defaults()  # the loss_conf defaults of ser's own terms
 TERMS = tuple(LOSS_TERMS.names())  # ser's own terms, in the order they are computed
+
+
+def reads_speakers(loss_conf: dict) -> bool:
+    """Whether a term that loss_conf turns on needs the training speakers (its registry info: reads_speakers)."""
+    return any(loss_conf.get(term, 0) > 0 and LOSS_TERMS.info(term).get("reads_speakers")
+               for term in LOSS_TERMS.names())
+
+
+def _config_value(config: dict, dotted: str):
+    """config["a"]["b"] for "a.b" (an own_optimizer key may live in loss_conf)."""
+    for key in dotted.split("."):
+        config = config[key]
+    return config
 
 
 class MultiLoss(nn.Module):
@@ -230,7 +297,7 @@ class MultiLoss(nn.Module):
     before weighting; the averages are buffers, so they are saved in the state_dict.
     """
 
-    def __init__(self, conf: dict, num_classes: int, embed_dim: int):
+    def __init__(self, conf: dict, num_classes: int, embed_dim: int, num_speakers: int = 0):
         super().__init__()
         self.conf = {**loss_defaults(), **conf}
         self.term_names = LOSS_TERMS.names()  # every registered term: the slots of the running magnitudes
@@ -238,13 +305,23 @@ class MultiLoss(nn.Module):
         self.terms: dict[str, LossTerm] = {}
         for term in self.active:
             options = {key: self.conf[key] for key in LOSS_TERMS.defaults(term)}
-            self.terms[term] = LOSS_TERMS.build(term, options, num_classes=num_classes, embed_dim=embed_dim)
+            context = {"num_speakers": num_speakers} if LOSS_TERMS.info(term).get("reads_speakers") else {}
+            self.terms[term] = LOSS_TERMS.build(term, options, num_classes=num_classes, embed_dim=embed_dim,
+                                                **context)
             self.add_module(term, self.terms[term])
         self.register_buffer("running_magnitude", torch.zeros(len(self.term_names), dtype=torch.float64))
+        self._register_load_state_dict_pre_hook(self._pad_running_magnitude)
         self.register_buffer("running_steps", torch.zeros((), dtype=torch.long))
         self._divisors: dict[str, float] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}  # term -> the optimizer of its own parameters
         self.schedulers: dict[str, object] = {}
+
+    def _pad_running_magnitude(self, state_dict, prefix, *args) -> None:
+        """A checkpoint saved before later terms registered has fewer slots: theirs (the last ones) start at 0."""
+        key = prefix + "running_magnitude"
+        saved = state_dict.get(key)
+        if saved is not None and saved.shape[0] < len(self.term_names):
+            state_dict[key] = torch.cat([saved, saved.new_zeros(len(self.term_names) - saved.shape[0])])
 
     # The terms' own parameters are trained by their own optimizers, which the trainer drives through the methods
     # below without knowing which terms own parameters.
@@ -255,15 +332,14 @@ class MultiLoss(nn.Module):
 
     def attach_optimizers(self, config: dict, make_scheduler) -> None:
         """Give each term's own parameters their optimizer, read from the config keys the term's registry info names
-        (``own_optimizer``: (kind key, rate key); kind sgd: plain SGD, adam: Adam with default moments as in the LAM
-        lineage), with the scheduler that ``make_scheduler(optimizer)`` builds."""
+        (``own_optimizer``: (kind key, rate key); ser.optim.build_own_optimizer: plain SGD, or Adam with the LAM
+        lineage's moments), with the scheduler that ``make_scheduler(optimizer)`` builds."""
         for term in self.active:
             params = self.terms[term].own_parameters()
             if not params:
                 continue
-            kind_key, lr_key = LOSS_TERMS.info(term)["own_optimizer"]
-            kind, lr = config[kind_key], config[lr_key]
-            optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+            kind, lr = (_config_value(config, key) for key in LOSS_TERMS.info(term)["own_optimizer"])
+            optimizer = build_own_optimizer(kind, params, lr)
             self.optimizers[term] = optimizer
             self.schedulers[term] = make_scheduler(optimizer)
 
@@ -272,7 +348,7 @@ class MultiLoss(nn.Module):
         for term in self.active:
             params = self.terms[term].own_parameters()
             if params:
-                optimizer = torch.optim.Adam(params, lr=lr) if kind == "adam" else torch.optim.SGD(params, lr=lr)
+                optimizer = build_own_optimizer(kind, params, lr)
                 self.optimizers[term], self.schedulers[term] = optimizer, make_scheduler(optimizer)
 
     def zero_grad(self) -> None:
@@ -326,24 +402,54 @@ class MultiLoss(nn.Module):
                 for term in values}
 
     def forward(self, logits: Tensor, embedding: Tensor | None, contrastive_embedding: Tensor | None,
-                soft_target: Tensor, ranks=None) -> tuple[Tensor, dict[str, float]]:
-        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``ranks``
-        (ser.distributed.Distributed): with several ranks, each holding part of the batch, the supervised contrastive
-        term is computed over the whole batch."""
+                soft_target: Tensor, ranks=None, rows: int | None = None,
+                speakers: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """(weighted total, {term: unweighted value, ..., "total": weighted total}). ``rows``: how many leading rows
+        are examples (default all; 0 on a rank that holds a stand-in only). ``ranks`` (ser.distributed.Distributed):
+        with several ranks, each holding part of the batch, every value is that of the whole batch, and the gradient
+        of a per-example term is weighted rows * world / (rows of all ranks), so that the ranks' averaged gradients
+        are one process's on the whole batch however unevenly it split; a term that spans the ranks (supervised
+        contrastive) gathers the whole batch itself."""
+        world = 1 if ranks is None else ranks.world
+        rows = logits.shape[0] if rows is None else rows
+        anchor = None
+        if rows == 0:  # a stand-in: its outputs and the terms' own parameters stay in the graph at weight 0, so
+            # that every rank reduces the same gradients (zeros here)
+            kept = [t for t in (logits, embedding, contrastive_embedding) if t is not None] + self.own_parameters()
+            anchor = sum(t.sum() for t in kept) * 0.0
+        logits, soft_target = logits[:rows], soft_target[:rows]
+        embedding = None if embedding is None else embedding[:rows]
+        contrastive_embedding = None if contrastive_embedding is None else contrastive_embedding[:rows]
+        speakers = None if speakers is None else speakers[:rows]
         labels = soft_target.argmax(dim=1)
         if self.conf["hard_label"]:
             soft_target = F.one_hot(labels, soft_target.shape[1]).to(soft_target.dtype)
-        inputs = LossInputs(logits, embedding, contrastive_embedding, soft_target, labels, ranks)
+        inputs = LossInputs(logits, embedding, contrastive_embedding, soft_target, labels, ranks, speakers)
+        per_example = [term for term in self.active if not self.terms[term].spans_ranks]
+        all_rows = rows if world == 1 else float(ranks.sum_(np.array([rows], dtype=np.float64))[0])
         losses, values = {}, {}
         for term in self.active:
+            if rows == 0 and term in per_example:
+                continue
             loss = self.terms[term](inputs)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise NonFiniteLossError(term, value)
-            losses[term], values[term] = loss, value
+            losses[term], values[term] = loss, float(loss.detach())
+        if world > 1 and per_example:
+            sums = ranks.sum_(np.array([values.get(term, 0.0) * rows for term in per_example], dtype=np.float64))
+            for term, total_value in zip(per_example, sums):
+                values[term] = float(total_value / all_rows)
+                if term in losses:
+                    losses[term] = losses[term] * (rows * world / all_rows)
+        for term in self.active:
+            if not math.isfinite(values[term]):
+                raise NonFiniteLossError(term, values[term])
+        values = {term: values[term] for term in self.active}
         divisors = (self._magnitudes(values) if self.conf["scale_by_running_magnitude"]
                     else dict.fromkeys(values, 1.0))
         self._divisors = divisors
-        total = sum(self.conf[term] * losses[term] / divisors[term] for term in self.active)
-        values["total"] = float(total.detach())
+        total = sum(self.conf[term] * losses[term] / divisors[term] for term in losses)
+        if anchor is not None:
+            total = total + anchor
+        values["total"] = sum(self.conf[term] * values[term] / divisors[term] for term in self.active)
+        if world == 1:
+            values["total"] = float(total.detach())  # as before: the value of the very sum differentiated
         return total, values

@@ -31,6 +31,15 @@ OPTIMIZERS.register("sgd", torch.optim.SGD, {"lr": 1.0e-2, "momentum": 0.9, "wei
                     {"lr": anything(), "momentum": _NUMBER, "weight_decay": _NUMBER,
                      "nesterov": (is_bool, "true or false")})
 
+# A loss term's own parameters (the centres): plain SGD, or Adam with the moments of the LAM lineage's model optimizer
+# (betas 0.9/0.98, eps 1e-9: docs/method.md section 5), which LAM uses for its centres too.
+def build_own_optimizer(kind: str, params, lr: float) -> torch.optim.Optimizer:
+    """The optimizer ``kind`` (ser.config.CENTER_OPTIMIZERS) of a loss term's own parameters at rate ``lr``."""
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=lr, betas=tuple(ADAM_DEFAULTS["betas"]), eps=ADAM_DEFAULTS["eps"])
+    return torch.optim.SGD(params, lr=lr)
+
+
 SCHEDULERS.register("exponential", lambda optimizer, gamma: torch.optim.lr_scheduler.ExponentialLR(optimizer,
                                                                                                       gamma=gamma),
                     {"gamma": 0.875}, {"gamma": _NUMBER})

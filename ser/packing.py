@@ -1,10 +1,10 @@
 """Self-contained model archives: the files a trained run needs to classify audio, packed into one .tar.gz.
 
 An archive holds one run (``model/``) or every run of an experiment (``model/seed<s>/fold<k>/``), each with the
-files below, its model card ``model/model_card.json`` (ser.card) and ``model/MANIFEST.json`` with every file's
-SHA-256. Unpacking refuses links, absolute paths and
-``..``, and checks every file against the manifest, so an archive from someone else can be read safely: the
-weights are loaded weights-only (ser.infer.read_weights), and nothing in it is executed.
+files below, its model card ``model/model_card.json`` (ser.card) and ``model/MANIFEST.json`` with every file's SHA-256. Unpacking refuses links, absolute paths and
+``..``; an archive is exactly its manifest: a file it does not list is refused (naming it), every file it lists is
+checked against its digest, and the runs loaded are those it names. So an archive from someone else can be read
+safely: the weights are loaded weights-only (ser.infer.read_weights), and nothing in it is executed.
 """
 
 from __future__ import annotations
@@ -65,29 +65,52 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def unpack(archive: str, destination: str) -> str:
-    """Unpack ``archive`` into ``destination``; returns the model path inside it (a run or an experiment)."""
+MANIFEST = os.path.join(ROOT, "MANIFEST.json")
+
+
+def _read_manifest(tar: tarfile.TarFile, archive: str) -> dict:
+    try:
+        member = tar.getmember(MANIFEST)
+    except KeyError:
+        raise ValueError(f"{archive}: no {MANIFEST}; not a ser model archive") from None
+    try:
+        manifest = json.loads(tar.extractfile(member).read())
+        digests, runs = manifest["sha256"], manifest["runs"]
+        if not (isinstance(digests, dict) and isinstance(runs, int)):
+            raise TypeError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"{archive}: {MANIFEST} is not a ser model manifest") from None
+    for name in digests:
+        if os.path.normpath(name) != name or not name.startswith(ROOT + "/"):
+            raise ValueError(f"{archive}: {MANIFEST} lists {name!r}, not a file under {ROOT}/")
+    models = sum(os.path.basename(name) == "model.pth" for name in digests)
+    if models != runs or not runs:
+        raise ValueError(f"{archive}: {MANIFEST} counts {runs} run(s) but lists {models} model.pth")
+    return digests
+
+
+def unpack(archive: str, destination: str) -> list[str]:
+    """Unpack ``archive`` into ``destination``; returns the runs its manifest names (dirs holding model.pth)."""
     try:
         with tarfile.open(archive, "r:gz") as tar:
+            digests = _read_manifest(tar, archive)
             for member in tar.getmembers():
                 name = os.path.normpath(member.name)
                 if not (member.isfile() or member.isdir()) or os.path.isabs(name) or name.startswith(".."):
                     raise ValueError(f"{archive}: refusing member {member.name!r} (links, absolute paths and '..' "
                                      "are not part of a ser model archive)")
+                if member.isfile() and name != MANIFEST and name not in digests:
+                    raise ValueError(f"{archive}: refusing {member.name!r}: the manifest does not list it (an "
+                                     "archive holds exactly the files of its manifest)")
             tar.extractall(destination, filter="data")
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ValueError(f"{archive}: not a readable model archive ({e})") from None
-    root = os.path.join(destination, ROOT)
-    manifest_path = os.path.join(root, "MANIFEST.json")
-    if not os.path.isfile(manifest_path):
-        raise ValueError(f"{archive}: no {ROOT}/MANIFEST.json; not a ser model archive")
-    with open(manifest_path) as f:
-        manifest = json.load(f)["sha256"]
-    for name, digest in manifest.items():
+    for name, digest in digests.items():
         path = os.path.join(destination, name)
         if not os.path.isfile(path) or _sha256(path) != digest:
             raise ValueError(f"{archive}: {name} is missing or differs from the manifest (a damaged archive)")
-    return root
+    return sorted(os.path.join(destination, os.path.dirname(name)) for name in digests
+                  if os.path.basename(name) == "model.pth")
 
 
 def read_archive_card(archive: str) -> dict:
@@ -95,4 +118,5 @@ def read_archive_card(archive: str) -> dict:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="ser-card-") as tmp:
-        return read_card(unpack(archive, tmp))
+        unpack(archive, tmp)
+        return read_card(os.path.join(tmp, ROOT))

@@ -141,12 +141,17 @@ class EmotionRecognizer:
         if os.path.isfile(path) and path.endswith((".tar.gz", ".tgz")):
             import tempfile
 
+            from ser.packing import ROOT as ARCHIVE_ROOT
             from ser.packing import unpack
 
-            # Unpacked into a temporary dir that lives as long as the recognizer (its runs' files are read there).
+            # Unpacked into a temporary dir that lives as long as the recognizer (its runs' files are read there);
+            # the runs are those the manifest names.
             unpacked = tempfile.TemporaryDirectory(prefix="ser-model-")
-            model_path = unpack(path, unpacked.name)
-        recognizer = cls([load_trained(d, device) for d in model_dirs(model_path)], path)
+            runs = unpack(path, unpacked.name)
+            model_path = os.path.join(unpacked.name, ARCHIVE_ROOT)
+        else:
+            runs = model_dirs(path)
+        recognizer = cls([load_trained(d, device) for d in runs], path)
         recognizer._unpacked = unpacked
         recognizer.card = read_card(model_path)
         warning = synthetic_warning(recognizer.card, path)

@@ -9,6 +9,8 @@ import logging
 import os
 import subprocess
 
+from ser.atomic import write_json, write_text
+
 log = logging.getLogger("ser.train")
 
 
@@ -27,6 +29,39 @@ def _move_aside(outdir: str, reason: str) -> None:
     aside = free_name(f"{outdir}.bak")
     log.warning("%s: %s; moving the old run to %s", outdir, reason, aside)
     os.rename(outdir, aside)
+    parent = os.path.dirname(os.path.abspath(outdir))  # exp/<tag>/fold<k> or exp/<tag>/seed<s>/fold<k>
+    for exp_dir in (parent, os.path.dirname(parent)):
+        mark_results_stale(exp_dir, f"{os.path.relpath(outdir, exp_dir)}, which it scored, was moved aside to "
+                                    f"{os.path.basename(aside)}")
+
+
+RESULTS_JSON, RESULTS_MD = "results.json", "RESULTS.md"
+
+
+def mark_results_stale(exp_dir: str, reason: str) -> bool:
+    """Mark an experiment's results.json (``"stale": reason``) and RESULTS.md (a first line saying so) as no
+    longer describing its runs; utils/compare_results.py leaves such results out. False where there are none."""
+    path = os.path.join(exp_dir, RESULTS_JSON)
+    if not os.path.isfile(path):
+        return False
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except ValueError:  # not ser's results
+        return False
+    if not isinstance(results, dict) or "protocol" not in results:
+        return False
+    if results.get("stale"):
+        return True
+    write_json(path, {"stale": reason, **results}, indent=1)
+    markdown = os.path.join(exp_dir, RESULTS_MD)
+    if os.path.isfile(markdown):
+        with open(markdown, encoding="utf-8") as f:
+            text = f.read()
+        write_text(markdown, f"> **Stale**: these results no longer describe the runs of this experiment: {reason}. "
+                             "Stage 4 writes them again.\n\n" + text)
+    log.warning("%s: marked stale (%s)", path, reason)
+    return True
 
 
 def claim_run_dir(outdir: str, identity: dict) -> None:

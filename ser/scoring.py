@@ -19,6 +19,7 @@ from ser.atomic import write_json, write_text
 from ser.card import write_card
 from ser.datadir import label_error, read_table, read_utt2emo
 from ser.metrics import classification_scores, mean_std, scores_from_confusion
+from ser.rundir import mark_results_stale
 
 METRICS = ("ua", "wa", "macro_f1")
 
@@ -186,7 +187,16 @@ def _configs_of(run_dirs: list[str]) -> dict[str, list[str]]:
 
 def score_experiment(exp_dir: str, data_dir: str, command: str = "", allow_mixed_configs: bool = False) -> dict:
     """Score every seed and fold of exp_dir against data_dir/fold<k>/test; write results.json and RESULTS.md.
-    Runs trained with different configs (their seeds aside) are not averaged unless ``allow_mixed_configs``."""
+    Runs trained with different configs (their seeds aside) are not averaged unless ``allow_mixed_configs``. A
+    refusal marks the results written before stale (ser.rundir.mark_results_stale)."""
+    try:
+        return _score_experiment(exp_dir, data_dir, command, allow_mixed_configs)
+    except ValueError as refusal:
+        mark_results_stale(exp_dir, f"stage 4 refused to score the experiment again ({refusal})")
+        raise
+
+
+def _score_experiment(exp_dir: str, data_dir: str, command: str, allow_mixed_configs: bool) -> dict:
     with open(os.path.join(data_dir, "protocol.json")) as f:
         protocol = json.load(f)
     classes = protocol["classes"]

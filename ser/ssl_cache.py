@@ -32,8 +32,23 @@ class SSLCacheError(DataDirError):
 _digests: dict[tuple, str] = {}
 
 
+SAMPLE_BYTES = 1 << 20  # a checkpoint file's first and last MiB are read whenever its record is reused
+
+
+def _sample_digest(path: str, size: int) -> str:
+    """SHA-256 of a file's first and last SAMPLE_BYTES (the whole file when it is no longer than both)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(SAMPLE_BYTES))
+        if size > SAMPLE_BYTES:
+            f.seek(max(SAMPLE_BYTES, size - SAMPLE_BYTES))
+            digest.update(f.read(SAMPLE_BYTES))
+    return digest.hexdigest()[:16]
+
+
 def checkpoint_files(path: str) -> list[list]:
-    """[relative name, size, modification time] of every regular file of a checkpoint directory, sorted."""
+    """[relative name, size, modification time, digest of the first and last MiB] of every regular file of a
+    checkpoint directory, sorted."""
     if not os.path.isdir(path):
         raise SSLCacheError(f"frontend_conf.path: {path!r} is not a checkpoint directory")
     files = []
@@ -43,26 +58,33 @@ def checkpoint_files(path: str) -> list[list]:
             full = os.path.join(root, name)
             if os.path.isfile(full):
                 st = os.stat(full)
-                files.append([os.path.relpath(full, path), st.st_size, st.st_mtime_ns])
+                files.append([os.path.relpath(full, path), st.st_size, st.st_mtime_ns,
+                              _sample_digest(full, st.st_size)])
     return files
 
 
+def content_digest(path: str, files: list[list]) -> str:
+    """SHA-256 of every file's relative name and whole content."""
+    digest = hashlib.sha256()
+    for rel, *_ in files:
+        digest.update(rel.encode() + b"\0")
+        with open(os.path.join(path, rel), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def checkpoint_digest(path: str, record: dict | None = None) -> str:
-    """SHA-256 of a checkpoint directory: every regular file's relative name and content. Not read again when the
-    files' names, sizes and modification times are those a cache ``record`` holds for this directory (the digest
-    it holds), nor twice in one process."""
+    """SHA-256 of a checkpoint directory: every regular file's relative name and content. Not read whole again
+    when the files' names, sizes, modification times and first and last MiB are those a cache ``record`` holds for
+    this directory (the digest it holds), nor twice in one process. So a replaced file is detected unless it keeps
+    its size, time, first and last MiB and differs only in between (content_digest then tells them apart)."""
     files = checkpoint_files(path)
     if record and record.get("checkpoint_path") == os.path.abspath(path) and record.get("checkpoint_files") == files:
         return record["settings"]["checkpoint"]
     signature = (os.path.abspath(path), json.dumps(files))
     if signature not in _digests:
-        digest = hashlib.sha256()
-        for rel, _, _ in files:
-            digest.update(rel.encode() + b"\0")
-            with open(os.path.join(path, rel), "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(block)
-        _digests[signature] = digest.hexdigest()
+        _digests[signature] = content_digest(path, files)
     return _digests[signature]
 
 

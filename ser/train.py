@@ -36,12 +36,13 @@ from ser.distributed import Distributed
 from ser.frontends import frontend_of
 from ser.infer import predict
 from ser.inputs import prepare_training_inputs, uses_functionals, write_utterance_norm
-from ser.losses import MultiLoss, NonFiniteLossError
+from ser.losses import MultiLoss, NonFiniteLossError, reads_speakers
 from ser.metrics import classification_scores
 from ser.models import model_of
 from ser.optim import build_optimizer, build_scheduler
 from ser.rundir import claim_run_dir, free_name, git_revision
 from ser.specaug import SPECAUGS
+from ser.speed import SpeedPerturbation, fbank_tables
 from ser.stamps import inputs_digest
 
 log = logging.getLogger("ser.train")
@@ -108,7 +109,8 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
         log.setLevel(logging.WARNING)
     try:
         # Everything that can fail on the config or the data fails here, before a file of outdir is touched.
-        run = _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist)
+        run = _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist,
+                     (extra_files or {}).get("fbank.conf"))
         if dist.is_main:
             claim_run_dir(outdir, identity)
         dist.barrier()
@@ -206,7 +208,8 @@ def _train(run: Run) -> dict:
     return _select(run, history)
 
 
-def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist: Distributed) -> Run:
+def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, outdir, dist: Distributed,
+           fbank_conf: str | None = None) -> Run:
     """Data, model, loss and optimizers, in a fixed order of random draws (seeded first)."""
     device = dist.device
     if config["amp"] == "fp16" and not device.startswith("cuda"):
@@ -226,10 +229,14 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     specaug = SPECAUGS.build(config["specaug"], config["specaug_conf"])
     batches = TrainBatches(train_set, num_classes, normaliser, config["batch_size"],
                            int(round(config["crop_seconds"] * frontend.inputs_per_second)), config["bucketing"],
-                           mixup, config["seed"], shard=(dist.rank, dist.world), specaug=specaug)
+                           mixup, config["seed"], shard=(dist.rank, dist.world), specaug=specaug,
+                           speaker_targets=reads_speakers(config["loss_conf"]),
+                           speed=_speed_perturbation(config, frontend, train_set, train_dir, fbank_conf))
 
     model = model_of(config, train_set.feat_dim, num_classes, utterance_dim).to(device)
-    criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"]).to(device)
+    num_speakers = len(set(train_set.speakers)) if train_set.speakers is not None else 0
+    criterion = MultiLoss(config["loss_conf"], num_classes, config["encoder_conf"]["embed_dim"],
+                          num_speakers).to(device)
     optimizer = build_optimizer(config, [p for p in model.parameters() if p.requires_grad])
     scheduler = build_scheduler(config, optimizer)
     criterion.attach_optimizers(config, lambda o: build_scheduler(config, o))
@@ -240,6 +247,23 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
             model, device_ids=[int(device.split(":")[1])] if device.startswith("cuda") else None)
     return Run(config, outdir, dist, train_set, valid_set, normaliser, batches, model, trained_model, criterion,
                optimizer, scheduler, scaler, num_classes)
+
+
+def _speed_perturbation(config, frontend, train_set: LabelledSet, train_dir: str,
+                        fbank_conf: str | None) -> SpeedPerturbation | None:
+    """config.speed_perturb over the training set (ser.speed): fbank precomputed per factor, waveforms on the fly."""
+    factors = config["speed_perturb"]
+    if not factors:
+        return None
+    if frontend.name == "fbank":
+        if not fbank_conf:
+            raise TrainingError("speed_perturb with the fbank front-end computes the perturbed features with "
+                                "stage 1's fbank config: give it (--fbank-conf)")
+        return SpeedPerturbation(factors, fbank_tables(train_dir, train_set.keys, factors, fbank_conf))
+    if train_set.feat_dim is not None:
+        raise TrainingError(f"speed_perturb needs the audio: the fbank front-end or a waveform one, not "
+                            f"{frontend.name}, whose inputs are precomputed")
+    return SpeedPerturbation(factors)
 
 
 def _resume(run: Run) -> list[dict]:
@@ -304,8 +328,6 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
     progress = tqdm(source, total=len(run.batches), desc=f"epoch {epoch}",
                     disable=None if run.dist.is_main else True, leave=False, mininterval=10)
     for step, batch in enumerate(progress):
-        if batch is None:  # a remainder batch smaller than the number of ranks
-            continue
         feats, lengths = batch["feats"].to(device, non_blocking=True), batch["lengths"].to(device, non_blocking=True)
         targets = batch["targets"].to(device, non_blocking=True)
         utterance = batch["utterance"].to(device, non_blocking=True) if "utterance" in batch else None
@@ -313,7 +335,8 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
             out = run.trained_model(feats, lengths, utterance)
         try:
             loss, terms = criterion(out.logits.float(), out.embedding.float(), out.contrastive_embedding.float(),
-                                    targets, run.dist)
+                                    targets, run.dist, rows=int(batch["rows"]),
+                                    speakers=batch["speakers"].to(device) if "speakers" in batch else None)
         except NonFiniteLossError as e:
             raise TrainingError(f"epoch {epoch}, batch {step + 1}: loss term {e.term!r} is not finite "
                                 f"(utterances {[run.train_set.keys[i] for i in batch['indices']]})") from None
@@ -329,8 +352,9 @@ def _train_epoch(run: Run, epoch: int) -> tuple[dict[str, float], float]:
         for key, value in terms.items():
             sums[key] = sums.get(key, 0.0) + value
         num_batches += 1
-        correct += int((out.logits.argmax(-1) == targets.argmax(-1)).sum())
-        seen += len(lengths)
+        rows = int(batch["rows"])  # this rank's examples (0: a stand-in)
+        correct += int((out.logits[:rows].argmax(-1) == targets[:rows].argmax(-1)).sum())
+        seen += rows
         if config["log_interval"] and (step + 1) % config["log_interval"] == 0:
             log.info("epoch %d batch %d/%d: loss %.4f", epoch, step + 1, len(run.batches), sums["total"] / num_batches)
     run.scheduler.step()

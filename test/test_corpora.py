@@ -23,6 +23,7 @@ from ser.corpora.common import (
     check_counts,
     prepare_recipe_data,
     split_train_valid,
+    valid_mode_of_fold,
     write_data_dir,
 )
 from ser.datadir import read_table, validate_data_dir
@@ -286,10 +287,14 @@ def test_split_train_valid_utt_mode_is_stratified():
     train, valid = split_train_valid(utts, 0.2, "utt", seed=3)
     assert len(valid) == round(0.2 * len(utts)) and len(train) + len(valid) == len(utts)
     assert not {u.utt_id for u in train} & {u.utt_id for u in valid}
+    class_sizes = Counter(u.emotion for u in utts)
+    class_counts = Counter(u.emotion for u in valid)
+    for emotion, n in class_sizes.items():  # every class gets its share of the total, rounded down or up
+        assert int(len(valid) * n / len(utts)) <= class_counts[emotion] <= int(len(valid) * n / len(utts)) + 1
     valid_counts = Counter((u.spk_id, u.emotion) for u in valid)
-    for group, n in sizes.items():  # every (speaker, class) gets its quota, rounded down or up
-        quota = len(valid) * n / len(utts)
-        assert int(quota) <= valid_counts[group] <= int(quota) + 1
+    for (spk, emotion), n in sizes.items():  # then each class's share over its speakers, rounded down or up
+        quota = class_counts[emotion] * n / class_sizes[emotion]
+        assert int(quota) <= valid_counts[(spk, emotion)] <= int(quota) + 1
     again = split_train_valid(list(reversed(utts)), 0.2, "utt", seed=3)[1]
     assert [u.utt_id for u in again] == [u.utt_id for u in valid]
     assert {u.utt_id for u in split_train_valid(utts, 0.2, "utt", seed=4)[1]} != {u.utt_id for u in valid}
@@ -307,6 +312,53 @@ def test_split_train_valid_spk_mode_holds_out_whole_speakers():
         split_train_valid(_utts({("s1", "a"): 5}), 0.1, "spk")
     with pytest.raises(ValueError, match="strictly between 0 and 1"):
         split_train_valid(utts, 1.0, "utt")
+
+
+def _ravdess_like(seed_genders: bool = True) -> list[Utterance]:
+    """RAVDESS's real counts: 24 actors (odd ids male), 4 neutral and 8 of each other class per actor."""
+    counts = {"neu": 4, "cal": 8, "hap": 8, "sad": 8, "ang": 8, "fea": 8, "dis": 8, "sur": 8}
+    return [Utterance(f"a{a:02d}-{emo}{i}", f"a{a:02d}", f"/x/{a}{emo}{i}.wav", emo,
+                      ("m" if a % 2 else "f") if seed_genders else None)
+            for a in range(1, 25) for emo, n in counts.items() for i in range(n)]
+
+
+@pytest.mark.parametrize("mode", ["utt", "spk"])
+def test_every_ravdess_class_is_in_every_folds_validation_set(mode):
+    # The old per-(speaker, class) quota rounded each actor's 4 neutral utterances to 0 in every fold and seed.
+    utts = _ravdess_like()
+    for data_seed in range(5):
+        for fold in range(6):
+            test_speakers = {f"a{a:02d}" for a in range(4 * fold + 1, 4 * fold + 5)}
+            train, valid = split_train_valid([u for u in utts if u.spk_id not in test_speakers], 0.1, mode,
+                                             data_seed)
+            assert {u.emotion for u in valid} == {u.emotion for u in utts}, (mode, data_seed, fold)
+            assert {u.emotion for u in train} == {u.emotion for u in utts}
+            if mode == "spk":  # 2 of the 20 training actors, one of each gender
+                assert sorted(u.gender for u in valid[::60]) == ["f", "m"]
+                assert not {u.spk_id for u in valid} & {u.spk_id for u in train}
+
+
+def test_spk_validation_chooses_speakers_that_hold_every_class():
+    # Speakers holding one class each (as many of URDU's do): a plain draw of 2 of 8 misses classes.
+    utts = _utts({(f"s{k}", "ab"[k % 2]): 5 for k in range(8)})
+    for seed in range(10):
+        train, valid = split_train_valid(utts, 0.25, "spk", seed)
+        assert {u.emotion for u in valid} == {"a", "b"} == {u.emotion for u in train}
+
+
+def test_auto_validation_holds_out_speakers_where_enough_train(tmp_path, capsys):
+    support.build_msp_improv(str(tmp_path / "msp"))  # 12 speakers, 6 session folds: 10 training speakers
+    protocol = run_prepare("msp_improv", tmp_path / "msp", tmp_path / "data")
+    assert protocol["valid_mode"] == "spk" and protocol["valid_mode_requested"] == "auto"
+    for fold in protocol["folds"].values():
+        assert fold["valid_mode"] == "spk" and len(fold["valid_speakers"]) == 1
+    support.build_savee(str(tmp_path / "savee"), "nested")  # 4 speakers: 3 train in each LOSO fold
+    protocol = run_prepare("savee", tmp_path / "savee", tmp_path / "data_savee")
+    assert protocol["valid_mode"] == "utt"
+    assert all(fold["valid_mode"] == "utt" and len(fold["valid_speakers"]) == 3
+               for fold in protocol["folds"].values())
+    assert "fold(s) 1 2 3 4: validation from utterances of every training speaker (utt)" in capsys.readouterr().err
+    assert valid_mode_of_fold("auto", 20, fold_unit="utterance") == "utt"  # test speakers also train
 
 
 def test_check_counts_strict_and_lenient(caplog):

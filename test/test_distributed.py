@@ -15,6 +15,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from support import python_env, train_command
@@ -58,3 +59,28 @@ def test_two_ranks_match_one_process(feature_dirs, tmp_path):
     assert sel_one["epoch"] == sel_two["epoch"]
     # Only rank 0 writes: one log file, one set of checkpoints.
     assert sorted(os.listdir(tmp_path / "two" / "tensorboard")) and (tmp_path / "two" / "model.pth").exists()
+
+
+@pytest.mark.slow
+def test_uneven_batches_give_one_process_gradients(tmp_path):
+    """A 7-utterance batch over two ranks (4 + 3) and a 1-utterance remainder (one rank holds a stand-in) give the
+    gradients of one process on the whole batch (the model's, and the centres' after averaging), and the same loss
+    values: each per-example term is the mean over the whole batch. Tolerance: float summation order (1e-5)."""
+    worker = os.path.join(os.path.dirname(__file__), "ddp_uneven_step.py")
+    single = subprocess.run([sys.executable, worker, str(tmp_path / "one.pt")], env=python_env(),
+                            capture_output=True, text=True)
+    assert single.returncode == 0, single.stderr[-3000:]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    ddp = subprocess.run(launcher + [worker, str(tmp_path / "two.pt")], env=python_env(), capture_output=True,
+                         text=True)
+    assert ddp.returncode == 0, ddp.stderr[-5000:]
+    one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
+    assert sorted(one) == sorted(two) == [1, 7]  # the remainder trained too
+    for size in one:
+        assert set(one[size]) == set(two[size])
+        for term, value in one[size]["values"].items():
+            assert two[size]["values"][term] == pytest.approx(value, rel=1e-5, abs=1e-7), (size, term)
+        for name in one[size]:
+            if name != "values":
+                torch.testing.assert_close(two[size][name], one[size][name], rtol=1e-5, atol=1e-7,
+                                           msg=lambda m, name=name, size=size: f"batch of {size}, {name}: {m}")

@@ -329,6 +329,13 @@ def test_read_cmvn_stats_errors(tmp_path):
     np.save(bad, np.ones((3, 3)))
     with pytest.raises(ValueError, match="bad.npy.*shape"):
         read_cmvn_stats(bad)
+    # Kaldi's text form (copy-matrix --binary=false) reads as the binary one; a malformed one is one line naming it.
+    text = tmp_path / "text.ark"
+    text.write_text("global  [\n  10 20 30 5\n  100 200 300 0 ]\n")
+    np.testing.assert_array_equal(read_cmvn_stats(str(text)), [[10, 20, 30, 5], [100, 200, 300, 0]])
+    text.write_text("global  [\n  mean 20 30 5\n  100 200 300 0 ]\n")
+    with pytest.raises(ValueError, match=f"^{text}: not a Kaldi ark of CMVN statistics [(][^\n]*[)]$"):
+        read_cmvn_stats(str(text))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import math
 
 import numpy as np
@@ -10,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from pytorch_metric_learning.losses import SupConLoss
 
+import ser.components  # noqa: F401  fills the registries (the training test resolves a whole config)
 import ser.losses as losses
-from ser.config import ConfigError, resolve_loss_conf
+from ser.config import ConfigError, resolve_config, resolve_loss_conf
 from ser.losses import (
     LOSS_DEFAULTS,
     CenterLoss,
@@ -22,6 +25,9 @@ from ser.losses import (
     soft_cross_entropy,
     supervised_contrastive,
 )
+from ser.train import train
+
+from support import FAST_CONFIG
 
 NUM_CLASSES, EMBED_DIM, BATCH = 4, 8, 16
 
@@ -323,21 +329,22 @@ def bias_corrected_ema(history, momentum):
 def test_running_magnitude_brings_terms_to_one_and_survives_state_dict():
     conf = {"ce": 1.0, "kl": 1.0, "focal": 1.0, "center": 1.0, "supcon": 1.0,
             "scale_by_running_magnitude": True, "running_momentum": 0.9}
+    on = [term for term in losses.TERMS if conf.get(term, 0) > 0]
     torch.manual_seed(0)
     loss = MultiLoss(conf, NUM_CLASSES, EMBED_DIM).train()
-    history = {term: [] for term in losses.TERMS}
-    scaled = {term: [] for term in losses.TERMS}
+    history = {term: [] for term in on}
+    scaled = {term: [] for term in on}
     for step in range(120):
         # embeddings far from the centers make the center term ~100 times the others
         total, terms = loss(*inputs(100 + step, embed_scale=10.0))
-        for term in losses.TERMS:
+        for term in on:
             history[term].append(terms[term])
-        magnitudes = {term: bias_corrected_ema(history[term], 0.9) for term in losses.TERMS}
-        assert total.item() == pytest.approx(sum(terms[t] / magnitudes[t] for t in losses.TERMS), rel=1e-5)
-        for term in losses.TERMS:
+        magnitudes = {term: bias_corrected_ema(history[term], 0.9) for term in on}
+        assert total.item() == pytest.approx(sum(terms[t] / magnitudes[t] for t in on), rel=1e-5)
+        for term in on:
             scaled[term].append(terms[term] / magnitudes[term])
     assert np.mean(history["center"]) > 50 * np.mean(history["focal"])
-    for term in losses.TERMS:
+    for term in on:
         assert scaled[term][0] == pytest.approx(1.0)  # bias correction: exact on the first step
         assert np.mean(scaled[term][40:]) == pytest.approx(1.0, abs=0.1), term
 
@@ -406,3 +413,75 @@ def test_own_optimizer_state_is_per_term_and_reads_the_centre_only_layout():
         restored = make()
         restored.load_optimizer_state(saved)
         assert str(restored.optimizer_state()) == str(state)
+
+
+def test_centre_adam_steps_with_the_lam_moments():
+    """center_optim adam is Adam with betas (0.9, 0.98) and eps 1e-9 (docs/method.md section 5): two steps of the
+    centres equal two Adam updates written out by hand with those moments (torch's defaults, 0.999 and 1e-8, give
+    other centres)."""
+    loss = MultiLoss({"center": 1.0, "kl": 0.0, "focal": 0.0, "supcon": 0.0}, NUM_CLASSES, EMBED_DIM)
+    loss.attach_optimizers({"center_optim": "adam", "center_lr": 0.1}, lambda o: None)
+    centres = loss.center.centers.detach().clone()
+    m, v = torch.zeros_like(centres), torch.zeros_like(centres)
+    beta1, beta2, eps, lr = 0.9, 0.98, 1e-9, 0.1
+    for step in (1, 2):
+        loss.zero_grad()
+        total, _ = loss(*inputs(30 + step))
+        total.backward()
+        grad = loss.center.centers.grad.detach().clone()
+        loss.step(lambda grads: None)
+        m = beta1 * m + (1 - beta1) * grad
+        v = beta2 * v + (1 - beta2) * grad * grad
+        centres = centres - lr * (m / (1 - beta1 ** step)) / ((v / (1 - beta2 ** step)).sqrt() + eps)
+        torch.testing.assert_close(loss.center.centers.detach(), centres, rtol=1e-5, atol=1e-7)
+
+
+def test_reverse_gradient_negates_the_autograd_gradient_exactly():
+    x = torch.randn(6, EMBED_DIM, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(EMBED_DIM, 3, dtype=torch.float64)
+    (reference,) = torch.autograd.grad(torch.tanh(x @ weight).pow(2).sum(), x)
+    y = losses.reverse_gradient(x)
+    assert torch.equal(y, x)
+    (reversed_,) = torch.autograd.grad(torch.tanh(y @ weight).pow(2).sum(), x)
+    assert torch.equal(reversed_, -reference)
+
+
+def test_speaker_adversary_trains_its_head_on_speakers_and_reverses_the_embedding_gradient():
+    """The head's gradient is that of plain speaker cross entropy (its own rate: MultiLoss.step divides out the
+    weight); the embedding receives -weight times it; only the head is the term's own parameters."""
+    weight, num_speakers = 0.3, 5
+    loss = MultiLoss({"speaker_adv": weight, "kl": 0.0, "focal": 0.0, "center": 0.0, "supcon": 0.0},
+                     NUM_CLASSES, EMBED_DIM, num_speakers)
+    loss.attach_optimizers({"loss_conf": loss.conf}, lambda o: None)
+    logits, embedding, contrastive, target = inputs(40, requires_grad=True)
+    speakers = F.one_hot(torch.arange(BATCH) % num_speakers, num_speakers).float()
+    total, values = loss(logits, embedding, contrastive, target, speakers=speakers)
+    total.backward()
+    head = copy.deepcopy(loss.speaker_adv.head)
+    plain = soft_cross_entropy(head(embedding.detach().requires_grad_()), speakers)
+    e = embedding.detach().clone().requires_grad_()
+    (e_grad,) = torch.autograd.grad(soft_cross_entropy(head(e), speakers), e)
+    torch.testing.assert_close(embedding.grad, -weight * e_grad)
+    assert values["speaker_adv"] == pytest.approx(float(plain.detach()))
+    plain.backward()
+    loss.step(lambda grads: None)  # divides the head's gradients by the weight, then steps
+    for own, reference in zip(loss.speaker_adv.head.parameters(), head.parameters()):
+        torch.testing.assert_close(own.grad, reference.grad)
+    assert len(loss.own_parameters()) == 4
+    with pytest.raises(ValueError, match="2 training speakers"):
+        MultiLoss({"speaker_adv": 0.1}, NUM_CLASSES, EMBED_DIM, 1)
+
+
+def test_training_with_the_speaker_adversary_learns(feature_dirs, tmp_path):
+    """A tiny run with the adversary on: the emotion is learned, the speaker term is logged, and the head lives in
+    the checkpoint's loss state, not in model.pth."""
+    config = resolve_config({**FAST_CONFIG, "max_epoch": 6, "loss_conf": {"speaker_adv": 0.5}})
+    classes = [c.strip() for c in open(feature_dirs / "classes.txt") if c.strip()]
+    selection = train(config, classes, str(feature_dirs / "train"), str(feature_dirs / "valid"),
+                      str(feature_dirs / "train" / "cmvn.ark"), str(tmp_path / "run"))
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert all(h["train"]["speaker_adv"] > 0 for h in history)
+    assert selection["valid"]["ua"] >= 60.0  # 4 classes, chance 25
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert any(k.startswith("speaker_adv.head") for k in checkpoint["criterion"])
+    assert not any("speaker_adv" in k for k in torch.load(tmp_path / "run" / "model.pth", weights_only=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import pytest
 
@@ -61,3 +62,11 @@ def test_a_stamp_of_the_shell_script_is_current(tmp_path):
     (tmp_path / "data" / ".stage0.done").write_text("x\n")
     write_stamp(f"{a.dump_dir}/.stage1.done", [a.data_dir, a.fbank_conf], "nj-independent")
     assert recipe.todo("fbank", a) == []
+
+
+def test_a_later_stage_before_stage_0_fails_and_creates_nothing(tmp_path):
+    from support import run_recipe
+
+    proc = run_recipe(tmp_path, "--stage", "1", check=False)
+    assert proc.returncode != 0 and f"{tmp_path / 'data'} is not prepared; run stage 0 first" in proc.stderr
+    assert os.listdir(tmp_path) == []  # no data, dump or exp dir, no lock file

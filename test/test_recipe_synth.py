@@ -599,11 +599,13 @@ def test_a_packed_model_classifies_elsewhere_as_the_experiment_does(finished_rec
 
 
 def export_and_compare(model_dir, wavs, out_dir):
-    """The exported TorchScript module's posteriors against the recognizer's, alone and in one padded batch."""
+    """The exported TorchScript module's posteriors (fbank in) and the ONNX model's under onnxruntime (waveform in)
+    against the recognizer's, alone and in one padded batch."""
     from ser import EmotionRecognizer
-    from ser.export import export_torchscript
+    from ser.audio import INT16_SCALE, load_mono
+    from ser.export import export_model
 
-    path = export_torchscript(str(model_dir), str(out_dir))
+    path = export_model(str(model_dir), str(out_dir), "torchscript")
     exported = torch.jit.load(path)
     recognizer = EmotionRecognizer.from_dir(str(model_dir))
     trained = recognizer.members[0]
@@ -611,7 +613,6 @@ def export_and_compare(model_dir, wavs, out_dir):
     assert len({f.shape[0] for f in fbanks}) == len(fbanks)  # different lengths
     functionals = None
     if trained.config["functionals"] != "none":
-        from ser.audio import load_mono
         from ser.functionals import compute_functionals, make_extractor
 
         extractor = make_extractor(trained.config["functionals"])
@@ -622,8 +623,8 @@ def export_and_compare(model_dir, wavs, out_dir):
     padded = torch.zeros(len(fbanks), int(lengths.max()), fbanks[0].shape[1])
     for i, f in enumerate(fbanks):
         padded[i, :f.shape[0]] = f
+    extra = () if functionals is None else (functionals,)
     with torch.no_grad():
-        extra = () if functionals is None else (functionals,)
         batch = exported(padded, lengths, *extra).numpy()
         alone = np.concatenate([exported(f[None], lengths[i:i + 1], *(e[i:i + 1] for e in extra)).numpy()
                                 for i, f in enumerate(fbanks)])
@@ -632,9 +633,24 @@ def export_and_compare(model_dir, wavs, out_dir):
     meta = json.loads((out_dir / "model.json").read_text())
     assert meta["classes"] == recognizer.classes and (out_dir / "fbank.conf").exists()
 
+    onnxruntime = pytest.importorskip("onnxruntime", reason="onnxruntime is installed by tools/install.sh --test")
+    session = onnxruntime.InferenceSession(export_model(str(model_dir), str(out_dir / "onnx"), "onnx"))
+    waves = [load_mono(str(w), 16000) / INT16_SCALE for w in wavs]
+    wave_lengths = np.array([len(w) for w in waves])
+    batch_feeds = {"waveform": np.zeros((len(waves), wave_lengths.max()), np.float32), "lengths": wave_lengths}
+    for i, w in enumerate(waves):
+        batch_feeds["waveform"][i, :len(w)] = w
+    if functionals is not None:
+        batch_feeds["functionals"] = functionals.numpy()
+    alone = np.concatenate([session.run(None, {name: (value[i:i + 1, :wave_lengths[i]] if name == "waveform"
+                                                      else value[i:i + 1]) for name, value in batch_feeds.items()})[0]
+                            for i in range(len(waves))])
+    np.testing.assert_allclose(alone, expected, atol=1e-5)
+    np.testing.assert_allclose(session.run(None, batch_feeds)[0], expected, atol=1e-5)
+
 
 @pytest.mark.slow
-def test_torchscript_export_gives_pytorchs_posteriors_on_real_utterances(finished_recipe, tmp_path):
+def test_torchscript_and_onnx_export_give_pytorchs_posteriors_on_real_utterances(finished_recipe, tmp_path):
     tmp, _ = finished_recipe
     wavs = sorted((tmp / "corpus").glob("spk03/*.wav"))[:4]
     export_and_compare(tmp / "exp" / "train" / "seed0" / "fold2", wavs, tmp_path / "export")

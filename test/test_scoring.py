@@ -160,6 +160,38 @@ def test_runs_of_different_configs_are_not_averaged(tmp_path):
     assert len(results["mixed_configs"]) == 2
 
 
+def compare_results(*paths):
+    return subprocess.run([sys.executable, os.path.join(REPO, "utils", "compare_results.py"), *map(str, paths)],
+                          capture_output=True, text=True, env=python_env())
+
+
+def test_no_stale_result_survives_a_refusal_or_a_fold_moved_aside(tmp_path):
+    """A refused stage 4 and a scored fold moved aside (a retrain with another config) mark the earlier
+    results.json and RESULTS.md stale; compare_results leaves them out and says so; scoring again clears it."""
+    from ser.rundir import claim_run_dir
+
+    data, exp, _, _ = fake_experiment(tmp_path)
+    score_experiment(str(exp), str(data))
+    changed = exp / "seed1" / "fold2" / "config.yaml"
+    changed.write_text(changed.read_text().replace("augment: eam", "augment: lam"))
+    with pytest.raises(ValueError, match="2 different configs"):
+        score_experiment(str(exp), str(data))
+    results = json.loads((exp / "results.json").read_text())
+    assert "stage 4 refused" in results["stale"] and "2 different configs" in results["stale"]
+    assert (exp / "RESULTS.md").read_text().startswith("> **Stale**")
+    proc = compare_results(exp)
+    assert proc.returncode == 0 and "mytag" not in proc.stdout
+    assert f"leaving out {exp / 'results.json'}: stale" in proc.stderr
+    score_experiment(str(exp), str(data), allow_mixed_configs=True)
+    assert "stale" not in json.loads((exp / "results.json").read_text())
+    assert "mytag" in compare_results(exp).stdout
+    claim_run_dir(str(exp / "seed0" / "fold1"), {"config_hash": "another"})
+    assert (exp / "seed0" / "fold1.bak1").is_dir()
+    results = json.loads((exp / "results.json").read_text())
+    assert results["stale"] == "seed0/fold1, which it scored, was moved aside to fold1.bak1"
+    assert "mytag" not in compare_results(exp).stdout
+
+
 def test_seed_ensemble_averages_posteriors_and_is_judged_on_validation(tmp_path):
     data, exp, truth, _ = fake_experiment(tmp_path, seeds=(0, 1, 2))
     rng = np.random.default_rng(5)

@@ -192,8 +192,8 @@ def test_a_stale_cache_is_refused_and_recomputed(recipe, tmp_path, capsys):
 
 
 def test_loading_a_cache_reads_an_unchanged_checkpoint_no_more(recipe, tmp_path, capsys, monkeypatch):
-    """Training and decoding processes check the cache against the checkpoint by its files' names, sizes and times
-    as the record holds them; only a changed file makes them hash its content again."""
+    """Training and decoding processes check the cache against the checkpoint by its files' names, sizes, times and
+    first and last MiB as the record holds them; only a changed file makes them hash its whole content again."""
     import ser.ssl_cache
 
     root, data, _ = recipe
@@ -202,8 +202,8 @@ def test_loading_a_cache_reads_an_unchanged_checkpoint_no_more(recipe, tmp_path,
     train_dir = os.path.join(cache, "fold1", "train")
     monkeypatch.setattr(ser.ssl_cache, "_digests", {})
     reads = []
-    sha256 = ser.ssl_cache.hashlib.sha256
-    monkeypatch.setattr(ser.ssl_cache.hashlib, "sha256", lambda *a: reads.append(1) or sha256(*a))
+    content_digest = ser.ssl_cache.content_digest
+    monkeypatch.setattr(ser.ssl_cache, "content_digest", lambda *a: reads.append(1) or content_digest(*a))
     make_frontend("ssl_cached", {"path": checkpoint}).load(train_dir, CLASSES)
     assert run_cache(capsys, str(tmp_path / "c.yaml"), data, tmp_path, "--print-dir") == cache
     assert reads == []
@@ -211,6 +211,81 @@ def test_loading_a_cache_reads_an_unchanged_checkpoint_no_more(recipe, tmp_path,
     os.utime(config_json, ns=(os.stat(config_json).st_atime_ns, os.stat(config_json).st_mtime_ns + 10**9))
     make_frontend("ssl_cached", {"path": checkpoint}).load(train_dir, CLASSES)  # same content: still this cache
     assert reads == [1]
+
+
+def test_replaced_weights_of_the_same_size_and_time_are_not_a_cached_checkpoint(tmp_path, monkeypatch):
+    """A file replaced with its size and times restored is detected by its first or last MiB (a whole-content
+    hash tells it apart); only a change confined to the bytes in between keeps the record's digest, as docs/gpu.md
+    says."""
+    import ser.ssl_cache
+    from ser.ssl_cache import SAMPLE_BYTES, checkpoint_digest, checkpoint_files
+
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    weights = checkpoint / "pytorch_model.bin"
+    original = np.random.default_rng(0).bytes(3 * SAMPLE_BYTES)
+    weights.write_bytes(original)
+    times = (os.stat(weights).st_atime_ns, os.stat(weights).st_mtime_ns)
+    record = {"checkpoint_path": str(checkpoint), "checkpoint_files": checkpoint_files(str(checkpoint)),
+              "settings": {"checkpoint": checkpoint_digest(str(checkpoint))}}
+    for at, detected in ((0, True), (3 * SAMPLE_BYTES - 1, True), (SAMPLE_BYTES + 7, False)):
+        monkeypatch.setattr(ser.ssl_cache, "_digests", {})
+        weights.write_bytes(original[:at] + bytes([original[at] ^ 1]) + original[at + 1:])
+        os.utime(weights, ns=times)
+        assert (checkpoint_digest(str(checkpoint), record) != record["settings"]["checkpoint"]) == detected
+        assert checkpoint_digest(str(checkpoint)) != record["settings"]["checkpoint"]
+
+
+class _RunsOnLoad:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_crafted_checkpoint_is_one_line_naming_it_and_nothing_in_it_runs(recipe, tmp_path, capsys):
+    _, data, _ = recipe
+    checkpoint = build_tiny_ssl(str(tmp_path / "crafted"))
+    os.remove(os.path.join(checkpoint, "model.safetensors"))
+    marker = tmp_path / "ran"
+    torch.save({"weights": _RunsOnLoad(str(marker))}, os.path.join(checkpoint, "pytorch_model.bin"))
+    with pytest.raises(SystemExit) as stop:
+        run_cache(capsys, write_config(tmp_path / "c.yaml", checkpoint), data, tmp_path)
+    assert stop.value.code == 1 and not marker.exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {checkpoint}: cannot load the checkpoint's weights (pytorch_model.bin): they hold "
+                       "objects other than tensors, refused (loaded weights-only: nothing in them ran)")
+
+
+def test_a_full_disk_while_caching_names_the_file_and_leaves_no_partial_cache(recipe, tmp_path, capsys,
+                                                                             monkeypatch):
+    import errno
+    import shutil
+
+    import kaldiio
+
+    _, data, checkpoint = recipe
+    config = write_config(tmp_path / "c.yaml", checkpoint)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    cache = run_cache(capsys, config, data, tmp_path, "--print-dir")
+    monkeypatch.setattr(kaldiio.WriteHelper, "__call__", no_space)
+    with pytest.raises(SystemExit):
+        run_cache(capsys, config, data, tmp_path)
+    ark = os.path.join(cache, "all", "feats.ark")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: No space left on device while writing {ark}"
+    assert sorted(os.listdir(os.path.join(cache, "all"))) == []
+    monkeypatch.undo()
+    monkeypatch.setattr(shutil, "copyfile", no_space)
+    with pytest.raises(SystemExit):
+        run_cache(capsys, config, data, tmp_path)
+    wav_scp = os.path.join(cache, "all", "wav.scp")
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"error: No space left on device while writing {wav_scp}"
+    assert not [n for n in os.listdir(os.path.join(cache, "all")) if ".tmp" in n or n == "wav.scp"]
+    assert not os.path.exists(os.path.join(cache, ".done"))
 
 
 def test_waveform_eam_is_refused_on_cached_frames(recipe):

@@ -2,11 +2,13 @@
 # Installs ser's Python environment: a virtualenv with torch, then ser itself (editable) and its dependencies.
 #
 #   tools/install.sh                   CPU torch 2.13.0 in tools/venv
-#   tools/install.sh --test            also the test dependencies (pytest, scikit-learn, pytorch-metric-learning)
+#   tools/install.sh --test            also the test dependencies (pytest, scikit-learn, pytorch-metric-learning,
+#                                      onnx, onnxscript and onnxruntime)
 #   tools/install.sh --cuda cu126      the CUDA 12.6 build of torch 2.13.0 (from download.pytorch.org/whl/cu126)
 #   tools/install.sh --cpu-index       take the CPU build from download.pytorch.org/whl/cpu (machines where PyPI's
 #                                      default torch wheel is a CUDA build)
 #   tools/install.sh --wavlm           also transformers, for the WavLM front-end
+#   tools/install.sh --onnx            also onnx and onnxscript (ONNX export) and onnxruntime (running it)
 #   tools/install.sh --opensmile       also opensmile and scikit-learn, for the classic reference and functionals
 #                                      fusion (opensmile: audEERING's research licence, non-commercial use only)
 #   tools/install.sh --venv DIR        install somewhere else; --python PY  the interpreter to build it from
@@ -26,12 +28,13 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --test) extras="$extras${extras:+,}test"; shift ;;
     --wavlm) extras="$extras${extras:+,}wavlm"; shift ;;
+    --onnx) extras="$extras${extras:+,}onnx"; shift ;;
     --opensmile) extras="$extras${extras:+,}opensmile"; shift ;;
     --cuda) [ $# -ge 2 ] || { echo "install.sh: --cuda needs a value such as cu126" >&2; exit 1; }; cuda=$2; shift 2 ;;
     --cpu-index) cpu_index=true; shift ;;
     --venv) [ $# -ge 2 ] || { echo "install.sh: --venv needs a directory" >&2; exit 1; }; venv=$2; shift 2 ;;
     --python) [ $# -ge 2 ] || { echo "install.sh: --python needs an interpreter" >&2; exit 1; }; python=$2; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 1 ;;
   esac
 done

@@ -26,13 +26,17 @@ def find_results(paths: list[str]) -> list[str]:
 
 def table(results_files: list[str]) -> str:
     """One table per protocol (corpus, class set, folds, validation, speaker normalisation), so that no column
-    ever holds numbers of two protocols."""
+    ever holds numbers of two protocols. Stale results (ser.rundir.mark_results_stale) are left out, saying so on
+    stderr."""
     from ser.scoring import protocol_name, spread, system_description
 
     groups: dict[str, list[str]] = {}
     for path in results_files:
         with open(path) as f:
             r = json.load(f)
+        if r.get("stale"):
+            print(f"compare_results: leaving out {path}: stale ({r['stale']})", file=sys.stderr)
+            continue
         p = r["protocol"]
         folds = f"{len(p['folds_scored'])}/{len(p['folds'])}" + ("" if p["complete"] else " (incomplete)")
         num_folds = len(p["folds_scored"])

@@ -35,7 +35,8 @@
 #   --truncated-audio error|warn  a wav cut short (its header promises more samples than it holds) in stage 1:
 #                                 error stops naming it; warn reads what it holds and counts them [error]
 #   --speaker-norm none|cmvn      protocol: per-speaker normalisation of every experiment's inputs (a transductive
-#                                 protocol; tags get the suffix _spkcmvn) [none]
+#                                 protocol; tags get the suffix _spkcmvn; warns where stage 0 found that the speakers
+#                                 cover the classes poorly: protocol.json speaker_class_coverage) [none]
 #   --corpus-dir DIR --class-set NAME --strict-counts true|false  (corpus recipes)
 #   --corpus-manifest FILE.csv    your own data: columns path,label,speaker [,fold,gender,start,end] (no corpus
 #                                 module needed; see README "Your own data")
@@ -44,7 +45,7 @@
 #   --num-folds 5                 folds of --fold-scheme kfold (and of a manifest without a fold column)
 #   --download-dir DIR            stage 0 first fetches the corpus into DIR (checksum, resumed when cut off) where its
 #                                 licence allows (ser.bin.download); other corpora say where they are obtained
-#   --valid-fraction 0.1 --valid-mode utt|spk --data-seed 0        (validation split from training-fold speakers)
+#   --valid-fraction 0.1 --valid-mode auto|spk|utt --data-seed 0  (validation from each fold's training part)
 #   --print-config true           print the resolved training config (every default, --train-args applied); exit
 set -euo pipefail
 
@@ -71,7 +72,7 @@ classic_configs="conf/classic/egemaps.yaml conf/classic/compare.yaml"
 speaker_norm=none
 truncated_audio=error
 valid_fraction=0.1
-valid_mode=utt
+valid_mode=auto
 fold_scheme=default
 num_folds=5
 corpus_manifest=""
@@ -100,9 +101,9 @@ runs() { [ "$stage" -le "$1" ] && [ "$stop_stage" -ge "$1" ]; }
 
 # Options checked and experiments (the training config, then the classic references) resolved before any work:
 # experiment i is exp_config[i], exp_tag[i], ... with trainer options exp_argv_<i> (ser/bin/recipe.py).
-setup=$(export corpus corpus_dir corpus_manifest stage stop_stage folds seeds dump_dir functionals_dir ssl_cache_dir \
-  truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu train_jobs \
-  template_dir; recipe setup) || exit 1
+setup=$(export corpus corpus_dir corpus_manifest stage stop_stage folds seeds data_dir dump_dir functionals_dir \
+  ssl_cache_dir truncated_audio fbank_conf speaker_norm classic_configs train_args train_config tag print_config ngpu \
+  train_jobs template_dir; recipe setup) || exit 1
 eval "$setup"
 if [ "$print_config" = true ]; then  # the resolved training config, then nothing else
   python -m ser.bin.config_info "$train_config" resolved "${exp_argv_0[@]}"
@@ -130,7 +131,8 @@ if runs 0; then
     --fold-scheme "$fold_scheme" --num-folds "$num_folds" ${class_set:+--class-set "$class_set"} --skip-if-up-to-date
 fi
 
-folds=$(recipe folds "$data_dir" "$folds")  # checked against protocol.json [all of them]
+folds=$(recipe folds "$data_dir" "$folds" --speaker-norm "$speaker_norm")  # checked against protocol.json [all of
+# them]; --speaker-norm warns where the speakers cover the classes poorly
 
 # Stage 1's jobs: features NAME (fbank | functionals) of data/all in --nj jobs, archives OUT/ARK.<n>.ark ->
 # DEST/feats.scp (--tables: and utt2num_frames, data/all's tables); further options go to ser.bin.compute_NAME.

@@ -19,6 +19,7 @@ import os
 import shutil
 import sys
 
+from ser.atomic import copy_file, write_text
 from ser.cli import die, select_device
 
 TABLES = ("wav.scp", "utt2spk", "spk2utt", "utt2emo", "utt2vad", "spk2gender", "utt2dur", "classes.txt")
@@ -72,16 +73,15 @@ def main(argv=None) -> None:
             record = write_cache(src, all_dir, conf, frontend_of(config).model_types, select_device(args.ngpu))
             for name in TABLES:
                 if os.path.isfile(os.path.join(src, name)):
-                    shutil.copyfile(os.path.join(src, name), os.path.join(all_dir, name))
+                    copy_file(os.path.join(src, name), os.path.join(all_dir, name))
             for _, _, _, out in write_fold_dirs(args.data_dir, all_dir, cache_dir):
-                shutil.copyfile(os.path.join(all_dir, CACHE_RECORD), os.path.join(out, CACHE_RECORD))
-            with open(done, "w") as f:
-                f.write(record["key"] + "\n")
+                copy_file(os.path.join(all_dir, CACHE_RECORD), os.path.join(out, CACHE_RECORD))
+            write_text(done, record["key"] + "\n")
             print(f"cache_ssl: {record['utterances']} utterances, {record['frames']} frames of "
                   f"{record['num_states']} x {record['hidden_size']} {conf['dtype']} -> {cache_dir}", file=sys.stderr)
         print(cache_dir)
     except (OSError, ValueError, KeyError, DataDirError, ConfigError) as e:
-        die(str(e))
+        die(e)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Callable
 import kaldiio
 import numpy as np
 
-from ser.atomic import atomic_path
+from ser.atomic import FULL_DISK_ERRNOS, atomic_path, full_disk
 from ser.audio import TRUNCATED_AUDIO_MODES, AudioError, load_mono
 from ser.cli import error_text, parse_bool
 from ser.features import FBANK_DEFAULTS, check_fbank_options, compute_fbank, read_fbank_conf
@@ -127,7 +127,12 @@ def write_feature_archive(
                             raise AudioError(f"{len(samples)} samples are too few for one frame: {spec}")
                     except AudioError as err:
                         raise AudioError(f"{where}: {err}") from err
-                    writer(key, feats)
+                    try:
+                        writer(key, feats)
+                    except OSError as err:  # kaldiio writes the ark itself: name it
+                        if err.errno in FULL_DISK_ERRNOS and err.filename is None:
+                            raise full_disk(feats_ark) from err
+                        raise
                     frames_out.write(f"{key} {feats.shape[0]}\n")
                     total_frames += feats.shape[0]
                     if log_every > 0 and done % log_every == 0:

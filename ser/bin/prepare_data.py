@@ -2,7 +2,7 @@
 
 python -m ser.bin.prepare_data --corpus NAME|path/to/module.py --corpus-dir DIR --data-dir data
     [--class-set NAME] [--strict-counts true|false] [--fold-scheme default|kfold|loso|<corpus's>] [--num-folds 5]
-    [--valid-fraction 0.1] [--valid-mode utt|spk] [--seed 0]
+    [--valid-fraction 0.1] [--valid-mode auto|spk|utt] [--seed 0]
 
 --corpus manifest --corpus-dir FILE.csv prepares a user's own data from one CSV (ser.corpora.manifest).
 
@@ -23,6 +23,8 @@ import sys
 from ser.cli import die, parse_bool, setup_logging
 from ser.corpora import corpus_module
 from ser.corpora.common import (
+    MIN_SPEAKERS_FOR_SPK_VALID,
+    VALID_SPLIT_VERSION,
     FoldScheme,
     Utterance,
     check_counts,
@@ -102,8 +104,10 @@ def main(argv: list[str] | None = None) -> None:
                    help="true: counts differing from the published ones, or labels without audio, are errors; "
                         "false: warnings (labels without audio skipped)")
     p.add_argument("--valid-fraction", type=float, default=0.1)
-    p.add_argument("--valid-mode", choices=("utt", "spk"), default="utt",
-                   help="utt: stratified utterances of every training speaker; spk: whole training speakers")
+    p.add_argument("--valid-mode", choices=("auto", "spk", "utt"), default="auto",
+                   help="spk: whole training speakers held out, gender-balanced; utt: utterances of every training "
+                        f"speaker, stratified by class; auto: spk where a fold trains on {MIN_SPEAKERS_FOR_SPK_VALID} "
+                        "or more speakers and tests unseen ones, else utt")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-if-up-to-date", action="store_true",
                    help=f"do nothing when data/{STAGE0_DONE} matches the corpus dir and these options")
@@ -116,8 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     # before they existed stay valid).
     defaults = {"fold_scheme": "default", "num_folds": 5}
     not_options = ("data_dir", "skip_if_up_to_date")
-    options = json.dumps({k: v for k, v in sorted(vars(args).items())
-                          if k not in not_options and defaults.get(k, object()) != v})
+    options = json.dumps({**{k: v for k, v in sorted(vars(args).items())
+                             if k not in not_options and defaults.get(k, object()) != v},
+                          "valid_split_version": VALID_SPLIT_VERSION})
     try:
         if args.skip_if_up_to_date and is_up_to_date(marker, [args.corpus_dir], options):
             log.info("%s is up to date with %s; nothing to do", args.data_dir, args.corpus_dir)

@@ -5,8 +5,9 @@
         tag, trainer options, system, seeds, what each reads); prints shell assignments for ser.sh to eval
     python -m ser.bin.recipe corpus NAME PATH
         stage 0's check that the corpus (a directory, or the manifest file) exists; else says where it is obtained
-    python -m ser.bin.recipe folds DATA_DIR FOLDS
-        the folds to run: FOLDS, each checked against DATA_DIR/protocol.json, or all of its folds
+    python -m ser.bin.recipe folds DATA_DIR FOLDS [--speaker-norm none|cmvn]
+        the folds to run: FOLDS, each checked against DATA_DIR/protocol.json, or all of its folds; with a speaker
+        normalisation, warns where the corpus's speakers cover the classes poorly (ser.speaker_norm.class_coverage)
     python -m ser.bin.recipe todo STEP [--exp-dir ... --folds ...]
         what of a stage step is not up to date with its inputs (stdout: the folds, comma-separated, or the step's
         name; nothing when all is), saying "nothing to do" of the rest on stderr
@@ -34,6 +35,8 @@ import sys
 import time
 
 from ser.cli import error_text
+from ser.datadir import read_table
+from ser.speaker_norm import class_coverage, coverage_warning
 from ser.stamps import STAGE0_DONE, is_up_to_date, write_stamp
 
 STEPS = ("fbank", "functionals", "train", "decode", "score", "final")
@@ -193,21 +196,36 @@ def corpus(name: str, path: str) -> None:
              f"{getattr(module, 'OBTAIN', '(its module does not say)')}")
 
 
-def folds(data_dir: str, given: str) -> str:
-    """The folds to run: those given (each one of the data dir's), else all of protocol.json's."""
+def folds(data_dir: str, given: str, speaker_norm: str = "none") -> str:
+    """The folds to run: those given (each one of the data dir's), else all of protocol.json's. With a speaker
+    normalisation, a warning where the corpus's speakers cover the classes poorly (stage 0's record of it)."""
     try:
         with open(os.path.join(data_dir, "protocol.json")) as f:
-            all_folds = " ".join(sorted(json.load(f)["folds"], key=int))
+            protocol = json.load(f)
+        all_folds = " ".join(sorted(protocol["folds"], key=int))
     except (OSError, ValueError, KeyError, TypeError):
-        all_folds = ""
+        protocol, all_folds = {}, ""
     for fold in given.split():
         if all_folds and fold not in all_folds.split():
             fail(f"--folds: {data_dir} has no fold {fold} (its folds: {all_folds})")
+    if speaker_norm != "none" and protocol:
+        coverage = protocol.get("speaker_class_coverage") or _coverage_of(data_dir, protocol["classes"])
+        warning = coverage_warning(coverage, protocol.get("corpus", data_dir))
+        if warning:
+            log(warning)
     return given or all_folds
 
 
+def _coverage_of(data_dir: str, classes: list[str]) -> dict:
+    """Class coverage from data_dir/all (a protocol.json written before stage 0 recorded it)."""
+    utt2spk = read_table(os.path.join(data_dir, "all", "utt2spk"), min_fields=2, max_fields=2)
+    utt2emo = read_table(os.path.join(data_dir, "all", "utt2emo"), min_fields=2, max_fields=2)
+    return class_coverage(((utt2spk[utt], utt2emo[utt]) for utt in utt2emo if utt in utt2spk), classes)
+
+
 # setup: ser.sh's options, checked, and its experiments.
-SETUP_OPTIONS = ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "dump_dir",
+SETUP_OPTIONS = ("corpus", "corpus_dir", "corpus_manifest", "stage", "stop_stage", "folds", "seeds", "data_dir",
+                 "dump_dir",
                  "functionals_dir", "ssl_cache_dir", "truncated_audio", "fbank_conf", "speaker_norm", "classic_configs",
                  "train_args", "train_config", "tag", "print_config", "template_dir", "ngpu", "train_jobs")
 
@@ -262,6 +280,9 @@ def setup(a) -> list[str]:
         a.stop_stage = "5"  # --stage 5 alone: the optional stage, asked for
     if int(a.stage) > int(a.stop_stage):
         fail(f"--stage {a.stage} is after --stop-stage {a.stop_stage}: nothing would run")
+    if int(a.stage) >= 1 and not os.path.isfile(os.path.join(a.data_dir, STAGE0_DONE)):
+        # checked before the workspace is locked: a run that cannot start creates nothing
+        fail(f"{a.data_dir} is not prepared; run stage 0 first")
     a.folds = a.folds.replace(",", " ")  # "1,3" and "1 3" alike
     for option in ("folds", "seeds"):
         value = getattr(a, option)
@@ -372,6 +393,7 @@ def main(argv=None) -> None:
     f = sub.add_parser("folds")
     f.add_argument("data_dir")
     f.add_argument("folds")
+    f.add_argument("--speaker-norm", default="none", help="ser.sh's --speaker-norm: warn where it cannot work")
     for command in ("todo", "done"):
         t = sub.add_parser(command)
         t.add_argument("step", choices=STEPS)
@@ -392,7 +414,7 @@ def main(argv=None) -> None:
     elif a.command == "corpus":
         corpus(a.name, a.path)
     elif a.command == "folds":
-        print(folds(a.data_dir, a.folds))
+        print(folds(a.data_dir, a.folds, a.speaker_norm))
     elif a.command == "todo":
         print(",".join(todo(a.step, a)))
     else:

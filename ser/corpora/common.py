@@ -18,6 +18,7 @@ import soundfile
 from ser.atomic import write_json
 from ser.audio import read_audio
 from ser.datadir import utt2spk_to_spk2utt, validate_data_dir, write_table
+from ser.speaker_norm import class_coverage
 from ser.stamps import STAGE0_DONE
 
 
@@ -338,13 +339,43 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
+# Speaker-held-out validation ("auto") needs at least this many speakers in a fold's training part; with fewer
+# (SAVEE's 3) it would leave too few to train on, and validation comes from utterances instead.
+MIN_SPEAKERS_FOR_SPK_VALID = 6
+# Bumped whenever split_train_valid's draw changes, so that a stage-0 mark of an older split is not up to date.
+VALID_SPLIT_VERSION = 2
+
+
+def _largest_remainder(total: int, sizes: dict, rng: random.Random) -> dict:
+    """total shared over keys in proportion to sizes, in integers: floors, then the rest by largest remainder
+    (ties broken by rng). Deterministic for a given rng state and sizes."""
+    whole = sum(sizes.values())
+    keys = sorted(sizes)
+    share = {k: total * sizes[k] // whole for k in keys}
+    tie_break = {k: rng.random() for k in keys}
+    by_remainder = sorted(keys, key=lambda k: (-(total * sizes[k] % whole), tie_break[k]))
+    for k in by_remainder[: total - sum(share.values())]:
+        share[k] += 1
+    return share
+
+
+def valid_mode_of_fold(mode: str, num_train_speakers: int, fold_unit: str = "speaker") -> str:
+    """The validation mode a fold uses: "auto" is whole held-out speakers where the fold's training part has at
+    least MIN_SPEAKERS_FOR_SPK_VALID of them and its test speakers are unseen, else utterances."""
+    if mode != "auto":
+        return mode
+    return "spk" if fold_unit == "speaker" and num_train_speakers >= MIN_SPEAKERS_FOR_SPK_VALID else "utt"
+
+
 def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, mode: str = "utt",
                       seed: int = 0) -> tuple[list[Utterance], list[Utterance]]:
     """Hold out validation data from the training-fold utterances given; returns (train, valid).
 
-    mode "utt": a random fraction of the utterances, stratified per (speaker, class) by largest
-    remainders, so every speaker and class is represented in proportion; at least one, never all.
-    mode "spk": whole speakers, round(fraction * speakers) of them, at least one and never all.
+    mode "utt": round(fraction * N) utterances, shared over the classes first (largest remainders, and at least one
+    of every class with two or more), then each class's share over its speakers in proportion; never all of a class.
+    mode "spk": whole speakers, round(fraction * speakers) of them (at least one, never all), half of each gender
+    where every speaker's is known; of the seeded draws, the first whose validation holds every class that two or
+    more speakers hold, and whose training part keeps every class.
     Deterministic for a given seed and set of utterances (whatever their input order).
     """
     if not 0.0 < valid_fraction < 1.0:
@@ -352,11 +383,7 @@ def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, 
     utts = sorted(train_utts, key=lambda u: u.utt_id)
     rng = random.Random(seed)
     if mode == "spk":
-        speakers = sorted({u.spk_id for u in utts})
-        if len(speakers) < 2:
-            raise ValueError(f"valid mode 'spk' needs at least 2 training speakers, found {speakers}")
-        num_valid = min(max(_round_half_up(valid_fraction * len(speakers)), 1), len(speakers) - 1)
-        valid_speakers = set(rng.sample(speakers, num_valid))
+        valid_speakers = _draw_valid_speakers(utts, valid_fraction, rng)
         return ([u for u in utts if u.spk_id not in valid_speakers],
                 [u for u in utts if u.spk_id in valid_speakers])
     if mode != "utt":
@@ -364,20 +391,64 @@ def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, 
     if len(utts) < 2:
         raise ValueError(f"cannot split {len(utts)} training utterance(s) into train and valid")
     total = min(max(_round_half_up(valid_fraction * len(utts)), 1), len(utts) - 1)
-    groups: dict[tuple[str, str], list[Utterance]] = defaultdict(list)
+    by_class: dict[str, list[Utterance]] = defaultdict(list)
     for utt in utts:
-        groups[(utt.spk_id, utt.emotion)].append(utt)
-    keys = sorted(groups)
-    for key in keys:
-        rng.shuffle(groups[key])
-    # Quota of a group = total * size / N, in exact integers: floor first, the rest by largest remainder.
-    quota = {key: total * len(groups[key]) // len(utts) for key in keys}
-    tie_break = {key: rng.random() for key in keys}
-    by_remainder = sorted(keys, key=lambda k: (-(total * len(groups[k]) % len(utts)), tie_break[k]))
-    for key in by_remainder[: total - sum(quota.values())]:
-        quota[key] += 1
-    valid_ids = {u.utt_id for key in keys for u in groups[key][: quota[key]]}
+        by_class[utt.emotion].append(utt)
+    class_share = _largest_remainder(total, {c: len(v) for c, v in by_class.items()}, rng)
+    for emotion, members in by_class.items():  # at least one of a class that can spare one, never all of it
+        class_share[emotion] = min(max(class_share[emotion], 1 if len(members) >= 2 else 0), len(members) - 1)
+    valid_ids = set()
+    for emotion in sorted(by_class):
+        by_speaker: dict[str, list[Utterance]] = defaultdict(list)
+        for utt in by_class[emotion]:
+            by_speaker[utt.spk_id].append(utt)
+        for spk, quota in _largest_remainder(class_share[emotion], {s: len(v) for s, v in by_speaker.items()},
+                                             rng).items():
+            members = by_speaker[spk]
+            rng.shuffle(members)
+            valid_ids.update(u.utt_id for u in members[:quota])
     return [u for u in utts if u.utt_id not in valid_ids], [u for u in utts if u.utt_id in valid_ids]
+
+
+SPK_VALID_DRAWS = 200  # seeded draws of validation speakers tried for one that holds every class
+
+
+def _draw_valid_speakers(utts: list[Utterance], valid_fraction: float, rng: random.Random) -> set[str]:
+    speakers = sorted({u.spk_id for u in utts})
+    if len(speakers) < 2:
+        raise ValueError(f"valid mode 'spk' needs at least 2 training speakers, found {speakers}")
+    num_valid = min(max(_round_half_up(valid_fraction * len(speakers)), 1), len(speakers) - 1)
+    classes_of: dict[str, set[str]] = defaultdict(set)
+    gender_of: dict[str, str | None] = {}
+    for u in utts:
+        classes_of[u.spk_id].add(u.emotion)
+        gender_of[u.spk_id] = u.gender
+    all_classes = set().union(*classes_of.values())
+    shared = {c for c in all_classes if sum(c in held for held in classes_of.values()) >= 2}
+    by_gender = {g: [s for s in speakers if gender_of[s] == g] for g in ("f", "m")}
+    balanced = all(gender_of[s] is not None for s in speakers)
+
+    def draw() -> set[str]:
+        if not balanced:
+            return set(rng.sample(speakers, num_valid))
+        first, second = sorted(by_gender, key=lambda g: rng.random())  # the first takes an odd one
+        num_second = min(len(by_gender[second]), num_valid // 2)  # short of one gender: the other fills in
+        num_first = min(len(by_gender[first]), num_valid - num_second)
+        num_second = num_valid - num_first
+        return set(rng.sample(by_gender[first], num_first)) | set(rng.sample(by_gender[second], num_second))
+
+    best, best_covered = None, -1
+    for _ in range(SPK_VALID_DRAWS):
+        valid = draw()
+        covered = len(shared & set().union(*(classes_of[s] for s in valid)))
+        keeps_all = set().union(*(classes_of[s] for s in speakers if s not in valid)) == all_classes
+        if keeps_all and covered == len(shared):
+            return valid
+        if keeps_all and covered > best_covered:
+            best, best_covered = valid, covered
+    if best is None:  # no draw kept every class in training: the plain draw, as before
+        best = draw()
+    return best
 
 
 def _check_folds(utts: list[Utterance], folds: dict[int, list[str]], unit: str = "speaker") -> None:
@@ -418,7 +489,7 @@ def remove_done_marker(data_dir: str, name: str) -> None:
 
 def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data_dir: str, *, corpus: str,
                         class_set: str, classes: list[str], fold_scheme: str, valid_fraction: float = 0.1,
-                        valid_mode: str = "utt", seed: int = 0, command: str = "",
+                        valid_mode: str = "auto", seed: int = 0, command: str = "",
                         done_marker: str = STAGE0_DONE, fold_unit: str = "speaker") -> None:
     """Write data_dir/all and data_dir/fold<k>/{train,valid,test}, classes.txt and protocol.json.
 
@@ -454,8 +525,9 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
             tested = set(folds[fold])
             test = [u for u in utts if (u.spk_id if fold_unit == "speaker" else u.utt_id) in tested]
             test_ids = {u.utt_id for u in test}
-            train, valid = split_train_valid([u for u in utts if u.utt_id not in test_ids],
-                                             valid_fraction, valid_mode, seed)
+            train_part = [u for u in utts if u.utt_id not in test_ids]
+            fold_valid_mode = valid_mode_of_fold(valid_mode, len({u.spk_id for u in train_part}), fold_unit)
+            train, valid = split_train_valid(train_part, valid_fraction, fold_valid_mode, seed)
             fold_train[fold] = train
             splits = {"train": train, "valid": valid, "test": test}
             for name, split_utts in splits.items():
@@ -464,8 +536,14 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
             protocol_folds[str(fold)] = {
                 "test_speakers": sorted({u.spk_id for u in test}),
                 "valid_speakers": sorted({u.spk_id for u in valid}),
+                "valid_mode": fold_valid_mode,
                 "counts": {name: count_classes(s) for name, s in splits.items()},
             }
+        utt_valid_folds = [k for k, f in protocol_folds.items() if f["valid_mode"] == "utt"]
+        if valid_mode == "auto" and utt_valid_folds:
+            log.info("%s: fold(s) %s: validation from utterances of every training speaker (utt): holding out "
+                     "whole speakers needs %d or more training speakers and unseen test speakers", corpus,
+                     " ".join(utt_valid_folds), MIN_SPEAKERS_FOR_SPK_VALID)
         warn_missing_classes(fold_train, classes, corpus)
         for subdir in subdirs:
             validate_data_dir(os.path.join(staging, subdir), classes=classes, need_feats=False)
@@ -488,12 +566,14 @@ def prepare_recipe_data(utts: list[Utterance], folds: dict[int, list[str]], data
         "speaker_independent": fold_unit == "speaker",
         "folds": protocol_folds,
         "valid_source": "training-fold speakers" if fold_unit == "speaker" else "training part of each fold",
-        "valid_mode": valid_mode,
+        "valid_mode": "+".join(sorted({f["valid_mode"] for f in protocol_folds.values()})),
+        "valid_mode_requested": valid_mode,
         "valid_fraction": valid_fraction,
         "valid_seed": seed,
         "counts": count_classes(utts),
         "num_utterances": len(utts),
         "num_speakers": len({u.spk_id for u in utts}),
+        "speaker_class_coverage": class_coverage(((u.spk_id, u.emotion) for u in utts), classes),
         "prepare_command": command,
     }
     write_json(os.path.join(data_dir, "protocol.json"), protocol)

@@ -8,7 +8,8 @@ A front-end turns a stored utterance into the input of a model. One subclass per
 - how it wraps an encoder into a model (``wrap``) and the encoder input layer it suits (``default_input_layer``);
 - the model input for one audio file (``inputs_of_wav``) and a picture of it (``picture_of_wav``);
 - what the recipe does for it: fold CMVN statistics (``uses_fold_cmvn``), a preparation step before training
-  (``caches_frames``: ser.bin.cache_ssl caches its frames once) and export to TorchScript (``exportable``).
+  (``caches_frames``: ser.bin.cache_ssl caches its frames once) and export (``exportable``: ONNX or TorchScript,
+  ser.export).
 Callers ask the front-end and never compare its name.
 """
 
@@ -35,7 +36,7 @@ class Frontend:
     # A preparation step: its frames of data/all are computed once (ser.bin.cache_ssl) before training, and stages
     # 2, 3 and 5 of ser.sh read the cache's data dirs instead of the fbank dump's.
     caches_frames: ClassVar[bool] = False
-    exportable: ClassVar[bool] = False  # ser.export traces its model to TorchScript (raw fbank in, posteriors out)
+    exportable: ClassVar[bool] = False  # ser.export writes its model as ONNX (waveform in) or TorchScript (fbank in)
 
     def __init__(self, conf: dict):
         """conf: a frontend_conf resolved by FRONTENDS (ser.frontends), trusted as it is."""

@@ -11,14 +11,16 @@ from torch import Tensor, nn
 from ser.audio import INT16_SCALE
 from ser.models.subsampling import check_lengths, valid_mask
 
-NORMALIZE_VARIANCE_FLOOR = 1e-7
+NORMALIZE_VARIANCE_FLOOR = 1e-7  # added to the variance of the [-1, 1] samples, as Hugging Face's feature extractors
 
 
 def normalize_waveform(wave: Tensor, lengths: Tensor, per_utterance: bool) -> Tensor:
-    """Zero-mean unit-variance over each row's valid samples (per_utterance) or wave / 32768; padding zeroed."""
+    """wave (int16 range) / 32768, then (per_utterance) zero-mean unit-variance over each row's valid samples with
+    the variance floor on that [-1, 1] scale; padding zeroed."""
     mask = valid_mask(lengths, wave.size(1)).to(wave.dtype)
+    wave = wave / INT16_SCALE
     if not per_utterance:
-        return wave / INT16_SCALE * mask
+        return wave * mask
     counts = lengths.to(wave.dtype).unsqueeze(1)
     mean = (wave * mask).sum(1, keepdim=True) / counts
     centred = (wave - mean) * mask

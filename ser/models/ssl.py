@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from typing import Optional
 
 import torch
@@ -86,9 +87,19 @@ def load_ssl_encoder(path: str, download: bool, model_id: str, model_types: tupl
     from transformers import AutoModel
 
     checkpoint_model_type(path, download, model_id, model_types)
-    if path:
+    if not path:
+        return AutoModel.from_pretrained(model_id, dtype=torch.float32)
+    try:
         return AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return AutoModel.from_pretrained(model_id, dtype=torch.float32)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as e:
+        # transformers loads .bin weights weights-only: a file holding other objects is refused, nothing in it runs
+        weights = ", ".join(sorted(n for n in os.listdir(path) if n.endswith((".bin", ".safetensors"))))
+        if isinstance(e, pickle.UnpicklingError):
+            reason = "they hold objects other than tensors, refused (loaded weights-only: nothing in them ran)"
+        else:
+            reason = " ".join(str(e).split()) or type(e).__name__
+        raise ValueError(f"{path}: cannot load the checkpoint's weights ({weights or 'none found'}): {reason}") \
+            from None
 
 
 def make_ssl_encoder(conf: dict, model_types: tuple[str, ...]) -> nn.Module:
