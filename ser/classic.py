@@ -27,11 +27,10 @@ from ser.atomic import atomic_path, write_json
 from ser.config import ConfigError, check_keys, check_type, config_hash, write_config
 from ser.datadir import DataDirError
 from ser.dataset import read_labels
-from ser.functionals import FEATURE_SETS
-from ser.inputs import read_utterance_features, speaker_normalise_rows
+from ser.functionals import FEATURE_SETS, read_utterance_features
 from ser.registry import SYSTEMS, anything
 from ser.rundir import claim_run_dir, git_revision
-from ser.speaker_norm import SPEAKER_NORMS, read_speakers
+from ser.speaker_norm import SPEAKER_NORMS, read_speakers, speaker_normalise_rows
 from ser.stamps import inputs_digest
 
 log = logging.getLogger("ser.classic")
@@ -103,10 +102,29 @@ class LinearModel:
         return ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
 
     def posteriors(self, x: np.ndarray) -> np.ndarray:
-        logits = self.logits(x)
-        logits -= logits.max(axis=1, keepdims=True)
-        p = np.exp(logits)
-        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        return np.exp(log_softmax(self.logits(x))).astype(np.float32)
+
+    def save(self, path: str, classes: list[str]) -> None:
+        """The model as plain arrays (``np.load(allow_pickle=False)`` reads it back: read_linear_model)."""
+        with atomic_path(path) as tmp:
+            np.savez(tmp, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept,
+                     classes=np.asarray(classes))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+
+
+def read_linear_model(path: str) -> tuple[LinearModel, list[str]]:
+    """A LinearModel saved by LinearModel.save (arrays only, no pickle) and its class order."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            model = LinearModel(z["mean"], z["scale"], z["coef"], z["intercept"])
+            classes = [str(c) for c in z["classes"]]
+    except (OSError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: not a readable classic model ({e})") from None
+    return model, classes
 
 
 def row_space_basis(x: np.ndarray) -> np.ndarray | None:
@@ -165,8 +183,10 @@ def fit_path(x: np.ndarray, y: np.ndarray, cs: list[float], max_iter: int, num_c
     return models
 
 
-def cross_validate_c(x: np.ndarray, y: np.ndarray, speakers: list[str], config: dict) -> dict[float, float]:
-    """Mean UA of each C over speaker-grouped folds of the training rows (no speaker in two folds)."""
+def speaker_grouped_cv(x: np.ndarray, y: np.ndarray, speakers: list[str], config: dict,
+                       num_classes: int | None = None):
+    """Speaker-grouped K-fold cross-validation over the training rows (no speaker in two folds): the mean UA of
+    each C, and each C's held-out logits (N, classes): every row's from the fit on the folds without its speaker."""
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupKFold
 
@@ -174,14 +194,54 @@ def cross_validate_c(x: np.ndarray, y: np.ndarray, speakers: list[str], config: 
     n_splits = min(config["cv_folds"], len(set(speakers)))
     if n_splits < 2:
         raise ValueError("choosing C by speaker-grouped cross-validation needs at least 2 training speakers")
+    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
     scores: dict[float, list[float]] = {c: [] for c in config["c_grid"]}
+    heldout = {c: np.zeros((len(y), num_classes)) for c in config["c_grid"]}
     for fit_idx, held_idx in GroupKFold(n_splits=n_splits).split(x, y, groups):
-        models = fit_path(x[fit_idx], y[fit_idx], config["c_grid"], config["max_iter"], int(y.max()) + 1,
-                          config["tol"])
+        models = fit_path(x[fit_idx], y[fit_idx], config["c_grid"], config["max_iter"], num_classes, config["tol"])
         for c, model in zip(config["c_grid"], models):
-            pred = model.logits(x[held_idx]).argmax(1)
-            scores[c].append(100.0 * balanced_accuracy_score(y[held_idx], pred))
-    return {c: float(np.mean(v)) for c, v in scores.items()}
+            heldout[c][held_idx] = model.logits(x[held_idx])
+            scores[c].append(100.0 * balanced_accuracy_score(y[held_idx], heldout[c][held_idx].argmax(1)))
+    return {c: float(np.mean(v)) for c, v in scores.items()}, heldout
+
+
+def cross_validate_c(x: np.ndarray, y: np.ndarray, speakers: list[str], config: dict) -> dict[float, float]:
+    """Mean UA of each C over speaker-grouped folds of the training rows (no speaker in two folds)."""
+    return speaker_grouped_cv(x, y, speakers, config)[0]
+
+
+def best_c(cv: dict[float, float]) -> float:
+    """The C of the best mean CV UA; ties go to the stronger regularisation."""
+    return max(cv, key=lambda c: (round(cv[c], 6), -c))
+
+
+STACK_FILE = "stack_classic.npz"  # the stacked classic model of a neural run (config stacking: classic)
+STACK_LOG_FLOOR = float(np.log(1e-6))  # log-posteriors below this are clipped (absent classes: about -1e4)
+
+
+def stacked_features(model: LinearModel, x: np.ndarray) -> np.ndarray:
+    """(N, classes) float32: the classic model's log-posteriors of the functionals x, floored at STACK_LOG_FLOOR."""
+    return np.maximum(log_softmax(model.logits(x.astype(np.float64))), STACK_LOG_FLOOR).astype(np.float32)
+
+
+def fit_stacker(x: np.ndarray, y: np.ndarray, speakers: list[str], num_classes: int, config: dict):
+    """Stacking's classic model on the training rows: (out-of-fold features (N, classes), the model fit on every
+    row, its record). C is chosen by speaker-grouped cross-validation (``config``) as the reference chooses it; each
+    row's out-of-fold features are its log-posteriors under the cross-validation's fit at that C on the folds
+    without the row's speaker, so no row is scored by a model that saw its speaker."""
+    from threadpoolctl import threadpool_limits
+
+    x = x.astype(np.float64)
+    with threadpool_limits(limits=blas_threads()):
+        cv, heldout = speaker_grouped_cv(x, y, speakers, config, num_classes)
+        c = best_c(cv)
+        (model,) = fit_path(x, y, [c], config["max_iter"], num_classes, config["tol"])
+    oof = np.maximum(log_softmax(heldout[c]), STACK_LOG_FLOOR).astype(np.float32)
+    record = {"C": c, "cv_ua": {str(k): v for k, v in cv.items()}, "cv_folds": min(config["cv_folds"],
+              len(set(speakers))), "train_speakers": sorted(set(speakers)), "train_utterances": len(y),
+              "solver": {"name": SOLVER, "tol": config["tol"], "max_iter": config["max_iter"],
+                         "iterations": model.iterations}}
+    return oof, model, record
 
 
 def blas_threads() -> int:
@@ -212,20 +272,18 @@ def _train_classic(config: dict, classes: list[str], feats_scp: str, train_dirs:
     if config["speaker_norm"] == "cmvn":
         x = speaker_normalise_rows(x, speakers).astype(np.float64)
     cv = cross_validate_c(x, y, speakers, config)
-    best_c = max(config["c_grid"], key=lambda c: (round(cv[c], 6), -c))  # ties: the stronger regularisation
-    (model,) = fit_path(x, y, [best_c], config["max_iter"], len(classes), config["tol"])
+    chosen_c = best_c(cv)
+    (model,) = fit_path(x, y, [chosen_c], config["max_iter"], len(classes), config["tol"])
     os.makedirs(outdir, exist_ok=True)
-    with atomic_path(os.path.join(outdir, MODEL_FILE)) as tmp:
-        np.savez(tmp, mean=model.mean, scale=model.scale, coef=model.coef, intercept=model.intercept,
-                 classes=np.asarray(classes))
+    model.save(os.path.join(outdir, MODEL_FILE), classes)
     selection = {"rule": "speaker_grouped_cv", "description":
                  f"C of the logistic regression by {min(config['cv_folds'], len(set(speakers)))}-fold "
                  "speaker-grouped cross-validation over the training-fold speakers (mean UA); the test fold is "
-                 "never seen", "C": best_c, "cv_ua": {str(c): cv[c] for c in config["c_grid"]},
+                 "never seen", "C": chosen_c, "cv_ua": {str(c): cv[c] for c in config["c_grid"]},
                  "train_speakers": sorted(set(speakers)), "train_utterances": len(y),
                  "solver": {"name": SOLVER, "tol": config["tol"], "max_iter": config["max_iter"],
                             "iterations": model.iterations, "converged": model.iterations < config["max_iter"]}}
-    log.info("%s: C=%g chosen (CV UA %s)", outdir, best_c, ", ".join(f"{c:g}: {v:.2f}" for c, v in cv.items()))
+    log.info("%s: C=%g chosen (CV UA %s)", outdir, chosen_c, ", ".join(f"{c:g}: {v:.2f}" for c, v in cv.items()))
     write_json(os.path.join(outdir, "selection.json"), selection)
     return selection
 
@@ -235,13 +293,7 @@ def load_classic_model(model_dir: str) -> tuple[LinearModel, list[str]]:
     path = os.path.join(model_dir, MODEL_FILE)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{model_dir}: no {MODEL_FILE}; is training of this fold finished?")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            model = LinearModel(z["mean"], z["scale"], z["coef"], z["intercept"])
-            classes = [str(c) for c in z["classes"]]
-    except (OSError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: not a readable classic model ({e})") from None
-    return model, classes
+    return read_linear_model(path)
 
 
 def classify_classic(config: dict, model_dir: str, feats_scp: str, data_dir: str):

@@ -52,6 +52,7 @@ TRAINER_DEFAULTS = {
     "center_lr": 5.0e-3,
     "speaker_norm": "none",  # none | cmvn: per-speaker CMVN of the inputs (a transductive protocol; ser.speaker_norm)
     "functionals": "none",  # none | eGeMAPSv02 | ComParE_2016: openSMILE functionals fused into the embedding
+    "stacking": "none",  # none | classic: the classic reference's out-of-fold log-posteriors fused beside them
     "scheduler": "exponential",
     "scheduler_conf": {"gamma": 0.875},
     "max_epoch": 20,
@@ -71,6 +72,7 @@ TRAINER_DEFAULTS = {
 MODEL_SELECTIONS = ("valid_ua", "last")
 CENTER_OPTIMIZERS = ("sgd", "adam")
 AMP_MODES = ("none", "bf16", "fp16")
+STACKINGS = ("none", "classic")
 # component key -> its registry: each resolves its <key>_conf
 COMPONENT_REGISTRIES = {"frontend": FRONTENDS, "encoder": ENCODERS, "augment": AUGMENTS, "specaug": SPECAUGS}
 
@@ -198,6 +200,12 @@ def resolve_config(given: dict, source: str = "config") -> dict:
                           f"choose one of {', '.join(CENTER_OPTIMIZERS)}")
     _choice(SPEAKER_NORMS, config["speaker_norm"], source)
     _choice(FUNCTIONALS, config["functionals"], source)
+    if config["stacking"] not in STACKINGS:
+        raise ConfigError(f"{source}: stacking: unknown value {config['stacking']!r}; "
+                          f"choose one of {', '.join(STACKINGS)}")
+    if config["stacking"] != "none" and config["functionals"] == "none":
+        raise ConfigError(f"{source}: stacking: {config['stacking']} stacks the classic reference on the fused "
+                          "functionals: set functionals (eGeMAPSv02 or ComParE_2016)")
     frontend = FRONTENDS.build(config["frontend"], config["frontend_conf"])
     try:
         # Each chosen component checks that it fits the rest of the config (e.g. the front-end's domain).

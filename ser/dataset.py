@@ -32,6 +32,7 @@ class LabelledSet:
     speakers: list[str] | None = None  # from utt2spk; read when a speaker normalisation needs them
     utterance: np.ndarray | None = None  # (N, F) normalised utterance-level features fused into the model
     utterance_norm: tuple[np.ndarray, np.ndarray] | None = None  # (mean, scale) that standardised them
+    stacker: tuple | None = None  # stacking: (the classic LinearModel fit on this set, its record)
 
     @property
     def lengths(self) -> np.ndarray:

@@ -91,6 +91,9 @@ def exportable(model_dir: str) -> tuple[TrainedModel, Posteriors]:
         raise ValueError(f"{model_dir}: export takes {exportable_frontends} models without per-speaker "
                          f"normalisation (this one: frontend {config['frontend']}, "
                          f"speaker_norm {config['speaker_norm']})")
+    if config["stacking"] != "none":
+        raise ValueError(f"{model_dir}: export does not take stacking models (stacking: {config['stacking']}): the "
+                         "stacked classic model is not in the graph; classify with ser.bin.infer or EmotionRecognizer")
     utterance_norm = None
     if uses_functionals(config):
         with np.load(os.path.join(model_dir, UTTERANCE_NORM_FILE), allow_pickle=False) as z:

@@ -12,9 +12,11 @@ they read fbank.
 
 from __future__ import annotations
 
+import kaldiio
 import numpy as np
 
 from ser.audio import INT16_SCALE
+from ser.datadir import DataDirError, read_table
 from ser.registry import FUNCTIONALS
 
 FEATURE_SETS = ("eGeMAPSv02", "ComParE_2016")
@@ -52,3 +54,19 @@ def compute_functionals(extractor, samples: np.ndarray) -> np.ndarray:
     if not np.all(np.isfinite(row)):
         row = np.nan_to_num(row, nan=0.0, posinf=0.0, neginf=0.0)
     return row
+
+
+def read_utterance_features(functionals_scp: str | None, keys: list[str]) -> np.ndarray:
+    """(N, F) float32 functionals of ``keys`` from an archive of (1, F) matrices."""
+    if not functionals_scp:
+        raise ValueError("the config fuses functionals but no functionals archive was given (--functionals-scp)")
+    table = read_table(functionals_scp, 2)  # the value is the rest of the line: paths may hold spaces
+    rows = []
+    for key in keys:
+        if key not in table:
+            raise DataDirError(f"{functionals_scp}: no functionals for utterance {key}")
+        mat = kaldiio.load_mat(table[key])
+        if mat.ndim != 2 or mat.shape[0] != 1:
+            raise DataDirError(f"{functionals_scp}: functionals of {key} have shape {mat.shape}, expected (1, F)")
+        rows.append(mat[0])
+    return np.asarray(rows, dtype=np.float32)

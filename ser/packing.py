@@ -20,7 +20,7 @@ from ser.card import CARD_FILE, read_card
 from ser.rundir import model_dirs
 
 RUN_FILES = ("config.yaml", "run.json", "model.pth", "selection.json", "cmvn.ark", "fbank.conf", "utterance_norm.npz",
-             CARD_FILE)
+             "stack_classic.npz", CARD_FILE)
 REQUIRED = ("config.yaml", "run.json", "model.pth")
 ROOT = "model"
 

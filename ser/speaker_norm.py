@@ -116,3 +116,9 @@ class SpeakerNormaliser:
             raise KeyError(f"no normalisation statistics for speaker {speaker!r}")
         mean, inv_std = self.stats[speaker]
         return ((x - mean) * inv_std).astype(np.float32)
+
+
+def speaker_normalise_rows(x: np.ndarray, speakers: list[str]) -> np.ndarray:
+    """Every row of x (N, F) z-normalised with the statistics of its speaker's rows in x (and nothing else)."""
+    norm = SpeakerNormaliser(speaker_statistics(list(x[:, None, :]), speakers))
+    return np.concatenate([norm(row[None], spk) for row, spk in zip(x, speakers)])

@@ -137,7 +137,7 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
                 "num_workers": config["num_workers"], "git_revision": git_revision()})
             if cmvn_path:
                 shutil.copyfile(cmvn_path, os.path.join(outdir, "cmvn.ark"))
-            write_utterance_norm(outdir, run.train_set)
+            write_utterance_norm(outdir, run.train_set, classes)
         dist.barrier()
         try:
             selection = _train(run)
@@ -222,7 +222,7 @@ def _build(config, classes, train_dir, valid_dir, cmvn_path, functionals_scp, ou
     train_set = frontend.load(train_dir, classes, lazy=config["num_workers"] > 0)
     valid_set = frontend.load(valid_dir, classes)
     normaliser = prepare_training_inputs(config, train_set, valid_set, train_dir, valid_dir, cmvn_path,
-                                         functionals_scp)
+                                         functionals_scp, len(classes))
     utterance_dim = 0 if train_set.utterance is None else train_set.utterance.shape[1]
     num_classes = len(classes)
     mixup = build_augment(config["augment"], config["augment_conf"], domain=frontend.augment_domain)

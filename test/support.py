@@ -1,7 +1,7 @@
 """Helpers shared by the test modules (conftest.py holds the fixtures, built on these).
 
 - paths and the Python running the tests: REPO, SHARED_CORPORA, PYTHON, python_env
-- feature data: CLASSES, write_feature_dir; waveform data: WAVE_CLASSES, write_wave_dir
+- feature data: CLASSES, write_feature_dir, write_class_functionals; waveform data: WAVE_CLASSES, write_wave_dir
 - training: FAST_CONFIG (a small FLAM that trains in seconds), train_command, overfit_losses
 - the embedded recipe: RECIPE, SMALL_ENCODER, RECIPE_TRAIN_ARGS, recipe_command, run_recipe
 - the waveform encoders: make_wave, assert_alone_equals_batched
@@ -51,6 +51,21 @@ def write_feature_dir(path: str, speakers: list[str], per_class: int, seed: int,
             f.writelines(f"{k} {table[k]}\n" for k in keys)
     with open(os.path.join(path, "utt2num_frames"), "w") as f:
         f.writelines(f"{k} {feats[k].shape[0]}\n" for k in keys)
+
+
+def write_class_functionals(data_dirs: list, out_dir, dim: int = 12, seed: int = 0) -> str:
+    """A functionals archive (out_dir/f.scp) of every utterance of ``data_dirs``: noise with the class's own
+    dimension raised by 3 (what functionals fused into a model make learnable). Returns the scp."""
+    rng = np.random.default_rng(seed)
+    labels = {}  # (feature dirs may share utterance ids between parts; their labels agree)
+    for data_dir in data_dirs:
+        labels.update(dict(line.split() for line in open(os.path.join(str(data_dir), "utt2emo"))))
+    with kaldiio.WriteHelper(f"ark,scp:{out_dir}/f.ark,{out_dir}/f.scp") as w:
+        for key in sorted(labels):
+            row = rng.normal(size=dim).astype(np.float32)
+            row[CLASSES.index(labels[key])] += 3.0
+            w(key, row[None])
+    return os.path.join(str(out_dir), "f.scp")
 
 
 def python_env() -> dict:

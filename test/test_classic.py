@@ -14,7 +14,7 @@ import kaldiio
 import numpy as np
 import pytest
 
-from support import CLASSES, PYTHON, python_env
+from support import CLASSES, PYTHON, python_env, write_class_functionals
 
 sklearn = pytest.importorskip("sklearn", reason="scikit-learn is installed by tools/install.sh --test/--opensmile")
 
@@ -122,7 +122,7 @@ def test_cross_validation_never_splits_a_speaker(functionals_dirs, monkeypatch):
 
 def test_classic_reference_learns_and_speaker_norm_uses_each_speakers_own_rows(functionals_dirs, tmp_path):
     from ser.classic import classify_classic, resolve_classic_config, train_classic_run
-    from ser.inputs import speaker_normalise_rows
+    from ser.speaker_norm import speaker_normalise_rows
 
     root, scp, rows = functionals_dirs
     scores = {}
@@ -195,15 +195,7 @@ def test_fused_functionals_train_and_classify_through_the_bins(feature_dirs, tmp
     them; its classic sibling runs through the same bins."""
     import yaml
 
-    rng = np.random.default_rng(0)
-    labels = {}  # (the fixture's train and valid dirs share utterance ids; their labels agree)
-    for part in ("train", "valid", "test"):
-        labels.update(dict(line.split() for line in open(feature_dirs / part / "utt2emo")))
-    with kaldiio.WriteHelper(f"ark,scp:{tmp_path}/f.ark,{tmp_path}/f.scp") as w:
-        for k in sorted(labels):
-            row = rng.normal(size=12).astype(np.float32)
-            row[CLASSES.index(labels[k])] += 3.0
-            w(k, row[None])
+    write_class_functionals([feature_dirs / part for part in ("train", "valid", "test")], tmp_path)
     config = {"encoder_conf": {"d_model": 32, "num_heads": 4, "conv_channels": 8, "embed_dim": 16,
                                "fusion_dim": 8}, "functionals": "eGeMAPSv02", "max_epoch": 4, "batch_size": 8,
               "num_threads": 1, "log_interval": 0, "optim_conf": {"lr": 3.0e-3}}
