@@ -25,6 +25,7 @@ SHIPPED_CONFIG_HASHES = {
     "train_fusion.yaml": "758c2a923813",
     "train_fusion_adv.yaml": "4ea2ebe98923",
     "train_fusion_speed.yaml": "b4d95ab56715",
+    "train_fusion_stack.yaml": "17447329c604",
     "train_ssl_frozen.yaml": "33082ac81f6d",
     "train_wavlm.yaml": "61ef336db2c8",
     "tuning/01_baseline.yaml": "ec81aaf6234e",

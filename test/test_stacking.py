@@ -145,7 +145,7 @@ def test_a_stacking_run_learns_resumes_exactly_and_classifies_audio_from_its_arc
               str(feature_dirs / "train" / "cmvn.ark"), str(outdir), extra_files={"fbank.conf": fbank_conf},
               functionals_scp=scp)
 
-    run(tmp_path / "run", 2)
+    run(tmp_path / "run", 4)
     real_checkpoint = ser.train._checkpoint
 
     def checkpoint_then_die(run_, history, writer):
@@ -155,8 +155,8 @@ def test_a_stacking_run_learns_resumes_exactly_and_classifies_audio_from_its_arc
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(ser.train, "_checkpoint", checkpoint_then_die)
         with pytest.raises(Killed):
-            run(tmp_path / "resumed", 2)
-    run(tmp_path / "resumed", 2)  # resumes after epoch 1, the stacked features computed again
+            run(tmp_path / "resumed", 4)
+    run(tmp_path / "resumed", 4)  # resumes after epoch 1, the stacked features computed again
     for name, value in torch.load(tmp_path / "run" / "model.pth").items():
         assert torch.equal(value, torch.load(tmp_path / "resumed" / "model.pth")[name]), name
 
