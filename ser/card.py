@@ -114,6 +114,8 @@ def build_card(model_path: str) -> dict:
         "git_revision": run.get("git_revision", "unknown"),
         "config_hash": identity.get("config_hash"),
     }
+    if config.get("stacking", "none") != "none":  # (absent from cards of runs without it)
+        card["model"]["stacking"] = config["stacking"]
     card["summary"] = card_summary(card)
     return card
 
@@ -162,7 +164,7 @@ def format_card(card: dict, source: str) -> str:
              f"{p.get('speaker_independent')}, valid_mode {p.get('valid_mode')}, speaker_norm "
              f"{p.get('speaker_norm')}, selection {p.get('selection')}",
              f"model: {card.get('runs')} run(s); frontend {m.get('frontend')}, encoder {m.get('encoder')}, "
-             f"functionals {m.get('functionals')}"]
+             f"functionals {m.get('functionals')}" + (f", stacking {m['stacking']}" if "stacking" in m else "")]
     metrics = card.get("test_metrics")
     if not metrics:
         lines.append("test metrics: not scored (stage 4 writes them)")

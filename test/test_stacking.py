@@ -126,13 +126,14 @@ def test_a_stacking_run_learns_resumes_exactly_and_classifies_audio_from_its_arc
     the stored arrays say (numpy softmax of the stored model, then the network); export refuses it in one line."""
     import soundfile
 
+    import ser.train
     from ser import EmotionRecognizer
+    from ser.card import read_card
     from ser.config import resolve_config
     from ser.export import exportable
     from ser.functionals import compute_functionals, make_extractor
     from ser.infer import classify_data_dir, load_trained
     from ser.packing import pack, unpack
-    import ser.train
     from ser.train import train
 
     pytest.importorskip("opensmile")
@@ -171,6 +172,7 @@ def test_a_stacking_run_learns_resumes_exactly_and_classifies_audio_from_its_arc
     (permuted / "utt2emo").write_text("".join(f"{k} {e}\n" for k, e in zip(keys, emos)))
     np.testing.assert_array_equal(classify_data_dir(trained, str(permuted), functionals_scp=scp)[1], posteriors)
 
+    assert read_card(str(tmp_path / "run"))["model"]["stacking"] == "classic"
     pack(str(tmp_path / "run"), str(tmp_path / "model.tar.gz"))
     (unpacked,) = unpack(str(tmp_path / "model.tar.gz"), str(tmp_path / "unpacked"))
     assert os.path.isfile(os.path.join(unpacked, "stack_classic.npz"))
