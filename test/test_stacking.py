@@ -83,6 +83,7 @@ def test_training_inputs_stack_out_of_fold_for_train_and_the_full_fit_for_valid(
     train, valid = inputs["a"]
     np.testing.assert_array_equal(train.utterance, inputs["b"][0].utterance)
     np.testing.assert_array_equal(valid.utterance, inputs["b"][1].utterance)
+    np.testing.assert_array_equal(train.stacker[0].coef, inputs["b"][0].stacker[0].coef)
     assert train.utterance.shape == (len(train.keys), 12 + len(CLASSES))
     model, record = train.stacker
     assert record["train_speakers"] == ["spk1", "spk2", "spk3"] and record["train_utterances"] == len(train.keys)
