@@ -490,6 +490,71 @@ def test_jobs_die_with_a_killed_runner(tmp_path):
         time.sleep(0.1)
 
 
+def processes_with_env(marker: str) -> list[tuple[int, str]]:
+    """Live processes (pid, command line) whose environment holds ``marker`` (a job's, and all it started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append((int(entry), Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except OSError:  # ended, or not ours
+            pass
+    return found
+
+
+def wait_until_none_left(marker: str, seconds: float) -> list[tuple[int, str]]:
+    """Wait for every process carrying ``marker`` to end; return (and then kill) those still there."""
+    deadline = time.time() + seconds
+    while (left := processes_with_env(marker)) and time.time() < deadline:
+        time.sleep(0.1)
+    for pid, _ in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_no_job_outlives_a_runner_killed_while_it_starts_them(tmp_path):
+    """kill -9 of the runner's process group at once after it starts its jobs, when a job may not yet be set up to
+    die with it, repeated to hit that moment: no job process survives (the death signal is set before exec, and a
+    job whose runner died before that exits at once)."""
+    marker = f"SER_TEST_JOB={tmp_path.name}"
+    env = {**os.environ, "SER_TEST_JOB": tmp_path.name}
+    for attempt in range(4):
+        first_log = tmp_path / f"log{attempt}" / "j.1.log"
+        runner = subprocess.Popen([sys.executable, RUN, "JOB=1:12", f"log{attempt}/j.JOB.log", "sleep 60"],
+                                  cwd=tmp_path, env=env, start_new_session=True)
+        while not first_log.exists() and runner.poll() is None:
+            pass  # no sleep: the kill lands while the runner forks its jobs
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    assert wait_until_none_left(marker, 8) == []
+
+
+# A runner killed while its job's child process is still being set up (between fork and exec): the set-up is
+# slowed here to make that moment certain.
+RUNNER_KILLED_DURING_SETUP = """
+import importlib.util, os, signal, sys, threading, time
+spec = importlib.util.spec_from_file_location("local_runner", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+set_up = runner._terminate_with_parent
+def slow_set_up(*args):
+    time.sleep(0.5)
+    set_up(*args)
+runner._terminate_with_parent = slow_set_up
+request = runner.jobs.parse_command_line(["job.log", "sleep 60"], "run.py")
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGKILL)).start()
+runner.LocalBackend(request.options, "run.py").start(request.jobs[0])
+time.sleep(60)
+"""
+
+
+def test_no_job_outlives_a_runner_killed_before_its_job_is_set_up(tmp_path):
+    marker = f"SER_TEST_JOB={tmp_path.name}"
+    subprocess.run([sys.executable, "-c", RUNNER_KILLED_DURING_SETUP, RUN], cwd=tmp_path, timeout=30,
+                   env={**os.environ, "SER_TEST_JOB": tmp_path.name})
+    assert wait_until_none_left(marker, 3) == []
+
+
 # ---- utils/slurm.py: a killed runner's jobs are cancelled, with fake Slurm commands -------------
 
 def start_fake_slurm_runner(tmp_path, env, calls):
