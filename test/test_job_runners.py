@@ -555,6 +555,43 @@ def test_no_job_outlives_a_runner_killed_before_its_job_is_set_up(tmp_path):
     assert wait_until_none_left(marker, 3) == []
 
 
+# A run as ser.sh starts it: the workspace locked (utils/lock_workspace.sh), then its jobs (utils/run.py).
+LOCKED_RUN = """
+log() { echo "$*" >&2; }
+recipe() { "$PYTHON" -m ser.bin.recipe "$@"; }
+command_line=$1 exp_root=$PWD/exp
+. "$REPO/utils/lock_workspace.sh" "$exp_root"
+shift
+"$@"
+"""
+
+
+def test_a_killed_run_s_job_left_running_keeps_its_workspace_and_is_named_at_once(tmp_path):
+    """A job that escaped its killed run (a session of its own, beyond the job's group) inherited the workspace lock
+    from the runner: the next start refuses within seconds, naming its pid and command line."""
+    env = {**os.environ, "SER_TEST_JOB": tmp_path.name, "REPO": str(REPO), "PYTHON": sys.executable,
+           "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", sys.executable, RUN, "j.log",
+                              "setsid sleep 60"], cwd=tmp_path, env=env, start_new_session=True)
+    deadline = time.time() + 30
+    while not [cmd for _, cmd in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if cmd == "sleep 60 "]:
+        assert time.time() < deadline and first.poll() is None, "the job did not start"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    try:
+        start = time.time()
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "echo", "started"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=60)
+        (left_pid, _), = [p for p in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if p[1] == "sleep 60 "]
+        assert second.returncode == 1 and "started" not in second.stdout
+        assert f"processes of the ended run {first.pid} still hold {tmp_path / 'exp' / '.ser.lock'}" in second.stderr
+        assert f"pid {left_pid} (sleep 60)" in second.stderr
+        assert time.time() - start < 15
+    finally:
+        wait_until_none_left(f"SER_TEST_JOB={tmp_path.name}", 0)
+
+
 # ---- utils/slurm.py: a killed runner's jobs are cancelled, with fake Slurm commands -------------
 
 def start_fake_slurm_runner(tmp_path, env, calls):
