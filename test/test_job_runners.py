@@ -555,24 +555,32 @@ def test_no_job_outlives_a_runner_killed_before_its_job_is_set_up(tmp_path):
     assert wait_until_none_left(marker, 3) == []
 
 
-# A run as ser.sh starts it: the workspace locked (utils/lock_workspace.sh), then its jobs (utils/run.py).
+# A run as ser.sh starts it (LOCKED_RUN COMMAND_LINE DIR... -- COMMAND...): the workspace DIRs locked
+# (utils/lock_workspace.sh), then COMMAND (its jobs: utils/run.py).
 LOCKED_RUN = """
+set -euo pipefail
 log() { echo "$*" >&2; }
 recipe() { "$PYTHON" -m ser.bin.recipe "$@"; }
-command_line=$1 exp_root=$PWD/exp
-. "$REPO/utils/lock_workspace.sh" "$exp_root"
+command_line=$1 exp_root=$PWD/exp dirs=()
 shift
+while [ "$1" != -- ]; do dirs+=("$PWD/$1"); shift; done
+shift
+. "$REPO/utils/lock_workspace.sh" "${dirs[@]}"
 "$@"
 """
+
+
+def locked_run_env(tmp_path) -> dict:
+    return {**os.environ, "SER_TEST_JOB": tmp_path.name, "REPO": str(REPO), "PYTHON": sys.executable,
+            "PYTHONPATH": str(REPO)}
 
 
 def test_a_killed_run_s_job_left_running_keeps_its_workspace_and_is_named_at_once(tmp_path):
     """A job that escaped its killed run (a session of its own, beyond the job's group) inherited the workspace lock
     from the runner: the next start refuses within seconds, naming its pid and command line."""
-    env = {**os.environ, "SER_TEST_JOB": tmp_path.name, "REPO": str(REPO), "PYTHON": sys.executable,
-           "PYTHONPATH": str(REPO)}
-    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", sys.executable, RUN, "j.log",
-                              "setsid sleep 60"], cwd=tmp_path, env=env, start_new_session=True)
+    env = locked_run_env(tmp_path)
+    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", "data", "exp", "--", sys.executable, RUN,
+                              "j.log", "setsid sleep 60"], cwd=tmp_path, env=env, start_new_session=True)
     deadline = time.time() + 30
     while not [cmd for _, cmd in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if cmd == "sleep 60 "]:
         assert time.time() < deadline and first.poll() is None, "the job did not start"
@@ -581,15 +589,37 @@ def test_a_killed_run_s_job_left_running_keeps_its_workspace_and_is_named_at_onc
     first.wait()
     try:
         start = time.time()
-        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "echo", "started"], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=60)
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "data", "exp", "--", "echo", "started"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
         (left_pid, _), = [p for p in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if p[1] == "sleep 60 "]
         assert second.returncode == 1 and "started" not in second.stdout
-        assert f"processes of the ended run {first.pid} still hold {tmp_path / 'exp' / '.ser.lock'}" in second.stderr
+        assert f"processes of the ended run {first.pid} still hold {tmp_path / 'data' / '.ser.lock'}" in second.stderr
         assert f"pid {left_pid} (sleep 60)" in second.stderr
         assert time.time() - start < 15
     finally:
         wait_until_none_left(f"SER_TEST_JOB={tmp_path.name}", 0)
+
+
+def test_a_run_refused_by_a_busy_workspace_creates_nothing(tmp_path):
+    """The exp dir held by another run, a second run that would also write new data and dump dirs is refused, and
+    neither dir (nor a lock file) is made; the other run's lock file still names it."""
+    env = locked_run_env(tmp_path)
+    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", "exp", "--", "sleep", "60"], cwd=tmp_path,
+                             env=env, start_new_session=True)
+    lock = tmp_path / "exp" / ".ser.lock"
+    deadline = time.time() + 30
+    while not (lock.exists() and lock.read_text().startswith(f"pid {first.pid},")):
+        assert time.time() < deadline and first.poll() is None, "the first run did not lock exp"
+        time.sleep(0.05)
+    try:
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "data", "dump", "exp", "--", "echo",
+                                 "started"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 1 and "started" not in second.stdout
+    assert f"another run is using {tmp_path / 'exp'}: pid {first.pid}, started" in second.stderr
+    assert sorted(os.listdir(tmp_path)) == ["exp"] and lock.read_text().startswith(f"pid {first.pid},")
 
 
 # ---- utils/slurm.py: a killed runner's jobs are cancelled, with fake Slurm commands -------------
