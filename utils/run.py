@@ -28,7 +28,9 @@ through CUDA_VISIBLE_DEVICES, taken from the GPUs in CUDA_VISIBLE_DEVICES or els
 those nvidia-smi lists; a job waits until enough are free. With no GPU found, jobs
 run without that assignment (a warning says so). --mem, --num-threads, --time,
 --partition and --sbatch-opts are accepted and ignored. Stopping the runner with
-SIGINT, SIGTERM or SIGHUP kills the running jobs.
+SIGINT, SIGTERM or SIGHUP kills the running jobs; on Linux they also die with a
+runner killed otherwise (SIGKILL included). Jobs inherit the descriptors the runner
+inherited (the workspace lock of egs/TEMPLATE/ser.sh).
 """
 KILL_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
