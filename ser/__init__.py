@@ -1,6 +1,6 @@
 """ser: speech emotion recognition recipes in the Kaldi/ESPnet tradition."""
 
-__version__ = "0.1.0"
+from ser.version import __version__  # noqa: F401
 
 
 def __getattr__(name):

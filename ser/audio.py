@@ -220,3 +220,68 @@ def load_mono(
         raise AudioError(f"{spec}: {err}") from err
     check_duration(mono.shape[0], sample_rate, min_duration, spec)
     return mono
+
+
+class AudioProblem(AudioError):
+    """Audio that cannot be classified; ``reason`` says why in a few words (missing, empty, unreadable, not audio,
+    cut short, no samples, too short, not finite), the message names the file."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+class Recording:
+    """Mono audio read a piece at a time: ``read(first, last)`` gives samples [first, last) at ``rate``, float32
+    in the int16 range, channels averaged (as stage 1 reads them). A file is never decoded whole."""
+
+    def __init__(self, name: str, rate: int, frames: int, read: Callable[[int, int], np.ndarray]):
+        self.name, self.rate, self.frames, self.read = name, rate, frames, read
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.rate
+
+
+def open_recording(path: str) -> Recording:
+    """A file as a Recording, its header checked (nothing decoded); an AudioProblem names what is wrong with it."""
+    if not os.path.lexists(path):
+        raise AudioProblem("missing", f"{path}: missing (no such file)")
+    if os.path.isdir(path):
+        raise AudioProblem("not audio", f"{path}: not audio (a folder)")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as err:
+        raise AudioProblem("unreadable", f"{path}: unreadable ({err.strerror})") from None
+    if os.path.getsize(path) == 0:
+        raise AudioProblem("empty", f"{path}: empty (0 bytes)")
+    cut_short = wav_cut_short(path)
+    if cut_short is not None:
+        raise AudioProblem("cut short", cut_short)
+    try:
+        info = soundfile.info(path)
+    except (soundfile.SoundFileError, RuntimeError) as err:
+        raise AudioProblem("not audio", f"{path}: not audio ({str(err).splitlines()[0]})") from None
+    if info.frames <= 0:
+        raise AudioProblem("no samples", f"{path}: no samples (a valid header with no audio)")
+
+    def read(first: int, last: int) -> np.ndarray:
+        try:
+            with soundfile.SoundFile(path) as f:
+                f.seek(first)
+                samples = f.read(last - first, dtype="float32", always_2d=True)
+        except (soundfile.SoundFileError, RuntimeError, OSError) as err:
+            raise AudioProblem("unreadable", f"{path}: unreadable ({str(err).splitlines()[0]})") from None
+        if samples.shape[0] == 0:  # a header promising more than the decoder finds
+            raise AudioProblem("no samples", f"{path}: no samples from {first / info.samplerate:.3f} s on")
+        if not np.all(np.isfinite(samples)):
+            raise AudioProblem("not finite", f"{path}: NaN or infinite samples")
+        return to_mono(samples * np.float32(INT16_SCALE), None)
+
+    return Recording(path, int(info.samplerate), int(info.frames), read)
+
+
+def array_recording(name: str, samples: np.ndarray, rate: int) -> Recording:
+    """(N,) samples in the int16 range held in memory, as a Recording."""
+    return Recording(name, rate, samples.shape[0], lambda first, last: samples[first:last])

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence, Union
 
-from ser.atomic import umask, write_text
+from ser.atomic import umask, write_json, write_text
 
 log = logging.getLogger(__name__)
 
@@ -817,7 +817,8 @@ FOLD_SETS = ("train", "valid", "test")
 def write_fold_dirs(data_dir: str, all_dir: str, out_root: str):
     """For every fold k of data_dir/protocol.json and set in train/valid/test: out_root/fold<k>/<set> = all_dir
     (a data dir with feats.scp) restricted to the utterances of data_dir/fold<k>/<set>, validated. Yields (fold,
-    set, utterances, the new dir) after each, so that the caller adds what belongs to it (CMVN, a cache record)."""
+    set, utterances, the new dir) after each, so that the caller adds what belongs to it (CMVN, a cache record).
+    out_root/protocol.json, a copy, then names the protocol the folds follow (a trained run's model card reads it)."""
     with open(os.path.join(data_dir, "protocol.json")) as f:
         protocol = json.load(f)
     for fold in sorted(protocol["folds"], key=int):
@@ -827,3 +828,4 @@ def write_fold_dirs(data_dir: str, all_dir: str, out_root: str):
             subset_data_dir(all_dir, out, utt_list=utts)
             validate_data_dir(out, classes=protocol["classes"], need_feats=True)
             yield fold, part, utts, out
+    write_json(os.path.join(out_root, "protocol.json"), protocol, indent=1)

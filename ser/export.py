@@ -113,7 +113,7 @@ def _write_export(trained: TrainedModel, model_dir: str, out_dir: str, meta: dic
     Returns the path of the last file (the model)."""
     with open(os.path.join(model_dir, "fbank.conf"), "rb") as f:
         fbank_conf = f.read()
-    description = json.dumps({"classes": trained.classes, "source": os.path.abspath(model_dir), **meta,
+    description = json.dumps({"classes": trained.classes, "source": os.path.relpath(model_dir, out_dir), **meta,
                               "output": "posteriors (B, C), classes in the order above"}, indent=1) + "\n"
     ordered = {"fbank.conf": fbank_conf, "model.json": description.encode(), **files}
     written = []

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,10 +19,10 @@ from ser.models import model_of
 
 @dataclass
 class TrainedModel:
-    model: torch.nn.Module
-    config: dict
+    model: torch.nn.Module = field(repr=False)
+    config: dict = field(repr=False)
     classes: list[str]
-    normaliser: object | None  # the front-end's fold normaliser (global CMVN of fbank); None where it needs none
+    normaliser: object | None = field(repr=False)  # the front-end's fold CMVN (fbank); None where it needs none
     model_dir: str
 
     @property

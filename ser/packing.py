@@ -1,7 +1,7 @@
 """Self-contained model archives: the files a trained run needs to classify audio, packed into one .tar.gz.
 
 An archive holds one run (``model/``) or every run of an experiment (``model/seed<s>/fold<k>/``), each with the
-files below, and ``model/MANIFEST.json`` with every file's SHA-256. Unpacking refuses links, absolute paths and
+files below, its model card ``model/model_card.json`` (ser.card) and ``model/MANIFEST.json`` with every file's SHA-256. Unpacking refuses links, absolute paths and
 ``..``; an archive is exactly its manifest: a file it does not list is refused (naming it), every file it lists is
 checked against its digest, and the runs loaded are those it names. So an archive from someone else can be read
 safely: the weights are loaded weights-only (ser.infer.read_weights), and nothing in it is executed.
@@ -16,9 +16,11 @@ import os
 import tarfile
 
 from ser.atomic import atomic_path
+from ser.card import CARD_FILE, read_card
 from ser.rundir import model_dirs
 
-RUN_FILES = ("config.yaml", "run.json", "model.pth", "selection.json", "cmvn.ark", "fbank.conf", "utterance_norm.npz")
+RUN_FILES = ("config.yaml", "run.json", "model.pth", "selection.json", "cmvn.ark", "fbank.conf", "utterance_norm.npz",
+             CARD_FILE)
 REQUIRED = ("config.yaml", "run.json", "model.pth")
 ROOT = "model"
 
@@ -47,11 +49,20 @@ def pack(model_path: str, archive: str) -> list[str]:
                 if os.path.isfile(path):
                     tar.add(path, arcname=os.path.join(inside, name), recursive=False)
                     manifest[os.path.join(inside, name)] = _sha256(path)
-        data = json.dumps({"runs": len(runs), "sha256": manifest}, indent=1).encode()
-        info = tarfile.TarInfo(os.path.join(ROOT, "MANIFEST.json"))
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+        card_name = os.path.join(ROOT, CARD_FILE)
+        if card_name not in manifest:  # the experiment's card (or a run's, built now where it has none)
+            data = json.dumps(read_card(model_path), indent=1).encode()
+            _add_bytes(tar, card_name, data)
+            manifest[card_name] = hashlib.sha256(data).hexdigest()
+        _add_bytes(tar, os.path.join(ROOT, "MANIFEST.json"),
+                   json.dumps({"runs": len(runs), "sha256": manifest}, indent=1).encode())
     return runs
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 MANIFEST = os.path.join(ROOT, "MANIFEST.json")
@@ -100,3 +111,12 @@ def unpack(archive: str, destination: str) -> list[str]:
             raise ValueError(f"{archive}: {name} is missing or differs from the manifest (a damaged archive)")
     return sorted(os.path.join(destination, os.path.dirname(name)) for name in digests
                   if os.path.basename(name) == "model.pth")
+
+
+def read_archive_card(archive: str) -> dict:
+    """The model card of an archive (checked against its manifest like every file of it)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="ser-card-") as tmp:
+        unpack(archive, tmp)
+        return read_card(os.path.join(tmp, ROOT))

@@ -16,6 +16,7 @@ import numpy as np
 import yaml
 
 from ser.atomic import write_json, write_text
+from ser.card import write_card
 from ser.datadir import label_error, read_table, read_utt2emo
 from ser.metrics import classification_scores, mean_std, scores_from_confusion
 from ser.rundir import mark_results_stale
@@ -255,6 +256,9 @@ def _score_experiment(exp_dir: str, data_dir: str, command: str, allow_mixed_con
                     f"({int(pooled.sum())} decisions)")
     write_json(os.path.join(exp_dir, "results.json"), results, indent=1)
     write_text(os.path.join(exp_dir, "RESULTS.md"), results_markdown(results))
+    trained = [d for d in run_dirs if os.path.isfile(os.path.join(d, "model.pth"))]  # classifiers of audio
+    for model_dir in [exp_dir, *trained] if trained else []:  # their model cards, now with test metrics
+        write_card(model_dir)
     return results
 
 

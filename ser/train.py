@@ -6,6 +6,7 @@ exp dir layout (one per fold and seed):
   best.pth last.pth  model weights by validation UA / of the last epoch
   model.pth          the weights chosen by config.model_selection   selection.json  which epoch and why
   history.json       per-epoch train loss terms and validation scores    train.log, tensorboard/
+  model_card.json    what the model is (ser.card); run.json's data paths are relative to the run dir
 A re-run resumes from checkpoint.pt when run.json matches; a run whose config or data changed is moved aside
 (``<dir>.bak<N>``), never overwritten. Epoch data depend only on (seed, epoch), so a resumed run reproduces an
 uninterrupted one.
@@ -28,6 +29,7 @@ from tqdm import tqdm
 
 from ser.atomic import atomic_path, write_json
 from ser.augment import build_augment, mixup_record
+from ser.card import write_card
 from ser.config import config_hash, write_config
 from ser.dataset import LabelledSet, TrainBatches, batch_loader
 from ser.distributed import Distributed
@@ -126,9 +128,11 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             write_config(config, os.path.join(outdir, "config.yaml"))
             for name, src in (extra_files or {}).items():
                 shutil.copyfile(src, os.path.join(outdir, name))
+            here = lambda path: path and os.path.relpath(path, outdir)  # noqa: E731 (a run dir can be moved whole)
             write_json(os.path.join(outdir, "run.json"), {
-                "identity": identity, "train_dir": train_dir, "valid_dir": valid_dir, "cmvn": cmvn_path,
-                "functionals_scp": functionals_scp, "device": dist.device, "world_size": dist.world,
+                "identity": identity, "train_dir": here(train_dir), "valid_dir": here(valid_dir),
+                "cmvn": here(cmvn_path), "functionals_scp": here(functionals_scp), "paths_relative_to": "run dir",
+                "device": dist.device, "world_size": dist.world,
                 "mixup": mixup_record(config["augment"], frontend.augment_domain),
                 "num_workers": config["num_workers"], "git_revision": git_revision()})
             if cmvn_path:
@@ -136,7 +140,10 @@ def train(config: dict, classes: list[str], train_dir: str, valid_dir: str, cmvn
             write_utterance_norm(outdir, run.train_set)
         dist.barrier()
         try:
-            return _train(run)
+            selection = _train(run)
+            if dist.is_main:
+                write_card(outdir)  # rewritten with test metrics when stage 4 scores the experiment
+            return selection
         finally:
             if file_log:
                 log.removeHandler(file_log)

@@ -91,6 +91,25 @@ FAST_CONFIG = {
 }
 
 
+def tiny_fbank_conf(path) -> str:
+    """The template's fbank.conf at 20 mel bins (the dimension of write_feature_dir's features), written to path."""
+    conf = open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")).read()
+    with open(path, "w") as f:
+        f.write(conf.replace("--num-mel-bins=80", "--num-mel-bins=20"))
+    return str(path)
+
+
+def train_tiny_run(train_dir, valid_dir, outdir, classes, fbank_conf, functionals_scp=None, **overrides) -> None:
+    """One epoch of FAST_CONFIG (with overrides) on feature dirs: a real trained run dir that classifies audio
+    (its fbank.conf reads audio into the features' 20 bins)."""
+    from ser.config import resolve_config
+    from ser.train import train
+
+    config = resolve_config({**FAST_CONFIG, "max_epoch": 1, **overrides})
+    train(config, classes, str(train_dir), str(valid_dir), os.path.join(str(train_dir), "cmvn.ark"), str(outdir),
+          extra_files={"fbank.conf": str(fbank_conf)}, functionals_scp=functionals_scp)
+
+
 def train_command(feature_dirs, config, outdir):
     return [PYTHON, "-m", "ser.bin.train", "--config", config, "--classes", str(feature_dirs / "classes.txt"),
             "--train-dir", str(feature_dirs / "train"), "--valid-dir", str(feature_dirs / "valid"),

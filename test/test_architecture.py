@@ -1,5 +1,5 @@
 """Architecture: ser's import graph has no circle; shipped configs keep their hash; a loss term is one class and
-one registry line (README "Adding a loss", followed step by step on a made-up term)."""
+one registry line (docs/extending.md "Adding a loss", followed step by step on a made-up term)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def test_config_resolution_without_the_components_says_what_to_import():
     assert "import ser.components" in proc.stdout, proc.stdout + proc.stderr
 
 
-# README "Adding a loss", step by step, on a made-up term: a squared logit norm scaled by a parameter of its own.
+# docs/extending.md "Adding a loss", step by step, on a made-up term: a squared logit norm scaled by a parameter of its own.
 
 # Step 1: one class, a LossTerm: forward(LossInputs) -> the unweighted term; its own parameters declared.
 from ser.losses import LossTerm  # noqa: E402

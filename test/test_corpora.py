@@ -470,6 +470,17 @@ def test_recipe_runs_the_classic_reference_under_both_protocols(corpus, tmp_path
         assert results["protocol"]["selection"] == "speaker_grouped_cv" and results["config"]["system"] == "classic"
 
 
+def test_every_registered_corpus_declares_the_licence_of_its_data():
+    """Model cards quote it (ser.card); only the generated corpus says its audio is synthetic."""
+    from ser.card import corpus_licence
+
+    for name in CORPORA:
+        module = corpus_module(name)
+        assert isinstance(module.LICENCE, str) and len(module.LICENCE.strip()) > 10, name
+        assert corpus_licence(name) == (module.LICENCE, name == "synth")
+    assert corpus_licence("mine")[0].startswith("unknown")
+
+
 @pytest.mark.parametrize("name", sorted(set(CORPORA) - {"manifest"}))
 def test_every_registered_corpus_has_a_recipe_and_the_whole_interface(name):
     """One module and one registry line per corpus, and a recipe dir that names it: run.sh, README.md, no links

@@ -13,7 +13,7 @@ import pytest
 from ser.cross_corpus import collapse_check, evaluate, stratified_subsample
 from ser.emotions import EMOTIONS, canonical, shared_classes
 
-from support import CLASSES, FAST_CONFIG, PYTHON, REPO, python_env
+from support import CLASSES, PYTHON, REPO, python_env, tiny_fbank_conf, train_tiny_run
 
 SYNTH = ["ang", "hap", "neu", "sad"]  # also IEMOCAP's and MSP-IMPROV's
 RAVDESS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
@@ -99,9 +99,6 @@ MODEL_CLASSES = {"alpha": SYNTH, "beta": ["angry", "happy", "calm", "sad"]}
 
 def write_tiny_run(feature_dirs, root, classes, outdir, fbank_conf):
     """One epoch of the trainer's fast config on conftest's feature dirs, their labels renamed to ``classes``."""
-    from ser.config import resolve_config
-    from ser.train import train
-
     renamed = dict(zip(CLASSES, classes))
     dirs = {}
     for part in ("train", "valid"):
@@ -111,9 +108,7 @@ def write_tiny_run(feature_dirs, root, classes, outdir, fbank_conf):
             lines = (feature_dirs / part / "utt2emo").read_text().split("\n")
             (dirs[part] / "utt2emo").write_text("\n".join(" ".join([*ln.split()[:1], renamed[ln.split()[1]]])
                                                           if ln else "" for ln in lines))
-    config = resolve_config({**FAST_CONFIG, "max_epoch": 1})
-    train(config, classes, str(dirs["train"]), str(dirs["valid"]), str(dirs["train"] / "cmvn.ark"), str(outdir),
-          extra_files={"fbank.conf": str(fbank_conf)})
+    train_tiny_run(dirs["train"], dirs["valid"], outdir, classes, fbank_conf)
 
 
 @pytest.fixture(scope="module")
@@ -123,10 +118,7 @@ def tiny_recipes(feature_dirs, tmp_path_factory):
     root = tmp_path_factory.mktemp("cross_matrix")
     generate_synth_corpus(str(root / "corpus"), num_speakers=2, utts_per_class=2)
     utterances = prepare_synth(str(root / "corpus"))
-    fbank_conf = root / "fbank.conf"
-    conf = (open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")).read()
-            .replace("--num-mel-bins=80", "--num-mel-bins=20"))
-    fbank_conf.write_text(conf)
+    fbank_conf = tiny_fbank_conf(root / "fbank.conf")
     for name, spelling in RECIPES.items():
         data = root / name / "data"
         (data / "all").mkdir(parents=True)

@@ -229,6 +229,7 @@ def test_onnx_posteriors_equal_pytorchs_alone_and_batched(exported, kind, tmp_pa
     np.testing.assert_allclose(model.run(None, batch_feeds)[0], expected, atol=POSTERIOR_ATOL)
     meta = json.loads(open(os.path.join(os.path.dirname(onnx_path), "model.json")).read())
     assert meta["format"] == "onnx" and meta["classes"] == CLASSES and meta["sample_rate"] == 16000
+    assert not os.path.isabs(meta["source"])  # nothing in an export names this machine
     assert ("openSMILE cannot run in the graph" in meta["inputs"][-1]) == (kind == "fused")
 
 

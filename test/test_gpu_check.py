@@ -1,5 +1,5 @@
 """egs/ravdess/local/gpu_check.sh's helper (ser.bin.gpu_check): --tiny end to end on the CPU, on copies of the config
-and README whose marked blocks it rewrites."""
+and docs/gpu.md whose marked blocks it rewrites."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytest.importorskip("transformers")
 from ser.bin.gpu_check import README_MARKERS, YAML_MARKERS, replace_block  # noqa: E402
 
 CONFIG = os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")
-README = os.path.join(REPO, "README.md")
+README = os.path.join(REPO, "docs", "gpu.md")  # the page whose gpu_check block is rewritten
 
 
 def outside_block(text, markers):

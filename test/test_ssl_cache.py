@@ -215,7 +215,7 @@ def test_loading_a_cache_reads_an_unchanged_checkpoint_no_more(recipe, tmp_path,
 
 def test_replaced_weights_of_the_same_size_and_time_are_not_a_cached_checkpoint(tmp_path, monkeypatch):
     """A file replaced with its size and times restored is detected by its first or last MiB (a whole-content
-    hash tells it apart); only a change confined to the bytes in between keeps the record's digest, as the README
+    hash tells it apart); only a change confined to the bytes in between keeps the record's digest, as docs/gpu.md
     says."""
     import ser.ssl_cache
     from ser.ssl_cache import SAMPLE_BYTES, checkpoint_digest, checkpoint_files

@@ -5,7 +5,7 @@
 #
 #   egs/TEMPLATE/setup.sh egs/mydata                       your own data, from a CSV manifest:
 #     cd egs/mydata && ./run.sh --corpus-manifest /path/to/data.csv     (columns path,label,speaker)
-#   egs/TEMPLATE/setup.sh egs/mycorpus --corpus local/mycorpus.py      a corpus module of your own (see README)
+#   egs/TEMPLATE/setup.sh egs/mycorpus --corpus local/mycorpus.py      a corpus module of your own (docs/extending.md)
 #   egs/TEMPLATE/setup.sh egs/emodb2 --corpus emodb                      a registered corpus, in a recipe of your own
 #
 # An existing, non-empty directory is refused: nothing there is overwritten.

@@ -6,7 +6,7 @@
     audio);
 (b) one fold of the recipe for 2 epochs with that model (`frontend: wavlm`, frontend_conf.path at the saved random
     checkpoint, conf/train_wavlm.yaml with overrides) and the decoding of its test set (whole utterances);
-(c) what it measured, written between marker lines into the config's header and the README, so that a re-run
+(c) what it measured, written between marker lines into the config's header and docs/gpu.md, so that a re-run
     replaces the block (the files must hold the markers).
 
 --tiny runs it all on the CPU at a tiny scale (a tiny WavLM, batches of 4 x 1 s, the synth recipe on a generated
@@ -180,7 +180,7 @@ def main(argv=None) -> None:
     p.add_argument("--work-dir", required=True, help="checkpoint, data, dump and exp of the check")
     p.add_argument("--config-file", default=os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml"),
                    help="the training config: read for the model, its marked header block rewritten")
-    p.add_argument("--readme", default=os.path.join(REPO, "README.md"), help="its marked block rewritten")
+    p.add_argument("--readme", default=os.path.join(REPO, "docs", "gpu.md"), help="the page whose marked block is rewritten")
     args = p.parse_args(argv)
 
     import torch

@@ -2,8 +2,9 @@
 
 ``CORPORA`` is the registry: a corpus name (``--corpus``) and the module that prepares it. A module holds the
 corpus's parser (``prepare``), class sets, published counts and fold rule (see ``ser.corpora.common.CorpusSpec``);
-adding a corpus is one module and one line here. ``--corpus`` also takes the path of a module file outside the
-package (``local/mycorpus.py``), and ``--corpus-manifest FILE.csv`` needs no module at all (``manifest``).
+adding a corpus is one module and one line here. Each module states its data's ``LICENCE`` (model cards quote it).
+``--corpus`` also takes the path of a module file outside the package (``local/mycorpus.py``), and
+``--corpus-manifest FILE.csv`` needs no module at all (``manifest``).
 """
 
 import importlib

@@ -33,6 +33,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "aesdd"
+LICENCE = "free for research (request form at m3c.web.auth.gr); the Hugging Face copy is CC BY 4.0"
 
 FOLDERS = {"anger": "a", "disgust": "d", "fear": "f", "happiness": "h", "sadness": "s"}
 EMOTION_CODES = {"a": "angry", "d": "disgust", "f": "fear", "h": "happy", "s": "sad"}

@@ -36,6 +36,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "ased"
+LICENCE = "none published (no licence file in the ASED_V1 repository): ask the authors before redistributing"
 
 EMOTIONS = {"n": "neutral", "f": "fear", "h": "happy", "s": "sad", "a": "angry"}
 FOLDERS = {"01Neutral": "n1", "02Fearful": "f2", "03Happy": "h3", "04Sad": "s4", "05Angry": "a5"}

@@ -34,6 +34,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "cafe"
+LICENCE = "a Creative Commons non-commercial licence, as stated on Zenodo record 1478765"
 OBTAIN = ("https://zenodo.org/record/1478765 (CaFE_48k.zip, or CaFE_192k_1.zip + CaFE_192k_2.zip); "
           "licence as stated on the Zenodo record (a Creative Commons non-commercial licence)")
 

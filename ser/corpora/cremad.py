@@ -27,6 +27,7 @@ import re
 from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
 
 CORPUS = "cremad"
+LICENCE = "Open Database License (ODbL) v1.0; contents under the Database Contents License (DbCL) v1.0"
 OBTAIN = ("https://github.com/CheyneyComputerScience/CREMA-D (git lfs; AudioWAV/ and VideoDemographics.csv); "
           "Open Database License (ODbL) v1.0, contents under the Database Contents License")
 

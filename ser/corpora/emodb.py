@@ -23,6 +23,7 @@ import re
 from ser.corpora.common import CorpusError, Utterance, check_unique, leave_one_speaker_out, map_label, resolve_class_set
 
 CORPUS = "emodb"
+LICENCE = "free of charge for research (cite Burkhardt et al., Interspeech 2005)"
 OBTAIN = ("http://emodb.bilderbar.info/download/ (download.zip; free of charge for research, "
           "cite Burkhardt et al., Interspeech 2005)")
 # Free for research: fetched by --download-dir (its digest, unknown here, is recorded at the first download and

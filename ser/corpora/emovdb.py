@@ -39,6 +39,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "emovdb"
+LICENCE = "non-commercial use only (EmoV-DB's LICENSE.md)"
 
 STYLES = {"amused": "amused", "anger": "angry", "disgust": "disgust", "neutral": "neutral", "sleepiness": "sleepy"}
 FOLDER_STYLE = {"Amused": "amused", "Angry": "anger", "Disgusted": "disgust", "Neutral": "neutral",

@@ -31,6 +31,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "emovo"
+LICENCE = "free for research on request from Fondazione Ugo Bordoni (cite Costantini et al., LREC 2014)"
 OBTAIN = ("http://voice.fub.it/activities/corpora/emovo/index.html (Fondazione Ugo Bordoni; "
           "free for research on request, cite Costantini et al., LREC 2014)")
 

@@ -30,6 +30,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "iemocap"
+LICENCE = "research use under USC SAIL's signed release form; no redistribution"
 OBTAIN = "https://sail.usc.edu/iemocap/ (USC SAIL lab: a signed release form; research use)"
 
 # Every categorical label of the release: neutral, happiness, excitement, anger, sadness, frustration,

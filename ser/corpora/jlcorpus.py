@@ -31,6 +31,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "jlcorpus"
+LICENCE = "the licence shown on its Kaggle page (tli725/jl-corpus)"
 
 PRIMARY = ("angry", "sad", "neutral", "happy", "excited")
 SECONDARY = ("anxious", "apologetic", "assertive", "concerned", "encouraging")

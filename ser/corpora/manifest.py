@@ -32,6 +32,7 @@ from ser.audio import segment_command
 from ser.corpora.common import CorpusError, Utterance, check_unique
 
 CORPUS = "manifest"
+LICENCE = "your own data: its licence is the one you hold (not known to ser)"
 OBTAIN = "your own CSV file (columns path,label,speaker; see ser/corpora/manifest.py)"
 CLASS_SETS: dict[str, dict[str, str]] = {}  # the classes come from the manifest (class_list_of)
 DEFAULT_CLASS_SET = "all"

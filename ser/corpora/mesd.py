@@ -27,6 +27,7 @@ import re
 from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
 
 CORPUS = "mesd"
+LICENCE = "Creative Commons Attribution 4.0 (CC BY 4.0)"
 
 EMOTIONS = {"Anger": "angry", "Disgust": "disgust", "Fear": "fear", "Happiness": "happy", "Neutral": "neutral",
             "Sadness": "sad"}

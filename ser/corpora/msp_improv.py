@@ -34,6 +34,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "msp_improv"
+LICENCE = "research use under UT Dallas MSP lab's academic licence agreement; no redistribution"
 OBTAIN = ("https://ecs.utdallas.edu/research/researchlabs/msp-lab/MSP-Improv.html (UT Dallas MSP lab: an "
           "academic licence agreement)")
 

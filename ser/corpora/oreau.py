@@ -33,6 +33,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "oreau"
+LICENCE = "the licence shown on Zenodo record 4405783"
 
 EMOTIONS = {"C": "angry", "T": "sad", "J": "happy", "P": "fear", "D": "disgust", "S": "surprise", "N": "neutral"}
 CLASS_SETS: dict[str, dict[str, str]] = {"7class": dict(EMOTIONS)}  # = EmoBox's data/oreau/label_map.json

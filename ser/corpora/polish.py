@@ -29,6 +29,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "polish"
+LICENCE = "the licence shown on its MOST Wiedzy open research data page"
 
 EMOTIONS = {"a": "angry", "n": "neutral", "s": "fear"}
 CLASS_SETS: dict[str, dict[str, str]] = {"3class": dict(EMOTIONS)}  # = EmoBox's data/polish/label_map.json

@@ -21,6 +21,7 @@ import re
 from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
 
 CORPUS = "ravdess"
+LICENCE = "CC BY-NC-SA 4.0 (Zenodo record 1188976): non-commercial, share alike"
 OBTAIN = ("https://zenodo.org/records/1188976 (Audio_Speech_Actors_01-24.zip; CC BY-NC-SA 4.0; cite Livingstone & "
           "Russo, PLoS ONE 2018)")
 DOWNLOADS = [{"url": "https://zenodo.org/records/1188976/files/Audio_Speech_Actors_01-24.zip", "sha256": None,

@@ -19,6 +19,7 @@ import re
 from ser.corpora.common import CorpusError, Utterance, check_unique, folds_by_group, map_label, resolve_class_set
 
 CORPUS = "savee"
+LICENCE = "research use after registration with the University of Surrey"
 OBTAIN = "http://kahlan.eps.surrey.ac.uk/savee/ (University of Surrey: registration; research use)"
 
 SPEAKERS = ("DC", "JE", "JK", "KL")

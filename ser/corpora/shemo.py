@@ -34,6 +34,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "shemo"
+LICENCE = "free for academic use"
 
 EMOTION_CODES = {"A": "angry", "H": "happy", "N": "neutral", "S": "sad", "W": "surprise", "F": "fear"}
 CLASS_SETS: dict[str, dict[str, str]] = {

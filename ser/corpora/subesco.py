@@ -32,6 +32,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "subesco"
+LICENCE = "Creative Commons Attribution 4.0 (CC BY 4.0)"
 
 EMOTIONS = {"ANGRY": "angry", "DISGUST": "disgust", "FEAR": "fear", "HAPPY": "happy",
             "NEUTRAL": "neutral", "SAD": "sad", "SURPRISE": "surprise"}

@@ -33,6 +33,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "tess"
+LICENCE = "a Creative Commons non-commercial licence, as stated on its Borealis (University of Toronto) page"
 OBTAIN = ("https://doi.org/10.5683/SP2/E8H2MF (Borealis, University of Toronto dataverse); "
           "licence as stated on that page (a Creative Commons non-commercial licence)")
 

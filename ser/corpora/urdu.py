@@ -34,6 +34,7 @@ from ser.corpora.common import (
 )
 
 CORPUS = "urdu"
+LICENCE = "research use only, as the release states"
 OBTAIN = ("https://github.com/siddiquelatif/URDU-Dataset (research use only, as the release states; "
           "cite Latif et al. 2018)")
 DOWNLOADS = [{"url": "https://github.com/siddiquelatif/URDU-Dataset/archive/refs/heads/master.zip", "sha256": None,
