@@ -490,6 +490,138 @@ def test_jobs_die_with_a_killed_runner(tmp_path):
         time.sleep(0.1)
 
 
+def processes_with_env(marker: str) -> list[tuple[int, str]]:
+    """Live processes (pid, command line) whose environment holds ``marker`` (a job's, and all it started)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and marker.encode() in Path(f"/proc/{entry}/environ").read_bytes().split(b"\0"):
+                found.append((int(entry), Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except OSError:  # ended, or not ours
+            pass
+    return found
+
+
+def wait_until_none_left(marker: str, seconds: float) -> list[tuple[int, str]]:
+    """Wait for every process carrying ``marker`` to end; return (and then kill) those still there."""
+    deadline = time.time() + seconds
+    while (left := processes_with_env(marker)) and time.time() < deadline:
+        time.sleep(0.1)
+    for pid, _ in left:
+        os.kill(pid, signal.SIGKILL)
+    return left
+
+
+def test_no_job_outlives_a_runner_killed_while_it_starts_them(tmp_path):
+    """kill -9 of the runner's process group at once after it starts its jobs, when a job may not yet be set up to
+    die with it, repeated to hit that moment: no job process survives (the death signal is set before exec, and a
+    job whose runner died before that exits at once)."""
+    marker = f"SER_TEST_JOB={tmp_path.name}"
+    env = {**os.environ, "SER_TEST_JOB": tmp_path.name}
+    for attempt in range(4):
+        first_log = tmp_path / f"log{attempt}" / "j.1.log"
+        runner = subprocess.Popen([sys.executable, RUN, "JOB=1:12", f"log{attempt}/j.JOB.log", "sleep 60"],
+                                  cwd=tmp_path, env=env, start_new_session=True)
+        while not first_log.exists() and runner.poll() is None:
+            pass  # no sleep: the kill lands while the runner forks its jobs
+        os.killpg(runner.pid, signal.SIGKILL)
+        runner.wait()
+    assert wait_until_none_left(marker, 8) == []
+
+
+# A runner killed while its job's child process is still being set up (between fork and exec): the set-up is
+# slowed here to make that moment certain.
+RUNNER_KILLED_DURING_SETUP = """
+import importlib.util, os, signal, sys, threading, time
+spec = importlib.util.spec_from_file_location("local_runner", sys.argv[1])
+runner = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(runner)
+set_up = runner._terminate_with_parent
+def slow_set_up(*args):
+    time.sleep(0.5)
+    set_up(*args)
+runner._terminate_with_parent = slow_set_up
+request = runner.jobs.parse_command_line(["job.log", "sleep 60"], "run.py")
+threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGKILL)).start()
+runner.LocalBackend(request.options, "run.py").start(request.jobs[0])
+time.sleep(60)
+"""
+
+
+def test_no_job_outlives_a_runner_killed_before_its_job_is_set_up(tmp_path):
+    marker = f"SER_TEST_JOB={tmp_path.name}"
+    subprocess.run([sys.executable, "-c", RUNNER_KILLED_DURING_SETUP, RUN], cwd=tmp_path, timeout=30,
+                   env={**os.environ, "SER_TEST_JOB": tmp_path.name})
+    assert wait_until_none_left(marker, 3) == []
+
+
+# A run as ser.sh starts it (LOCKED_RUN COMMAND_LINE DIR... -- COMMAND...): the workspace DIRs locked
+# (utils/lock_workspace.sh), then COMMAND (its jobs: utils/run.py).
+LOCKED_RUN = """
+set -euo pipefail
+log() { echo "$*" >&2; }
+recipe() { "$PYTHON" -m ser.bin.recipe "$@"; }
+command_line=$1 exp_root=$PWD/exp dirs=()
+shift
+while [ "$1" != -- ]; do dirs+=("$PWD/$1"); shift; done
+shift
+. "$REPO/utils/lock_workspace.sh" "${dirs[@]}"
+"$@"
+"""
+
+
+def locked_run_env(tmp_path) -> dict:
+    return {**os.environ, "SER_TEST_JOB": tmp_path.name, "REPO": str(REPO), "PYTHON": sys.executable,
+            "PYTHONPATH": str(REPO)}
+
+
+def test_a_killed_run_s_job_left_running_keeps_its_workspace_and_is_named_at_once(tmp_path):
+    """A job that escaped its killed run (a session of its own, beyond the job's group) inherited the workspace lock
+    from the runner: the next start refuses within seconds, naming its pid and command line."""
+    env = locked_run_env(tmp_path)
+    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", "data", "exp", "--", sys.executable, RUN,
+                              "j.log", "setsid sleep 60"], cwd=tmp_path, env=env, start_new_session=True)
+    deadline = time.time() + 30
+    while not [cmd for _, cmd in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if cmd == "sleep 60 "]:
+        assert time.time() < deadline and first.poll() is None, "the job did not start"
+        time.sleep(0.1)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    try:
+        start = time.time()
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "data", "exp", "--", "echo", "started"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        (left_pid, _), = [p for p in processes_with_env(f"SER_TEST_JOB={tmp_path.name}") if p[1] == "sleep 60 "]
+        assert second.returncode == 1 and "started" not in second.stdout
+        assert f"processes of the ended run {first.pid} still hold {tmp_path / 'data' / '.ser.lock'}" in second.stderr
+        assert f"pid {left_pid} (sleep 60)" in second.stderr
+        assert time.time() - start < 15
+    finally:
+        wait_until_none_left(f"SER_TEST_JOB={tmp_path.name}", 0)
+
+
+def test_a_run_refused_by_a_busy_workspace_creates_nothing(tmp_path):
+    """The exp dir held by another run, a second run that would also write new data and dump dirs is refused, and
+    neither dir (nor a lock file) is made; the other run's lock file still names it."""
+    env = locked_run_env(tmp_path)
+    first = subprocess.Popen(["bash", "-c", LOCKED_RUN, "bash", "first", "exp", "--", "sleep", "60"], cwd=tmp_path,
+                             env=env, start_new_session=True)
+    lock = tmp_path / "exp" / ".ser.lock"
+    deadline = time.time() + 30
+    while not (lock.exists() and lock.read_text().startswith(f"pid {first.pid},")):
+        assert time.time() < deadline and first.poll() is None, "the first run did not lock exp"
+        time.sleep(0.05)
+    try:
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "data", "dump", "exp", "--", "echo",
+                                 "started"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert second.returncode == 1 and "started" not in second.stdout
+    assert f"another run is using {tmp_path / 'exp'}: pid {first.pid}, started" in second.stderr
+    assert sorted(os.listdir(tmp_path)) == ["exp"] and lock.read_text().startswith(f"pid {first.pid},")
+
+
 # ---- utils/slurm.py: a killed runner's jobs are cancelled, with fake Slurm commands -------------
 
 def start_fake_slurm_runner(tmp_path, env, calls):

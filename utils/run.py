@@ -9,6 +9,8 @@ utils/slurm.py.
 from __future__ import annotations
 
 import collections
+import ctypes
+import functools
 import os
 import queue
 import signal
@@ -26,20 +28,29 @@ through CUDA_VISIBLE_DEVICES, taken from the GPUs in CUDA_VISIBLE_DEVICES or els
 those nvidia-smi lists; a job waits until enough are free. With no GPU found, jobs
 run without that assignment (a warning says so). --mem, --num-threads, --time,
 --partition and --sbatch-opts are accepted and ignored. Stopping the runner with
-SIGINT, SIGTERM or SIGHUP kills the running jobs.
+SIGINT, SIGTERM or SIGHUP kills the running jobs; on Linux they also die with a
+runner killed otherwise (SIGKILL included). Jobs inherit the descriptors the runner
+inherited (the workspace lock of egs/TEMPLATE/ser.sh).
 """
 KILL_GRACE_S = 5.0
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+try:  # loaded here: between fork and exec a job's child process only calls it
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: jobs are not tied to the runner's life
+    _prctl = None
 
 
-def _terminate_with_parent() -> None:
-    """In a job's child process before exec: SIGTERM when the runner dies (Linux; elsewhere nothing)."""
-    try:
-        import ctypes
+def _terminate_with_parent(parent_pid: int) -> None:
+    """In a job's child process before exec: SIGTERM when the runner (``parent_pid``) dies, however it dies.
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
+    The kernel sends that signal only if the parent dies after it was asked for, so a runner killed between the
+    fork and this call would leave the job running (in a session of its own, beyond a kill of the run's process
+    group): the child checks that its parent is still the runner, and exits at once if it is not."""
+    if _prctl is None:
+        return
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent_pid:
+        os._exit(128 + signal.SIGTERM)
 
 
 def visible_gpus() -> list[str]:
@@ -91,13 +102,16 @@ class LocalBackend(jobs.Backend):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
         try:
             with open(job.log, "w") as log:
-                # A session of its own: the job's whole process group can be killed. The job dies with the
-                # runner, however the runner dies: the kernel sends its wrapper SIGTERM (parent-death signal),
-                # and the wrapper kills the job's group.
+                # A session of its own: the job's whole process group can be killed (stop_all). A kill of the
+                # run's process group does not reach it; the job dies with the runner instead, however the runner
+                # dies: the kernel sends its wrapper SIGTERM (the parent-death signal, set before exec), and the
+                # wrapper kills the job's group. close_fds=False: the job inherits what the runner inherited (ser.sh's
+                # workspace locks, fds Python itself opens are not inheritable), so a job left running keeps its
+                # workspace locked and is named by the next run (utils/lock_workspace.sh).
                 process = subprocess.Popen(
                     ["bash", "-c", jobs.wrapper_script(job, stop_group_on_term=True)], stdin=subprocess.DEVNULL,
-                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
-                    preexec_fn=_terminate_with_parent)
+                    stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, close_fds=False,
+                    preexec_fn=functools.partial(_terminate_with_parent, os.getpid()))
         except OSError as error:
             self.free_gpus.extend(gpus)
             raise jobs.JobStartError(f"could not start: {error}") from None

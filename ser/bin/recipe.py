@@ -17,6 +17,9 @@
         stage 1's jobs' parts OUT/feats.<n>.scp (and OUT/utt2num_frames.<n>) -> DEST/feats.scp (--tables: and
         utt2num_frames, and DATA_DIR/all's tables), sorted; warns of the wavs the jobs read cut short (their logs
         OUT/log/NAME.<n>.log)
+    python -m ser.bin.recipe lock-holders LOCK_FILE
+        the processes, other than the one asking and its ancestors, that hold LOCK_FILE open: "pid N (command
+        line)", comma-separated (utils/lock_workspace.sh names a dead run's jobs that still hold its workspace)
 
 STEP: fbank, functionals (stage 1), train (2), decode (3), score (4), final (5). Each step's stamp and inputs are
 named once, in ``stamp_of``: the paths and their order are those ser.sh has always used, so the stamps of earlier
@@ -182,6 +185,36 @@ def gather(name: str, out: str, dest: str, tables: bool, data_dir: str) -> None:
             count += sum(1 for line in f if re.search(": warning: .* is cut short", line))
     if count:  # --truncated-audio warn
         log(f"stage 1: WARNING: {count} wav(s) were cut short and read as far as they go: see {out}/log/{name}.*.log")
+
+
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[1])  # the field after the (name), which may hold spaces
+
+
+def lock_holders(path: str) -> list[str]:
+    """The processes that hold ``path`` open (Linux /proc; those of other users are not seen), leaving out this
+    process and its ancestors (the run asking, which holds it open too): "pid N (command line)"."""
+    target = os.path.realpath(path)
+    asking, pid = set(), os.getpid()
+    while pid > 1:
+        asking.add(pid)
+        try:
+            pid = _parent_pid(pid)
+        except (OSError, ValueError, IndexError):
+            break
+    holders = []
+    for entry in sorted((e for e in os.listdir("/proc") if e.isdigit()), key=int):
+        if int(entry) in asking:
+            continue
+        try:
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") == target for fd in os.listdir(f"/proc/{entry}/fd")):
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    command = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
+                holders.append(f"pid {entry} ({command})")
+        except OSError:  # ended meanwhile, or not ours
+            pass
+    return holders
 
 
 def corpus(name: str, path: str) -> None:
@@ -405,6 +438,7 @@ def main(argv=None) -> None:
         g.add_argument(name)
     g.add_argument("--tables", action="store_true")
     g.add_argument("--data-dir", default="")
+    sub.add_parser("lock-holders").add_argument("lock_file")
     a = p.parse_args(argv)
     if a.command == "setup":
         a = argparse.Namespace(**{name: os.environ.get(name, "") for name in SETUP_OPTIONS})
@@ -415,6 +449,8 @@ def main(argv=None) -> None:
         corpus(a.name, a.path)
     elif a.command == "folds":
         print(folds(a.data_dir, a.folds, a.speaker_norm))
+    elif a.command == "lock-holders":
+        print(", ".join(lock_holders(a.lock_file)))
     elif a.command == "todo":
         print(",".join(todo(a.step, a)))
     else:
