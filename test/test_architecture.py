@@ -91,7 +91,8 @@ def test_config_resolution_without_the_components_says_what_to_import():
     assert "import ser.components" in proc.stdout, proc.stdout + proc.stderr
 
 
-# docs/extending.md "Adding a loss", step by step, on a made-up term: a squared logit norm scaled by a parameter of its own.
+# docs/extending.md "Adding a loss", step by step, on a made-up term: a squared logit norm scaled by a parameter of
+# its own.
 
 # Step 1: one class, a LossTerm: forward(LossInputs) -> the unweighted term; its own parameters declared.
 from ser.losses import LossTerm  # noqa: E402

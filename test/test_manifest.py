@@ -1,5 +1,5 @@
 """A user's own data: the CSV manifest, fold rules (given column, speaker k-fold, leave one speaker out), segments,
-and egs/TEMPLATE/setup.sh making a recipe that runs it (README "Your own data" and docs/extending.md "Adding a corpus")."""
+and egs/TEMPLATE/setup.sh making a recipe that runs it (README "Your own data", docs/extending.md "Adding a corpus")."""
 
 from __future__ import annotations
 
@@ -189,8 +189,9 @@ def test_setup_sh_refuses_a_directory_that_holds_something(tmp_path):
 
 @pytest.mark.slow
 def test_a_corpus_module_of_ones_own_follows_the_readme_without_editing_ser(tmp_path):
-    """docs/extending.md "Adding a corpus", step by step on a made-up corpus: a module file (parser, class set, published counts,
-    fold rule) and a recipe made by setup.sh --corpus; stage 0 writes its data dirs. No file of ser is edited."""
+    """docs/extending.md "Adding a corpus", step by step on a made-up corpus: a module file (parser, class set,
+    published counts, fold rule) and a recipe made by setup.sh --corpus; stage 0 writes its data dirs. No file of
+    ser is edited."""
     corpus = tmp_path / "release"
     for spk, gender in (("ann", "f"), ("ben", "m"), ("cid", "m")):
         for code in ("A", "N"):

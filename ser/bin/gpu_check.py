@@ -180,7 +180,8 @@ def main(argv=None) -> None:
     p.add_argument("--work-dir", required=True, help="checkpoint, data, dump and exp of the check")
     p.add_argument("--config-file", default=os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml"),
                    help="the training config: read for the model, its marked header block rewritten")
-    p.add_argument("--readme", default=os.path.join(REPO, "docs", "gpu.md"), help="the page whose marked block is rewritten")
+    p.add_argument("--readme", default=os.path.join(REPO, "docs", "gpu.md"),
+                   help="the page whose marked block is rewritten")
     args = p.parse_args(argv)
 
     import torch
