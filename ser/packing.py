@@ -4,7 +4,8 @@ An archive holds one run (``model/``) or every run of an experiment (``model/see
 files below, its model card ``model/model_card.json`` (ser.card) and ``model/MANIFEST.json`` with every file's
 SHA-256. Unpacking refuses links, absolute paths and ``..``; an archive is exactly its manifest: a file it does
 not list is refused (naming it), every file it lists is checked against its digest, and the runs loaded are those
-it names. So an archive from someone else can be read safely: the weights are loaded weights-only (ser.infer.read_weights), and nothing in it is executed.
+it names. So an archive from someone else can be read safely: the weights are loaded weights-only
+(ser.infer.read_weights), and nothing in it is executed.
 """
 
 from __future__ import annotations
