@@ -2,8 +2,8 @@
 # Installs ser's Python environment: a virtualenv with torch, then ser itself (editable) and its dependencies.
 #
 #   tools/install.sh                   CPU torch 2.13.0 in tools/venv
-#   tools/install.sh --test            also the test dependencies (pytest, scikit-learn, pytorch-metric-learning,
-#                                      onnx, onnxscript and onnxruntime)
+#   tools/install.sh --test            also the test dependencies (pytest, pytest-xdist, scikit-learn,
+#                                      pytorch-metric-learning, onnx, onnxscript and onnxruntime)
 #   tools/install.sh --cuda cu126      the CUDA 12.6 build of torch 2.13.0 (from download.pytorch.org/whl/cu126)
 #   tools/install.sh --cpu-index       take the CPU build from download.pytorch.org/whl/cpu (machines where PyPI's
 #                                      default torch wheel is a CUDA build)
