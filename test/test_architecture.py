@@ -151,7 +151,8 @@ def test_every_entry_point_that_resolves_a_config_fills_the_registries_first():
     """A ser.bin command that loads a config or builds a model imports ser.components (directly, or through
     ser.infer, ser.train or ser.recognizer, which import it); one that forgot stopped with "no frontend is
     registered" (ser.bin.gpu_check did)."""
-    uses = ("load_config", "load_any_config", "build_model(", "make_frontend", "frontend_of", "resolve_config")
+    uses = ("load_config", "load_any_config", "build_model(", "make_frontend", "frontend_of", "resolve_config",
+            "config_hash", "score_experiment")  # a config's hash reads the registries' defaults
     fills = ("ser.components", "from ser.infer", "from ser.train", "from ser.recognizer", "from ser.bin.train")
     bins = os.path.join(REPO, "ser", "bin")
     forgot = []

@@ -268,3 +268,18 @@ def test_compare_results_gives_the_seed_ensemble_a_row_of_its_own(tmp_path):
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| mytag")]
     assert len(rows) == 2 and rows[1].startswith("| mytag (seed ensemble) |") and "| 2 averaged |" in rows[1]
     assert "61.00 +- 2.00" in rows[1] and "| n/a |" in rows[1]
+
+
+def test_the_score_command_hashes_configs_with_keys_added_later(tmp_path):
+    """ser.bin.score in a process of its own (as stage 4 runs it): a run whose config holds a key added after the
+    hash's first version (loss_conf.speaker_adv) is hashed against the registries' defaults, which the command
+    fills first (it stopped with "no loss_shared is registered")."""
+    data, exp, _, _ = fake_experiment(tmp_path, seeds=(0,), folds=(1, 2))
+    for run in exp.glob("seed0/fold*"):
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["loss_conf"] = {"speaker_adv": 0.1}
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "ser.bin.score", "--exp-dir", str(exp), "--data-dir", str(data)],
+                          capture_output=True, text=True, env=python_env())
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((exp / "results.json").read_text())["protocol"]["folds_scored"] == [1, 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import ser.components  # noqa: F401  (fills the registries: a config's hash reads their defaults)
 from ser.cli import die
 
 
