@@ -284,6 +284,9 @@ def test_local_signal_kills_running_jobs(tmp_path, signum):
             break
         time.sleep(0.1)
     sleepers = [int(p.read_text()) for p in pid_files]
+    # A job writes its pid before the runner, once scheduled, records it as running; on a loaded machine the signal
+    # could otherwise come in between (that job still dies with the runner, by its parent-death signal).
+    time.sleep(1.0)
     runner.send_signal(signum)
     _, stderr = runner.communicate(timeout=30)
     assert runner.returncode == 128 + signum
