@@ -28,7 +28,8 @@ setup(
     ],
     extras_require={
         # The tests exercise the classic reference too, so they take the opensmile extra's packages.
-        "test": ["pytest>=7", "pytest-xdist>=3.5", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3", "transformers>=4.40",
+        "test": ["pytest>=7", "pytest-xdist>=3.5", "scikit-learn>=1.1", "pytorch-metric-learning>=2.3",
+                 "transformers>=4.40",
                  "opensmile>=2.5", "ruff>=0.6", "onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
         "wavlm": ["transformers>=4.40"],
         # ONNX export (ser.bin.export_model --format onnx); onnxruntime runs the exported model.
