@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 
-import kaldiio
+# One OpenMP/BLAS thread per test process (and the recipes it starts): `pytest -n auto` already runs a process per
+# core, and more threads oversubscribe them (the suite took 13 minutes on 2 cores with the default, 11 with one).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import kaldiio  # noqa: E402  (after the thread setting: torch reads it when first imported)
 import pytest
 
 import ser.components  # noqa: F401 (fills the registries, as the entry points do)
