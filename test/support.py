@@ -458,3 +458,25 @@ def assert_speakers_apart(folds: dict, utts) -> None:
     """Every speaker of the utterances is tested in exactly one fold."""
     tested = [spk for speakers in folds.values() for spk in speakers]
     assert sorted(tested) == sorted({u.spk_id for u in utts}), "every speaker tested in exactly one fold"
+
+
+def train_stopped_after_epoch_1(monkeypatch, *args, **kwargs) -> None:
+    """ser.train.train(*args, **kwargs) stopped right after epoch 1's checkpoint, as a kill there would leave it."""
+    import ser.train
+
+    class Stop(Exception):
+        pass
+
+    checkpoint_epoch = ser.train._checkpoint
+
+    def stop_after_epoch_1(run, history, writer):
+        checkpoint_epoch(run, history, writer)
+        raise Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(ser.train, "_checkpoint", stop_after_epoch_1)
+        try:
+            ser.train.train(*args, **kwargs)
+        except Stop:
+            return
+    raise AssertionError("training ended without reaching the end of epoch 1")

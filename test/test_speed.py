@@ -14,14 +14,13 @@ import scipy.signal
 import torch
 
 import ser.components  # noqa: F401  fills the registries
-import ser.train
 from ser.config import ConfigError, config_hash, resolve_config
 from ser.dataset import LabelledSet, TrainBatches, load_wave_set
 from ser.features import accumulate_cmvn, compute_fbank, read_fbank_conf, write_cmvn_stats
 from ser.speed import SpeedPerturbation, change_speed, fbank_tables
 from ser.train import TrainingError, train
 
-from support import FAST_CONFIG, REPO, WAVE_CLASSES, write_wave_dir
+from support import FAST_CONFIG, REPO, WAVE_CLASSES, train_stopped_after_epoch_1, write_wave_dir
 
 FBANK_CONF = os.path.join(REPO, "egs", "TEMPLATE", "conf", "fbank.conf")
 
@@ -132,19 +131,7 @@ def test_resume_with_both_levers_equals_an_uninterrupted_run(tmp_path, monkeypat
     extra = {"fbank.conf": FBANK_CONF}
     train(config(0), *args, str(tmp_path / "plain"), extra_files=extra)
 
-    class Stop(Exception):
-        pass
-
-    checkpoint_epoch = ser.train._checkpoint
-
-    def stop_after_epoch_1(run, history, writer):
-        checkpoint_epoch(run, history, writer)
-        raise Stop
-
-    with monkeypatch.context() as m:
-        m.setattr(ser.train, "_checkpoint", stop_after_epoch_1)
-        with pytest.raises(Stop):
-            train(config(0), *args, str(tmp_path / "resumed"), extra_files=extra)
+    train_stopped_after_epoch_1(monkeypatch, config(0), *args, str(tmp_path / "resumed"), extra_files=extra)
     train(config(2), *args, str(tmp_path / "resumed"), extra_files=extra)
     plain, resumed = (json.loads((tmp_path / d / "history.json").read_text()) for d in ("plain", "resumed"))
     assert [h["train"] for h in resumed] == [h["train"] for h in plain]

@@ -17,7 +17,7 @@ from ser.config import ConfigError, config_hash, resolve_config  # noqa: E402
 from ser.dataset import LazyWaves, TrainBatches, batch_loader, load_wave_set  # noqa: E402
 
 from support import WAVE_CLASSES as CLASSES  # noqa: E402
-from support import write_wave_dir  # noqa: E402
+from support import train_stopped_after_epoch_1, write_wave_dir  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,19 +81,7 @@ def test_resume_with_workers_equals_an_uninterrupted_run(wave_dirs, tmp_path, mo
     train_dir, valid_dir = str(wave_dirs / "train"), str(wave_dirs / "valid")
     ser.train.train(config(0), CLASSES, train_dir, valid_dir, None, str(tmp_path / "plain"))
 
-    class Stop(Exception):
-        pass
-
-    checkpoint_epoch = ser.train._checkpoint
-
-    def stop_after_epoch_1(run, history, writer):
-        checkpoint_epoch(run, history, writer)
-        raise Stop
-
-    with monkeypatch.context() as m:
-        m.setattr(ser.train, "_checkpoint", stop_after_epoch_1)
-        with pytest.raises(Stop):
-            ser.train.train(config(0), CLASSES, train_dir, valid_dir, None, str(tmp_path / "resumed"))
+    train_stopped_after_epoch_1(monkeypatch, config(0), CLASSES, train_dir, valid_dir, None, str(tmp_path / "resumed"))
     assert len(json.loads((tmp_path / "resumed" / "history.json").read_text())) == 1
     ser.train.train(config(2), CLASSES, train_dir, valid_dir, None, str(tmp_path / "resumed"))  # workers on
 
