@@ -277,7 +277,8 @@ def test_without_opensmile_a_recipe_runs_the_fbank_model_and_says_so_once(own_da
     tmp, manifest, _ = own_data
     blocker = tmp / "no_opensmile"
     blocker.mkdir()
-    (blocker / "opensmile.py").write_text("raise ImportError('opensmile is blocked for this test')\n")
+    # As if not installed: every Python of the run finds no opensmile (importlib.util.find_spec gives None)
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['opensmile'] = None\n")
     recipe = tmp / "recipe"
     assert subprocess.run([SETUP, str(recipe)], capture_output=True).returncode == 0
     env = {**recipe_env(), "PYTHONPATH": str(blocker)}

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import importlib.util
 import json
 import os
 import re
@@ -285,12 +286,8 @@ def _classic_list(value: str) -> list[str]:
 
 
 def _importable(*modules: str) -> bool:
-    try:
-        for module in modules:
-            __import__(module)
-    except Exception:
-        return False
-    return True
+    """Installed, found without importing (opensmile and scikit-learn take seconds to import)."""
+    return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
 def _shell(name: str, value) -> str:

@@ -19,8 +19,8 @@ import shutil
 from dataclasses import dataclass, fields
 
 import numpy as np
+import scipy  # scipy.signal loads on first use (about 1 s): importing this module for its LICENCE stays light
 import soundfile as sf
-from scipy.signal import butter, lfilter, sosfilt
 
 from .common import Utterance
 
@@ -224,7 +224,7 @@ def _time_varying_all_pole(signal: np.ndarray, gains: np.ndarray, denominators: 
     for block_index, start in enumerate(range(0, len(signal), block)):
         stop = min(start + block, len(signal))
         history = padded[start : start + order][::-1]
-        padded[order + start : order + stop], _ = lfilter(
+        padded[order + start : order + stop], _ = scipy.signal.lfilter(
             gains[block_index : block_index + 1],
             denominators[block_index],
             signal[start:stop],
@@ -238,7 +238,8 @@ def _consonant_filters(sample_rate: int) -> dict[str, np.ndarray]:
     filters = {}
     for name, (low, high) in _CONSONANT_BANDS.items():
         high = min(high, nyquist_safe)
-        filters[name] = butter(4, [min(low, 0.5 * high), high], btype="bandpass", fs=sample_rate, output="sos")
+        filters[name] = scipy.signal.butter(4, [min(low, 0.5 * high), high], btype="bandpass", fs=sample_rate,
+                                            output="sos")
     return filters
 
 
@@ -283,7 +284,7 @@ def _synthesize_utterance(
             vowel_start_s = noise_start_s + noise_s
         if onset != "none":
             first, count = int(noise_start_s * sample_rate), max(8, int(noise_s * sample_rate))
-            noise = sosfilt(consonant_filters[noise_band], rng.standard_normal(count + 256))[256:]
+            noise = scipy.signal.sosfilt(consonant_filters[noise_band], rng.standard_normal(count + 256))[256:]
             noise *= _raised_cosine_envelope(count, count // 4, count // 4) / np.sqrt(np.mean(noise**2))
             gain = 10 ** (rng.uniform(-18.0, -8.0) / 20)
             consonants[first : first + count] += gain * noise[: num_samples - first]
@@ -331,7 +332,7 @@ def _synthesize_utterance(
     pulses /= np.sqrt(np.mean(pulses**2))
     open_phase = within_cycle < style.open_quotient
     aspiration = style.breathiness * rng.standard_normal(num_samples) * np.where(open_phase, 1.0, 0.4)
-    source = lfilter([1 - style.tilt], [1, -style.tilt], pulses + aspiration) * voicing
+    source = scipy.signal.lfilter([1 - style.tilt], [1, -style.tilt], pulses + aspiration) * voicing
 
     # Vocal tract: four resonators moving between the vowel targets, coefficients updated every 10 ms.
     block = sample_rate // 100
@@ -354,7 +355,7 @@ def _synthesize_utterance(
     target_rms = 10 ** ((voice.level_db + style.level_db) / 20)
     speech *= target_rms / np.sqrt(np.mean(speech[voiced] ** 2))
     speech += target_rms * consonants
-    background = lfilter([1.0], [1.0, -0.7], rng.standard_normal(num_samples))
+    background = scipy.signal.lfilter([1.0], [1.0, -0.7], rng.standard_normal(num_samples))
     background *= 10 ** ((voice.noise_floor_db + rng.uniform(-3.0, 3.0)) / 20) / np.sqrt(np.mean(background**2))
     audio = speech + background
     peak = np.max(np.abs(audio))
