@@ -1,14 +1,17 @@
 """The synth recipe's stages 2-4 with each self-supervised front-end (tiny random checkpoints, no download): one
 fold, one seed, one epoch on a small generated corpus (2 utterances per class and speaker) whose stages 0-1 run once
-for all. Each case costs four heavy Python start-ups (config check, training, decoding, scoring)."""
+for all. Each case costs four heavy Python start-ups (config check, training, decoding, scoring). The WavLM case runs
+the shipped conf/train_wavlm.yaml (waveform EAM, WavLM, FLAM) at a CPU's sizes."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+import yaml
 
-from support import run_recipe
+from support import REPO, run_recipe
 
 pytest.importorskip("transformers")
 from ser.corpora.synth import generate_synth_corpus  # noqa: E402
@@ -44,7 +47,15 @@ def test_recipe_trains_decodes_and_scores_each_ssl_architecture(small_recipe, fr
     overrides = {"max_source_positions": 50} if model_type == "whisper" else {}
     checkpoint = build_tiny_ssl(str(tmp / f"tiny_{model_type}"), model_type, **overrides)
     config = tmp / f"{model_type}.yaml"
-    config.write_text(CONFIG.format(frontend=frontend, path=json.dumps(checkpoint)))
+    if model_type == "wavlm":
+        with open(os.path.join(REPO, "egs", "TEMPLATE", "conf", "train_wavlm.yaml")) as f:
+            shipped = yaml.safe_load(f)
+        shipped["frontend_conf"]["path"] = checkpoint
+        shipped["encoder_conf"].update(d_model=32, num_heads=4, embed_dim=16)
+        shipped.update(max_epoch=1, batch_size=8, crop_seconds=1.0)
+        config.write_text(yaml.safe_dump(shipped))
+    else:
+        config.write_text(CONFIG.format(frontend=frontend, path=json.dumps(checkpoint)))
     run_recipe(tmp, "--stage", "2", "--folds", "1", "--seeds", "0", "--train-config", str(config), "--tag",
                model_type, "--train-args", "--set max_epoch=1")
     exp = tmp / "exp" / model_type
