@@ -35,9 +35,9 @@ def make_extractor(feature_set: str):
         raise ValueError(f"unknown openSMILE feature set {feature_set!r}; choose one of {', '.join(FEATURE_SETS)}")
     try:
         import opensmile
-    except ImportError:
+    except ImportError as e:  # not installed, or installed and broken (its native library missing)
         raise FunctionalsUnavailable(
-            "the opensmile package is not installed: run tools/install.sh --opensmile (audEERING's research "
+            f"the opensmile package cannot be imported ({e}): run tools/install.sh --opensmile (audEERING's research "
             "licence, non-commercial use)") from None
     return opensmile.Smile(feature_set=getattr(opensmile.FeatureSet, feature_set),
                            feature_level=opensmile.FeatureLevel.Functionals)

@@ -276,3 +276,15 @@ def test_functionals_match_opensmile_on_the_same_audio(tmp_path):
     reference = smile.process_file(str(wav)).to_numpy()
     assert ours.shape == (1, 88)
     np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
+
+
+def test_an_opensmile_that_cannot_be_imported_is_named_with_its_import_error(monkeypatch):
+    """The recipe finds opensmile without importing it (ser.bin.recipe); one installed but broken (say its native
+    library is missing) stops stage 1 with its own import error, not a claim that it is not installed."""
+    import sys
+
+    from ser.functionals import FunctionalsUnavailable, make_extractor
+
+    monkeypatch.setitem(sys.modules, "opensmile", None)  # `import opensmile` now raises ImportError
+    with pytest.raises(FunctionalsUnavailable, match=r"cannot be imported \(import of opensmile halted"):
+        make_extractor("eGeMAPSv02")
