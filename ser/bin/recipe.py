@@ -286,7 +286,7 @@ def _classic_list(value: str) -> list[str]:
 
 
 def _importable(*modules: str) -> bool:
-    """Installed, found without importing (opensmile and scikit-learn take seconds to import)."""
+    """Whether every module is installed, found without importing it (opensmile and scikit-learn take seconds)."""
     return all(importlib.util.find_spec(module) is not None for module in modules)
 
 
