@@ -338,6 +338,21 @@ def test_every_ravdess_class_is_in_every_folds_validation_set(mode):
                 assert not {u.spk_id for u in valid} & {u.spk_id for u in train}
 
 
+@pytest.mark.parametrize("num_speakers, held_out", [(7, 1), (8, 2), (10, 2), (24, 2), (25, 3)])
+def test_spk_validation_holds_out_two_speakers_or_more_from_eight(num_speakers, held_out):
+    """From MIN_SPEAKERS_FOR_SPK_VALID (8) training speakers up, at least two are held out, one of each gender
+    (IEMOCAP's 8 per session fold: 1 F and 1 M, where 10% alone gives one speaker); --valid-mode auto uses
+    utterances below 8, so that six or more speakers always remain to train on."""
+    utts = [Utterance(f"s{k:02d}-{emo}{i}", f"s{k:02d}", f"/x/{k}{emo}{i}.wav", emo, "fm"[k % 2])
+            for k in range(num_speakers) for emo in "ab" for i in range(3)]
+    train, valid = split_train_valid(utts, 0.1, "spk", seed=0)
+    speakers = sorted({u.spk_id for u in valid})
+    assert len(speakers) == held_out and not set(speakers) & {u.spk_id for u in train}
+    if held_out == 2:
+        assert sorted(u.gender for u in valid[::6]) == ["f", "m"]
+    assert valid_mode_of_fold("auto", num_speakers) == ("spk" if num_speakers >= 8 else "utt")
+
+
 def test_spk_validation_chooses_speakers_that_hold_every_class():
     # Speakers holding one class each (as many of URDU's do): a plain draw of 2 of 8 misses classes.
     utts = _utts({(f"s{k}", "ab"[k % 2]): 5 for k in range(8)})
@@ -350,8 +365,8 @@ def test_auto_validation_holds_out_speakers_where_enough_train(tmp_path, capsys)
     support.build_msp_improv(str(tmp_path / "msp"))  # 12 speakers, 6 session folds: 10 training speakers
     protocol = run_prepare("msp_improv", tmp_path / "msp", tmp_path / "data")
     assert protocol["valid_mode"] == "spk" and protocol["valid_mode_requested"] == "auto"
-    for fold in protocol["folds"].values():
-        assert fold["valid_mode"] == "spk" and len(fold["valid_speakers"]) == 1
+    for fold in protocol["folds"].values():  # 10% of 10 is 1: two, one of each gender (speakers F0k, M0k)
+        assert fold["valid_mode"] == "spk" and sorted(s[0] for s in fold["valid_speakers"]) == ["F", "M"]
     support.build_savee(str(tmp_path / "savee"), "nested")  # 4 speakers: 3 train in each LOSO fold
     protocol = run_prepare("savee", tmp_path / "savee", tmp_path / "data_savee")
     assert protocol["valid_mode"] == "utt"

@@ -339,11 +339,12 @@ def _round_half_up(x: float) -> int:
     return int(math.floor(x + 0.5))
 
 
-# Speaker-held-out validation ("auto") needs at least this many speakers in a fold's training part; with fewer
-# (SAVEE's 3) it would leave too few to train on, and validation comes from utterances instead.
-MIN_SPEAKERS_FOR_SPK_VALID = 6
+# Speaker-held-out validation ("auto") needs at least this many speakers in a fold's training part: it holds out
+# two or more of them (one of each gender where known) and leaves six or more to train on. With fewer (SAVEE's 3,
+# synth's 6) validation comes from utterances instead.
+MIN_SPEAKERS_FOR_SPK_VALID = 8
 # Bumped whenever split_train_valid's draw changes, so that a stage-0 mark of an older split is not up to date.
-VALID_SPLIT_VERSION = 2
+VALID_SPLIT_VERSION = 3
 
 
 def _largest_remainder(total: int, sizes: dict, rng: random.Random) -> dict:
@@ -373,9 +374,10 @@ def split_train_valid(train_utts: list[Utterance], valid_fraction: float = 0.1, 
 
     mode "utt": round(fraction * N) utterances, shared over the classes first (largest remainders, and at least one
     of every class with two or more), then each class's share over its speakers in proportion; never all of a class.
-    mode "spk": whole speakers, round(fraction * speakers) of them (at least one, never all), half of each gender
-    where every speaker's is known; of the seeded draws, the first whose validation holds every class that two or
-    more speakers hold, and whose training part keeps every class.
+    mode "spk": whole speakers, round(fraction * speakers) of them (at least two from MIN_SPEAKERS_FOR_SPK_VALID
+    speakers up, else at least one; never all), half of each gender where every speaker's is known; of the seeded
+    draws, the first whose validation holds every class that two or more speakers hold, and whose training part
+    keeps every class.
     Deterministic for a given seed and set of utterances (whatever their input order).
     """
     if not 0.0 < valid_fraction < 1.0:
@@ -417,7 +419,8 @@ def _draw_valid_speakers(utts: list[Utterance], valid_fraction: float, rng: rand
     speakers = sorted({u.spk_id for u in utts})
     if len(speakers) < 2:
         raise ValueError(f"valid mode 'spk' needs at least 2 training speakers, found {speakers}")
-    num_valid = min(max(_round_half_up(valid_fraction * len(speakers)), 1), len(speakers) - 1)
+    at_least = 2 if len(speakers) >= MIN_SPEAKERS_FOR_SPK_VALID else 1  # one speaker is thin evidence of one gender
+    num_valid = min(max(_round_half_up(valid_fraction * len(speakers)), at_least), len(speakers) - 1)
     classes_of: dict[str, set[str]] = defaultdict(set)
     gender_of: dict[str, str | None] = {}
     for u in utts:
