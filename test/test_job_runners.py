@@ -603,6 +603,37 @@ def test_a_killed_run_s_job_left_running_keeps_its_workspace_and_is_named_at_onc
         wait_until_none_left(f"SER_TEST_JOB={tmp_path.name}", 0)
 
 
+def test_a_run_killed_a_moment_ago_is_waited_for_even_before_it_is_reaped(tmp_path):
+    """Right after kill -9 of a run's process group, its ser.sh can be a zombie (ended, not yet reaped) while a
+    dying job still holds the lock: the next start waits for the job, as for any ended run, and is not refused as
+    if the run were alive."""
+    if shutil.which("flock") is None:
+        pytest.skip("flock (util-linux) is not installed: workspaces are not locked without it")
+    env = locked_run_env(tmp_path)
+    (tmp_path / "data").mkdir()
+    lock = tmp_path / "data" / ".ser.lock"
+    zombie = subprocess.Popen(["true"])  # not waited for: a zombie until the finally below
+    holder = None
+    try:
+        deadline = time.time() + 10
+        while open(f"/proc/{zombie.pid}/stat").read().rsplit(") ", 1)[1][0] != "Z":
+            assert time.time() < deadline, "the child did not end"
+            time.sleep(0.01)
+        lock.write_text(f"pid {zombie.pid}, started 2026-12-06 14:24:18, command: first\n")
+        holder = subprocess.Popen(["flock", str(lock), "sleep", "1"])  # the dying job, for about a second
+        while subprocess.run(["flock", "-n", str(lock), "true"]).returncode == 0:
+            assert time.time() < deadline and holder.poll() is None, "the lock was not taken"
+            time.sleep(0.01)
+        second = subprocess.run(["bash", "-c", LOCKED_RUN, "bash", "second", "data", "--", "echo", "started"],
+                                cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        zombie.wait()
+        if holder is not None:
+            holder.wait()
+    assert second.returncode == 0 and second.stdout == "started\n", second.stderr
+    assert f"the run that held {tmp_path / 'data'} (pid {zombie.pid}) has ended; waiting" in second.stderr
+
+
 def test_a_run_refused_by_a_busy_workspace_creates_nothing(tmp_path):
     """The exp dir held by another run, a second run that would also write new data and dump dirs is refused, and
     neither dir (nor a lock file) is made; the other run's lock file still names it."""
