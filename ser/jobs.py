@@ -258,6 +258,28 @@ class Interrupted(Exception):
         self.signum = signum
 
 
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, from /proc), telling it from a later process given the
+    same pid; "" where /proc is missing but the pid is in use; None if no such process runs. A zombie (ended, not
+    yet reaped by its parent, as a run killed with its process group can be for a moment) has ended: None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()  # after the (name), which may hold spaces
+        return None if fields[0] == "Z" else fields[19]
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return None
+    except (OSError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return ""
+
+
 def raise_on_termination_signals() -> None:
     """Turn SIGINT, SIGTERM and SIGHUP (a lost terminal) into :class:`Interrupted`, so the runner can clean up."""
 

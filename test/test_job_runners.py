@@ -710,7 +710,7 @@ def test_cancel_recorded_leaves_live_runners_and_forgets_ended_jobs(tmp_path, fa
     records = tmp_path / "records"
     records.mkdir()
     live = records / f"slurm_jobs.{os.getpid()}"  # this process: alive, with its own start time
-    live.write_text(f"{os.getpid()} {slurm._process_start(os.getpid())}\n7\n")
+    live.write_text(f"{os.getpid()} {jobs.process_start(os.getpid())}\n7\n")
     dead = subprocess.Popen(["true"])
     dead.wait()
     ended = records / f"slurm_jobs.{dead.pid}"
@@ -729,3 +729,27 @@ def test_cancel_recorded_leaves_live_runners_and_forgets_ended_jobs(tmp_path, fa
                             capture_output=True, text=True)
     assert calls("scancel") == ["scancel 7"] and "cancelled 1 Slurm job(s)" in result.stderr
     assert not live.exists()
+
+
+def test_a_runner_killed_a_moment_ago_is_ended_before_it_is_reaped(tmp_path, fake_slurm):
+    """A runner killed with its process group can be a zombie (ended, not yet reaped) when the next run starts: its
+    record is a dead runner's, and its jobs still queued are cancelled (ser.jobs.process_start)."""
+    env, calls = fake_slurm
+    records = tmp_path / "records"
+    records.mkdir()
+    zombie = subprocess.Popen(["sleep", "0.2"])  # not waited for: a zombie until the finally below
+    try:
+        started = jobs.process_start(zombie.pid)
+        stat = f"/proc/{zombie.pid}/stat"
+        deadline = time.time() + 10
+        while open(stat).read().rsplit(") ", 1)[1][0] != "Z":
+            assert time.time() < deadline, "the child did not end"
+            time.sleep(0.01)
+        assert started and jobs.process_start(zombie.pid) is None
+        (records / f"slurm_jobs.{zombie.pid}").write_text(f"{zombie.pid} {started}\n7\n")
+        (tmp_path / "fake_slurm" / "queue").write_text("7\n")
+        result = subprocess.run([sys.executable, SLURM, "--cancel-recorded", str(records)], env=env,
+                                capture_output=True, text=True)
+    finally:
+        zombie.wait()
+    assert calls("scancel") == ["scancel 7"] and f"(runner pid {zombie.pid}" in result.stderr

@@ -25,22 +25,13 @@ lock_workspace() {
   done
 }
 
-# running PID: the process exists and has not ended. kill -0 answers for a zombie too (ended, not yet reaped), as
-# a run killed with its process group can be for a moment.
-running() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  state=$(sed -n 's/^.*) \(.\) .*$/\1/p' "/proc/$1/stat" 2>/dev/null) || true
-  [ "$state" != Z ]
-}
-
 # take_lock DIR MODE: DIR/.ser.lock opened (MODE: < or >>) and locked for as long as this run lives, or exit 1.
 take_lock() {
   local dir=$1 fd holder
   if [ "$2" = "<" ]; then exec {fd}<"$dir/.ser.lock"; else exec {fd}>>"$dir/.ser.lock"; fi
   flock -n "$fd" && return 0
   holder=$(sed -n 's/^pid \([0-9]*\),.*/\1/p' "$dir/.ser.lock")
-  if [ -n "$holder" ] && ! running "$holder"; then
+  if [ -n "$holder" ] && ! recipe running "$holder"; then  # a zombie has ended too
     # The run is dead and its jobs, which inherited the lock, are being stopped (utils/run.py: SIGTERM, then
     # SIGKILL 2 s later); what still holds it then escaped the dead run: named, not waited for.
     log "note: the run that held $dir (pid $holder) has ended; waiting up to 5 s for its jobs to stop"

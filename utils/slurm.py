@@ -76,26 +76,6 @@ class _Submitted:
         self.ended_at: float | None = None  # when squeue first showed it ended or gone
 
 
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot, from /proc), telling it from a later process
-    given the same pid; "" where /proc is missing but the pid is in use; None if there is no such process."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[19]
-    except FileNotFoundError:
-        if os.path.isdir("/proc/self"):
-            return None
-    except (OSError, IndexError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return ""
-
-
 def squeue_states(ids: list[str]) -> tuple[dict[str, str] | None, str]:
     """(Slurm id -> state of those of ``ids`` squeue still knows, or None when it failed; squeue's stderr)."""
     answer = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i %T", f"--jobs={','.join(ids)}"],
@@ -130,7 +110,7 @@ def cancel_recorded_jobs(record_dir: Path, prog: str) -> int:
         if len(lines) < 2 or not lines[0].isdigit():
             continue
         pid, started, ids = int(lines[0]), lines[1], lines[2:]
-        now = _process_start(pid)
+        now = jobs.process_start(pid)
         if now is not None and now in ("", started):
             continue  # that runner still runs and watches its jobs
         if ids:
@@ -158,7 +138,7 @@ class SlurmBackend(jobs.Backend):
             record_dir.mkdir(parents=True, exist_ok=True)
             cancel_recorded_jobs(record_dir, prog)
             self.record = record_dir / f"slurm_jobs.{os.getpid()}"
-            self.record.write_text(f"{os.getpid()} {_process_start(os.getpid()) or '-'}\n")
+            self.record.write_text(f"{os.getpid()} {jobs.process_start(os.getpid()) or '-'}\n")
 
     @staticmethod
     def script_paths(job: jobs.Job) -> tuple[Path, Path]:

@@ -17,6 +17,8 @@
         stage 1's jobs' parts OUT/feats.<n>.scp (and OUT/utt2num_frames.<n>) -> DEST/feats.scp (--tables: and
         utt2num_frames, and DATA_DIR/all's tables), sorted; warns of the wavs the jobs read cut short (their logs
         OUT/log/NAME.<n>.log)
+    python -m ser.bin.recipe running PID
+        exit status 0 if process PID runs, 1 if it has ended (a zombie too: ser.jobs.process_start)
     python -m ser.bin.recipe lock-holders LOCK_FILE
         the processes, other than the one asking and its ancestors, that hold LOCK_FILE open: "pid N (command
         line)", comma-separated (utils/lock_workspace.sh names a dead run's jobs that still hold its workspace)
@@ -436,6 +438,7 @@ def main(argv=None) -> None:
     g.add_argument("--tables", action="store_true")
     g.add_argument("--data-dir", default="")
     sub.add_parser("lock-holders").add_argument("lock_file")
+    sub.add_parser("running").add_argument("pid", type=int)
     a = p.parse_args(argv)
     if a.command == "setup":
         a = argparse.Namespace(**{name: os.environ.get(name, "") for name in SETUP_OPTIONS})
@@ -448,6 +451,10 @@ def main(argv=None) -> None:
         print(folds(a.data_dir, a.folds, a.speaker_norm))
     elif a.command == "lock-holders":
         print(", ".join(lock_holders(a.lock_file)))
+    elif a.command == "running":
+        from ser.jobs import process_start
+
+        sys.exit(0 if process_start(a.pid) is not None else 1)
     elif a.command == "todo":
         print(",".join(todo(a.step, a)))
     else:
