@@ -260,6 +260,7 @@ def test_setup_sh_and_a_manifest_run_every_stage_and_classify(tmp_path):
     for tag in ("train", "egemaps"):
         results = json.loads((recipe / "exp" / tag / "results.json").read_text())
         assert results["protocol"]["corpus"] == "mine" and results["protocol"]["folds_scored"] == [1, 2]
+        assert results["protocol"]["complete"]  # every fold, the classic reference's too
     proc = subprocess.run([str(recipe / "run.sh"), *common, "--stage", "5"], capture_output=True, text=True,
                           env=recipe_env())
     assert proc.returncode == 0, proc.stderr[-4000:]
